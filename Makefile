@@ -1,0 +1,54 @@
+# cx workbench — the two commands: `make run` and `make test`.
+#
+#   make run    create .venv, install, build the sample study, validate it and print
+#               its data-quality report (later: run the demo pipeline, serve dashboards)
+#   make test   create .venv with the test extra, lint, and run every test (incl. slow)
+#
+# Re-running either is quick: installs happen again only when pyproject.toml changes.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint bench clean help
+
+help:
+	@sed -n '1,9p' Makefile
+
+run: $(VENV)/.installed-run
+	$(BIN)/cx sample
+	$(BIN)/cx validate --study data/telecom/study.yaml
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_data.py
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "cx workbench needs Python 3.11 or newer; found $$($(PYTHON) --version)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python venv support is missing; installing Debian's python3-venv"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed-run
+
+clean:
+	rm -rf $(VENV) runs benchmarks/.work .pytest_cache .ruff_cache

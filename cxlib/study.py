@@ -1,0 +1,563 @@
+"""Study specs: one YAML file per study, validated before anything runs.
+
+A study spec says which columns of the survey export hold what (respondent id,
+weight, segments, wave), which items measure which construct on which scale, the
+expectation/perception pairs of each attribute, and the structural model in
+lavaan syntax. See ``data/telecom/study.yaml`` for a complete example.
+
+>>> from cxlib.study import load_study
+>>> study = load_study("data/telecom/study.yaml")      # doctest: +SKIP
+>>> study.constructs["Image"].item_names               # doctest: +SKIP
+['IMG_REPUTATION', 'IMG_INNOVATIVE', 'IMG_TRUSTWORTHY']
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cxlib import config
+from cxlib.errors import ModelSyntaxError, StudySpecError
+from cxlib.syntax import ParsedModel, parse_model
+
+__all__ = [
+    "Attribute",
+    "Columns",
+    "Construct",
+    "Item",
+    "Scale",
+    "Study",
+    "load_study",
+    "study_from_dict",
+]
+
+#: Allowed values of the item tags cxlib reads; other tags are free text.
+KNOWN_TAGS: dict[str, tuple[str, ...]] = {
+    "dimension": ("technical", "emotional"),
+    "channel": ("face_to_face", "personal_distant", "electronic"),
+    "stage": ("before", "during", "after"),
+    "role": ("expectation", "perception"),
+}
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scale(_Strict):
+    """A response scale: integer answers from ``min`` to ``max``.
+
+    Examples: 1-5 agreement, 1-7 agreement, 0-10 likelihood to recommend.
+    """
+
+    min: int
+    max: int
+    labels: dict[int, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scale:
+        if self.min >= self.max:
+            raise ValueError(f"a scale needs min < max, got min={self.min}, max={self.max}")
+        bad = [k for k in self.labels if not self.min <= k <= self.max]
+        if bad:
+            raise ValueError(f"labels for values {bad} lie outside the scale {self.min}-{self.max}")
+        return self
+
+    @property
+    def n_points(self) -> int:
+        """Number of answer options."""
+        return self.max - self.min + 1
+
+    @property
+    def midpoint(self) -> float:
+        """The scale's midpoint."""
+        return (self.min + self.max) / 2
+
+    def __str__(self) -> str:
+        return f"{self.min}-{self.max}"
+
+
+class Item(_Strict):
+    """A survey item (a question): its text, scale, coding and tags."""
+
+    name: str = ""
+    text: str
+    scale: Scale
+    reverse: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _known_tag_values(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, allowed in KNOWN_TAGS.items():
+            if key in tags and tags[key] not in allowed:
+                raise ValueError(f"tag {key}={tags[key]!r} is not one of {', '.join(allowed)}")
+        return tags
+
+    @property
+    def dimension(self) -> str | None:
+        """``technical`` or ``emotional`` when tagged."""
+        return self.tags.get("dimension")
+
+
+class Construct(_Strict):
+    """A latent construct and the items that measure it."""
+
+    name: str = ""
+    label: str = ""
+    description: str = ""
+    items: dict[str, Item]
+
+    @field_validator("items")
+    @classmethod
+    def _not_empty(cls, items: dict[str, Item]) -> dict[str, Item]:
+        if not items:
+            raise ValueError("a construct needs at least one item; this one has none")
+        return items
+
+    @property
+    def item_names(self) -> list[str]:
+        """The construct's item (column) names, in spec order."""
+        return list(self.items)
+
+
+class Attribute(_Strict):
+    """An attribute customers hold expectations about (e.g. reliability, empathy).
+
+    ``perception`` is required; ``expectation`` may be left out, in which case the
+    gap is measured against the scale midpoint or the segment norm.
+    """
+
+    name: str = ""
+    label: str = ""
+    dimension: Literal["technical", "emotional"]
+    perception: str
+    expectation: str | None = None
+
+
+class Columns(_Strict):
+    """Which columns of the data hold what."""
+
+    respondent_id: str
+    weight: str | None = None
+    wave: str | None = None
+    date: str | None = None
+    segments: dict[str, list[str] | None] = Field(default_factory=dict)
+    personal_data: list[str] = Field(default_factory=list)
+
+
+class Source(_Strict):
+    """Where the study's responses live, and how the file is written.
+
+    ``delimiter`` and ``encoding`` describe text exports; cxlib does not guess
+    them silently, so a file that does not match says so and names the fix.
+    ``wave_order`` orders waves chronologically (else they sort as text).
+    """
+
+    file: str | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    sheet: str | None = None
+    wave_order: list[str] = Field(default_factory=list)
+
+
+class Study(_Strict):
+    """A validated study spec.
+
+    Build one with :func:`load_study` (from YAML) or :func:`study_from_dict`.
+    """
+
+    name: str
+    title: str = ""
+    description: str = ""
+    columns: Columns
+    source: Source = Field(default_factory=Source)
+    scales: dict[str, Scale] = Field(default_factory=dict)
+    constructs: dict[str, Construct]
+    items: dict[str, Item] = Field(default_factory=dict)
+    attributes: dict[str, Attribute] = Field(default_factory=dict)
+    model: str = ""
+    min_cell_size: int = Field(default=config.MIN_CELL_SIZE, ge=1)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, name: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name):
+            raise ValueError(
+                f"{name!r}: use letters, digits, '-' and '_' (it names folders and database rows)"
+            )
+        return name
+
+    @field_validator("constructs")
+    @classmethod
+    def _has_constructs(cls, constructs: dict[str, Construct]) -> dict[str, Construct]:
+        if not constructs:
+            raise ValueError("a study needs at least one construct")
+        for name in constructs:
+            if not _IDENT.match(name):
+                raise ValueError(
+                    f"construct name {name!r} must be an identifier (letters, digits, _)"
+                )
+        return constructs
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Study:
+        seen: dict[str, str] = {}
+        for cname, construct in self.constructs.items():
+            for iname in construct.items:
+                _claim(seen, iname, f"construct {cname!r}")
+        for iname in self.items:
+            _claim(seen, iname, "items")
+        for name in seen:
+            if not _IDENT.match(name):
+                raise ValueError(f"item name {name!r} must be an identifier (letters, digits, _)")
+            if name in self.constructs:
+                raise ValueError(f"{name!r} is both a construct and an item; rename one")
+        cols = self.columns
+        special = [c for c in (cols.respondent_id, cols.weight, cols.wave, cols.date) if c]
+        special += list(cols.segments)
+        for col in special:
+            if col in seen:
+                raise ValueError(f"column {col!r} is declared both as an item and in 'columns'")
+        for col in cols.personal_data:
+            if col in seen or col in special:
+                raise ValueError(
+                    f"column {col!r} is declared as personal data but the study also uses it; "
+                    "personal data is dropped on load"
+                )
+        for aname, attr in self.attributes.items():
+            for role in ("perception", "expectation"):
+                item = getattr(attr, role)
+                if item is not None and item not in seen:
+                    raise ValueError(
+                        f"attribute {aname!r}: its {role} item {item!r} is not declared"
+                        + _did_you_mean(item, seen)
+                    )
+            if attr.expectation is not None:
+                exp, per = self.item(attr.expectation), self.item(attr.perception)
+                if exp.scale != per.scale:
+                    raise ValueError(
+                        f"attribute {aname!r}: expectation {attr.expectation!r} is on a "
+                        f"{exp.scale} scale but perception {attr.perception!r} on {per.scale}; "
+                        "the gap needs one scale"
+                    )
+        if self.model.strip():
+            self._check_model(seen)
+        return self
+
+    def _check_model(self, declared: dict[str, str]) -> None:
+        try:
+            parsed = parse_model(self.model)
+        except ModelSyntaxError as exc:
+            raise ValueError(f"model: {exc}") from None
+        for latent, items in parsed.indicators.items():
+            if latent not in self.constructs:
+                raise ValueError(
+                    f"model line {parsed.lines_for(latent)[0]}: {latent!r} is measured ('=~') "
+                    "in the model but is not a construct in the spec"
+                    + _did_you_mean(latent, self.constructs)
+                )
+            for item in items:
+                if item not in declared:
+                    raise ValueError(
+                        f"model line {parsed.lines_for(item)[0]}: item {item!r} of {latent!r} "
+                        "is in the model but not in the spec" + _did_you_mean(item, declared)
+                    )
+        known = set(self.constructs) | set(declared)
+        for name in parsed.variables:
+            if name not in known:
+                raise ValueError(
+                    f"model line {parsed.lines_for(name)[0]}: {name!r} is neither a construct nor "
+                    "an item of the spec" + _did_you_mean(name, known)
+                )
+
+    # ------------------------------------------------------------------ accessors
+    @cached_property
+    def all_items(self) -> dict[str, Item]:
+        """Every item of the study (construct items first), keyed by column name."""
+        out: dict[str, Item] = {}
+        for construct in self.constructs.values():
+            out.update(construct.items)
+        out.update(self.items)
+        return out
+
+    def item(self, name: str) -> Item:
+        """Return one item by name, with a helpful error when it does not exist."""
+        try:
+            return self.all_items[name]
+        except KeyError:
+            raise KeyError(
+                f"{name!r} is not an item of study {self.name!r}"
+                + _did_you_mean(name, self.all_items)
+            ) from None
+
+    @property
+    def item_names(self) -> list[str]:
+        """Every item column name."""
+        return list(self.all_items)
+
+    def construct_of(self, item: str) -> str | None:
+        """The construct an item measures, or None for a standalone item."""
+        for cname, construct in self.constructs.items():
+            if item in construct.items:
+                return cname
+        return None
+
+    def items_tagged(self, **tags: str) -> list[str]:
+        """Items whose tags match all of ``tags`` (e.g. ``channel="electronic"``)."""
+        return [
+            name
+            for name, item in self.all_items.items()
+            if all(item.tags.get(k) == v for k, v in tags.items())
+        ]
+
+    @property
+    def segment_columns(self) -> list[str]:
+        """Segment column names."""
+        return list(self.columns.segments)
+
+    @property
+    def parsed_model(self) -> ParsedModel:
+        """The full lavaan model: the spec's model text plus measurement lines.
+
+        Every construct the model text names but does not measure with ``=~`` gets
+        ``Construct =~ item1 + item2 + ...`` from the spec.
+        """
+        return parse_model(self.lavaan_model)
+
+    @property
+    def lavaan_model(self) -> str:
+        """The full model as lavaan syntax (measurement lines first)."""
+        text = self.model.strip()
+        if not text:
+            return "\n".join(
+                f"{c} =~ {' + '.join(con.item_names)}" for c, con in self.constructs.items()
+            )
+        parsed = parse_model(text)
+        measured = set(parsed.latents)
+        used = [v for v in parsed.variables if v in self.constructs and v not in measured]
+        lines = [f"{c} =~ {' + '.join(self.constructs[c].item_names)}" for c in used]
+        return "\n".join([*lines, text])
+
+    @property
+    def data_path(self) -> Path | None:
+        """The responses file named in ``source.file``, resolved against the spec's folder."""
+        if not self.source.file:
+            return None
+        file = Path(self.source.file)
+        if not file.is_absolute() and self.path is not None:
+            file = self.path.parent / file
+        return file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what the YAML said, with defaults filled in)."""
+        return self.model_dump(mode="json", exclude={"path"})
+
+
+def _claim(seen: dict[str, str], item: str, where: str) -> None:
+    if item in seen:
+        raise ValueError(f"item {item!r} is declared twice: in {seen[item]} and in {where}")
+    seen[item] = where
+
+
+def _did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# ---------------------------------------------------------------------- loading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise StudySpecError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first given at line {seen[key]})"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _resolve_scales(raw: dict[str, Any]) -> None:
+    """Replace scale names on items with the scale they name; fill in names."""
+    scales = raw.get("scales") or {}
+    if not isinstance(scales, dict):
+        return
+
+    def fix(items: Any, where: str) -> None:
+        if not isinstance(items, dict):
+            return
+        for iname, item in items.items():
+            if not isinstance(item, dict):
+                continue
+            item.setdefault("name", iname)
+            scale = item.get("scale")
+            if isinstance(scale, str):
+                if scale not in scales:
+                    raise StudySpecError(
+                        f"{where}.{iname}.scale: unknown scale {scale!r} "
+                        f"(declared scales: {', '.join(scales) or 'none'})"
+                        + _did_you_mean(scale, scales)
+                    )
+                item["scale"] = scales[scale]
+            elif isinstance(scale, list | tuple) and len(scale) == 2:
+                item["scale"] = {"min": scale[0], "max": scale[1]}
+
+    for cname, construct in (raw.get("constructs") or {}).items():
+        if isinstance(construct, dict):
+            construct.setdefault("name", cname)
+            fix(construct.get("items"), f"constructs.{cname}.items")
+    fix(raw.get("items"), "items")
+    for aname, attr in (raw.get("attributes") or {}).items():
+        if isinstance(attr, dict):
+            attr.setdefault("name", aname)
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: the study spec is not valid ({exc.error_count()} problem(s))"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            parent = err["loc"][:-1]
+            allowed = _allowed_keys(parent)
+            msg = f"unknown key {key!r}"
+            if allowed:
+                msg += f" (allowed here: {', '.join(allowed)})" + _did_you_mean(key, allowed)
+        elif err["type"] == "missing":
+            msg = "this key is required"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  - {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names allowed at a location of the spec, for 'did you mean' hints."""
+    model: type[BaseModel] = Study
+    path = list(loc)
+    while path:
+        part = path.pop(0)
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        target = {
+            "columns": Columns,
+            "source": Source,
+            "constructs": Construct,
+            "items": Item,
+            "attributes": Attribute,
+            "scales": Scale,
+            "scale": Scale,
+        }.get(str(part))
+        if target is None:
+            return []
+        if target in (Construct, Item, Attribute, Scale) and part != "scale" and path:
+            path.pop(0)  # skip the user's key (construct / item / attribute / scale name)
+        model = target
+    return [f for f in model.model_fields if f not in ("name", "path")]
+
+
+def study_from_dict(
+    raw: dict[str, Any], *, source: str = "study spec", path: Path | None = None
+) -> Study:
+    """Validate a study spec given as a dictionary.
+
+    Parameters
+    ----------
+    raw : dict
+        The spec, as read from YAML.
+    source : str
+        How to name the spec in error messages (usually its file path).
+    path : Path, optional
+        The file the spec came from; relative data paths resolve against it.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudySpecError
+        Naming every problem and where it is in the spec.
+    """
+    if not isinstance(raw, dict):
+        raise StudySpecError(
+            f"{source}: a study spec must be a mapping of keys, got {type(raw).__name__}"
+        )
+    raw = _deepcopy(raw)
+    try:
+        _resolve_scales(raw)
+    except StudySpecError as exc:
+        raise StudySpecError(f"{source}: {exc}") from None
+    try:
+        study = Study.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        raise StudySpecError(_format_validation_error(exc, source)) from None
+    return study
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study spec from a YAML file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudySpecError
+        When the file is missing, is not YAML, or the spec is inconsistent. The
+        message names the file and the key at fault.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StudySpecError(f"{path}: study spec not found")
+    if path.is_dir():
+        raise StudySpecError(f"{path}: is a folder; give the study's YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudySpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except StudySpecError as exc:
+        raise StudySpecError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise StudySpecError(f"{path}: not valid YAML{where}: {problem}") from None
+    if raw is None:
+        raise StudySpecError(f"{path}: the file is empty")
+    return study_from_dict(raw, source=str(path), path=path.resolve())

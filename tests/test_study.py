@@ -1,0 +1,152 @@
+import textwrap
+
+import pytest
+
+from cxlib.errors import StudySpecError
+from cxlib.study import load_study, study_from_dict
+
+BASE = {
+    "name": "demo",
+    "columns": {"respondent_id": "id", "segments": {"segment": ["A", "B"]}},
+    "scales": {"agree5": {"min": 1, "max": 5}},
+    "constructs": {
+        "Image": {
+            "items": {
+                "IMG1": {"text": "a", "scale": "agree5"},
+                "IMG2": {"text": "b", "scale": "agree5"},
+            }
+        },
+        "Loyalty": {
+            "items": {
+                "LOY1": {"text": "c", "scale": [1, 5]},
+                "LOY2": {"text": "d", "scale": "agree5"},
+            }
+        },
+    },
+    "model": "Loyalty ~ b*Image",
+}
+
+
+def spec(**changes):
+    raw = {k: v for k, v in BASE.items()}
+    raw.update(changes)
+    return raw
+
+
+def test_sample_study_is_valid(study):
+    assert study.name == "telecom"
+    assert set(study.constructs) == {
+        "Experience",
+        "Technical",
+        "Emotional",
+        "Image",
+        "Satisfaction",
+        "Loyalty",
+    }
+    assert study.item("NPS").scale.max == 10
+    assert study.item("LOY_SWITCH_R").reverse
+    assert study.items_tagged(channel="electronic") == [
+        "CX_WEB_COMPARE",
+        "CX_APP_ORDER",
+        "CX_APP_SELFSERVICE",
+    ]
+    assert study.attributes["understood"].expectation is None
+    assert study.data_path.name == "responses.parquet"
+    # measurement lines are generated for the constructs the model names
+    assert "Experience =~ CX_STORE_ADVICE" in study.lavaan_model
+    assert [d.name for d in study.parsed_model.defined] == [
+        "indirect_via_image",
+        "total_experience",
+    ]
+
+
+def test_scale_names_and_inline_scales_resolve():
+    study = study_from_dict(spec())
+    assert study.item("LOY1").scale.max == 5
+    assert study.lavaan_model.splitlines()[0] == "Loyalty =~ LOY1 + LOY2"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"colums": {}}, "unknown key 'colums'"),
+        ({"constructs": {"Image": {"itmes": {}}}}, "did you mean 'items'"),
+        ({"constructs": {"Image": {"items": {}}}}, "at least one item"),
+        ({"scales": {"agree5": {"min": 5, "max": 5}}}, "min < max"),
+        ({"scales": {"agree5": {"min": 5, "max": 1}}}, "min < max"),
+        ({"model": "Loyalty ~ Imag"}, "did you mean 'Image'"),
+        (
+            {"model": "Image =~ IMG1 + IMG9"},
+            "item 'IMG9' of 'Image' is in the model but not in the spec",
+        ),
+        ({"model": "Loyalty ~~ "}, "nothing on the right"),
+        ({"items": {"IMG1": {"text": "x", "scale": "agree5"}}}, "declared twice"),
+        (
+            {"constructs": {"Image": {"items": {"IMG1": {"text": "a", "scale": "agree7"}}}}},
+            "unknown scale 'agree7'",
+        ),
+        ({"columns": {"respondent_id": "IMG1"}}, "both as an item"),
+        ({"columns": {"respondent_id": "id", "personal_data": ["IMG1"]}}, "personal data"),
+        ({"name": "my study!"}, "use letters"),
+        (
+            {"items": {"X": {"text": "x", "scale": "agree5", "tags": {"dimension": "techy"}}}},
+            "dimension='techy'",
+        ),
+        (
+            {
+                "items": {"E1": {"text": "x", "scale": {"min": 1, "max": 7}}},
+                "attributes": {
+                    "rel": {"dimension": "technical", "perception": "IMG1", "expectation": "E1"}
+                },
+            },
+            "needs one scale",
+        ),
+        (
+            {"attributes": {"rel": {"dimension": "social", "perception": "IMG1"}}},
+            "attributes.rel.dimension",
+        ),
+    ],
+)
+def test_broken_specs_get_clear_errors(change, fragment):
+    with pytest.raises(StudySpecError) as info:
+        study_from_dict(spec(**change), source="demo.yaml")
+    assert fragment in str(info.value)
+    assert str(info.value).startswith("demo.yaml")
+
+
+def test_duplicate_item_keys_in_yaml(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            name: demo
+            columns: {respondent_id: id}
+            constructs:
+              Image:
+                items:
+                  IMG1: {text: a, scale: [1, 5]}
+                  IMG1: {text: b, scale: [1, 5]}
+            """
+        )
+    )
+    with pytest.raises(
+        StudySpecError, match=r"duplicate key 'IMG1' at line 8 \(first given at line 7\)"
+    ):
+        load_study(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "not found"),
+        ("", "empty"),
+        ("name: [unclosed", "not valid YAML at line 1"),
+        ("- a\n- b", "mapping"),
+    ],
+)
+def test_unreadable_spec_files(tmp_path, content, fragment):
+    path = tmp_path / "study.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(StudySpecError, match=fragment):
+        load_study(path)
