@@ -188,14 +188,13 @@ def _missing_columns(study: Study, raw: RawTable, columns: list[str]) -> list[Da
 
 
 def _to_numeric(
-    study: Study, raw: RawTable, frame: pd.DataFrame, column: str
+    study: Study, raw: RawTable, series: pd.Series, column: str
 ) -> tuple[pd.Series, DataProblem | None]:
-    series = frame[column]
     if pd.api.types.is_bool_dtype(series):
         series = series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
         return series.astype("float64"), None
-    text = series.astype("string").str.strip()
+    text = series.astype("string[pyarrow]").str.strip()
     labels = {}
     if column in study.all_items:
         labels = {str(v).strip().lower(): k for k, v in study.item(column).scale.labels.items()}
@@ -222,6 +221,18 @@ def _to_numeric(
     return numeric, problem
 
 
+def _as_text(series: pd.Series, *, is_id: bool = False) -> pd.Series:
+    """Text values with surrounding blanks removed; blanks and NaN become None."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        labels = [str(c).strip() or None for c in series.cat.categories]
+        lookup = np.array([*labels, None], dtype=object)
+        return pd.Series(lookup[series.cat.codes.to_numpy()], index=series.index)
+    if is_id and pd.api.types.is_float_dtype(series):
+        series = series.astype("Int64")
+    text = series.astype("string[pyarrow]").str.strip()
+    return text.astype(object).where(text.notna() & (text != ""), None)
+
+
 def validate_table(raw: RawTable, study: Study):
     """Validate a raw export against the study spec.
 
@@ -244,7 +255,9 @@ def validate_table(raw: RawTable, study: Study):
     """
     import pandera.errors
 
-    frame = raw.frame.reset_index(drop=True)
+    frame = raw.frame
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
+        frame = frame.reset_index(drop=True)
     frame.columns = [str(c).strip() for c in frame.columns]
     cols = study.columns
     dup_cols = frame.columns[frame.columns.duplicated()].unique().tolist()
@@ -261,12 +274,14 @@ def validate_table(raw: RawTable, study: Study):
             ],
             row_label=raw.row_label,
         )
+    rename = {}
     if (
         raw.format == "qualtrics"
         and cols.respondent_id not in frame.columns
         and QUALTRICS_ID in frame.columns
     ):
-        frame = frame.rename(columns={QUALTRICS_ID: cols.respondent_id})
+        rename = {QUALTRICS_ID: cols.respondent_id}
+    columns = {rename.get(c, c): frame[c] for c in frame.columns}
 
     used = [
         cols.respondent_id,
@@ -277,50 +292,42 @@ def validate_table(raw: RawTable, study: Study):
         *study.item_names,
     ]
     used = [c for c in used if c]
-    personal = find_personal_data(frame, declared=cols.personal_data, keep=used)
-    frame = frame.drop(columns=list(personal))
-    ignored = [c for c in frame.columns if c not in used]
+    personal = find_personal_data(
+        frame.rename(columns=rename) if rename else frame, declared=cols.personal_data, keep=used
+    )
+    for col in personal:
+        del columns[col]
+    ignored = [c for c in columns if c not in used]
 
-    problems = _missing_columns(study, raw, list(frame.columns))
-    present = [c for c in used if c in frame.columns]
-    numeric_cols = [c for c in present if c in study.all_items or c == cols.weight]
-    work = pd.DataFrame(index=frame.index)
+    problems = _missing_columns(study, raw, list(columns))
+    present = [c for c in used if c in columns]
+    work: dict[str, pd.Series] = {}
     for col in present:
-        if col in numeric_cols:
-            work[col], problem = _to_numeric(study, raw, frame, col)
+        if col in study.all_items or col == cols.weight:
+            work[col], problem = _to_numeric(study, raw, columns[col], col)
             if problem:
                 problems.append(problem)
-        elif col == cols.date:
-            continue
-        else:
-            series = frame[col]
-            if isinstance(series.dtype, pd.CategoricalDtype):
-                series = series.astype(object)
-            text = series.astype("string").str.strip()
-            if col == cols.respondent_id and pd.api.types.is_float_dtype(series):
-                text = series.astype("Int64").astype("string")
-            work[col] = (
-                text.replace("", pd.NA).astype(object).where(text.notna() & (text != ""), None)
-            )
+        elif col != cols.date:
+            work[col] = _as_text(columns[col], is_id=col == cols.respondent_id)
 
-    schema = build_schema(study, list(work.columns))
+    schema = build_schema(study, list(work))
     text_problem_cols = {p.column for p in problems}
-    check_frame = work.drop(columns=[c for c in text_problem_cols if c in work.columns])
+    check_frame = pd.DataFrame({c: v for c, v in work.items() if c not in text_problem_cols})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            schema.validate(check_frame, lazy=True)
+            schema.validate(check_frame, lazy=True, inplace=True)
     except pandera.errors.SchemaErrors as exc:
         problems += _problems_from_pandera(exc.failure_cases, raw, study, check_frame)
 
-    clean = pd.DataFrame(index=frame.index)
-    if cols.date and cols.date in frame.columns:
+    clean: dict[str, object] = {}
+    if cols.date and cols.date in columns:
         dates = (
-            pd.to_datetime(frame[cols.date], errors="coerce", format="mixed")
-            if not pd.api.types.is_datetime64_any_dtype(frame[cols.date])
-            else frame[cols.date]
+            pd.to_datetime(columns[cols.date], errors="coerce", format="mixed")
+            if not pd.api.types.is_datetime64_any_dtype(columns[cols.date])
+            else columns[cols.date]
         )
-        bad = (frame[cols.date].notna() & dates.isna()).to_numpy()
+        bad = (columns[cols.date].notna() & dates.isna()).to_numpy()
         if bad.any():
             problems.append(
                 _problem(
@@ -328,7 +335,7 @@ def validate_table(raw: RawTable, study: Study):
                     cols.date,
                     "values are not dates",
                     bad,
-                    frame[cols.date].to_numpy()[bad],
+                    columns[cols.date].to_numpy()[bad],
                     "dates such as 2026-03-31",
                 )
             )
@@ -342,7 +349,7 @@ def validate_table(raw: RawTable, study: Study):
             "Fix the export or the study spec and run `cx validate` again.",
         )
 
-    clean[cols.respondent_id] = work[cols.respondent_id].astype(str)
+    clean[cols.respondent_id] = work[cols.respondent_id].astype(str).to_numpy()
     for col, declared in cols.segments.items():
         categories = declared or sorted(work[col].unique())
         clean[col] = pd.Categorical(work[col], categories=categories)
@@ -352,14 +359,15 @@ def validate_table(raw: RawTable, study: Study):
             work[cols.wave].astype(str), categories=[str(w) for w in order], ordered=True
         )
     if cols.date:
-        clean[cols.date] = clean_dates
+        clean[cols.date] = clean_dates.to_numpy()
     if cols.weight:
-        clean[cols.weight] = work[cols.weight]
+        clean[cols.weight] = work[cols.weight].to_numpy()
     for name, item in study.all_items.items():
         values = work[name].to_numpy(dtype="float64")
         if item.reverse:
             values = item.scale.min + item.scale.max - values
         clean[name] = values
+    clean = pd.DataFrame(clean)
     return clean, personal, ignored
 
 
