@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cxlib import config
-from cxlib.errors import StudySpecError
+from cxlib.errors import CxError, StudySpecError
 from cxlib.study import Study
 
 __all__ = ["Truth", "default_truth", "simulate_responses", "write_responses"]
@@ -194,6 +194,10 @@ class Truth(_Strict):
         """Latents in causal order with their paths and residual variances."""
         return _Structure.build(study, self)
 
+    def latent_covariance(self, study: Study) -> pd.DataFrame:
+        """Model-implied covariance matrix of the latents in the reference segment and wave."""
+        return self.structure(study).covariance()
+
     def parameter_table(self, study: Study) -> pd.DataFrame:
         """The true parameters as a lavaan-style table (``lhs, op, rhs, value``).
 
@@ -245,6 +249,15 @@ class _Structure:
         self.paths: dict[tuple[str, str], float] = {}
         self.residual_variance: dict[str, float] = {}
         self.exo_corr = np.eye(0)
+        self._cov: dict[tuple[str, str], float] = {}
+
+    def covariance(self) -> pd.DataFrame:
+        """Model-implied covariance of all latents (reference segment)."""
+        return pd.DataFrame(
+            [[self._cov[(a, b)] for b in self.order] for a in self.order],
+            index=self.order,
+            columns=self.order,
+        )
 
     def correlation(self, a: str, b: str) -> float:
         i, j = self.exogenous.index(a), self.exogenous.index(b)
@@ -310,6 +323,7 @@ class _Structure:
                 c = float(sum(b * cov[(p, other)] for b, p in zip(betas, preds, strict=True)))
                 cov[(name, other)] = cov[(other, name)] = c
             cov[(name, name)] = 1.0
+        s._cov = cov
         return s
 
 
@@ -380,7 +394,8 @@ def simulate_responses(
         Random seed (default ``truth.seed``). The same seed gives the same data.
     discretize : bool
         True (default) cuts latent responses into the answer scales; False returns
-        the continuous latent responses (for checks of the continuous likelihood).
+        the continuous latent responses as they are (not reverse-coded, no
+        straight-liners), for checks of the continuous likelihood.
 
     Returns
     -------
@@ -580,6 +595,6 @@ def write_responses(frame: pd.DataFrame, path: str | Path) -> Path:
                 out[col] = out[col].astype("float64")
         pyreadstat.write_sav(out, str(tmp))
     else:
-        raise ValueError(f"{path}: unknown format {suffix!r}; use .parquet, .csv, .xlsx or .sav")
+        raise CxError(f"{path}: unknown format {suffix!r}; use .parquet, .csv, .xlsx or .sav")
     tmp.replace(path)
     return path
