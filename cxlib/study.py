@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cxlib import config
 from cxlib.errors import ModelSyntaxError, StudySpecError
+from cxlib.insights.alerts import AlertRule
 from cxlib.syntax import ParsedModel, parse_model
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Columns",
     "Construct",
     "Item",
+    "Kpis",
     "Scale",
     "Study",
     "load_study",
@@ -154,6 +156,19 @@ class Columns(_Strict):
     personal_data: list[str] = Field(default_factory=list)
 
 
+class Kpis(_Strict):
+    """Which items and constructs the headline KPIs are computed from.
+
+    ``nps`` names a 0-10 likelihood-to-recommend item; ``satisfaction`` an item whose
+    mean, top-box and top-2-box shares are reported; ``loyalty`` a construct whose
+    items (rescaled to 0-100 and averaged) give the loyalty index.
+    """
+
+    nps: str | None = None
+    satisfaction: str | None = None
+    loyalty: str | None = None
+
+
 class Source(_Strict):
     """Where the study's responses live, and how the file is written.
 
@@ -185,6 +200,8 @@ class Study(_Strict):
     items: dict[str, Item] = Field(default_factory=dict)
     attributes: dict[str, Attribute] = Field(default_factory=dict)
     model: str = ""
+    kpis: Kpis = Field(default_factory=Kpis)
+    alerts: list[AlertRule] = Field(default_factory=list)
     min_cell_size: int = Field(default=config.MIN_CELL_SIZE, ge=1)
     path: Path | None = Field(default=None, exclude=True)
 
@@ -252,7 +269,29 @@ class Study(_Strict):
                     )
         if self.model.strip():
             self._check_model(seen)
+        self._check_kpis(seen)
         return self
+
+    def _check_kpis(self, declared: dict[str, str]) -> None:
+        kpis = self.kpis
+        for role in ("nps", "satisfaction"):
+            item = getattr(kpis, role)
+            if item is not None and item not in declared:
+                raise ValueError(
+                    f"kpis.{role}: {item!r} is not an item of the spec"
+                    + _did_you_mean(item, declared)
+                )
+        if kpis.nps is not None:
+            scale = self.item(kpis.nps).scale
+            if (scale.min, scale.max) != (0, 10):
+                raise ValueError(
+                    f"kpis.nps: {kpis.nps!r} is on a {scale} scale; NPS needs a 0-10 item"
+                )
+        if kpis.loyalty is not None and kpis.loyalty not in self.constructs:
+            raise ValueError(
+                f"kpis.loyalty: {kpis.loyalty!r} is not a construct of the spec"
+                + _did_you_mean(kpis.loyalty, self.constructs)
+            )
 
     def _check_model(self, declared: dict[str, str]) -> None:
         try:
@@ -461,6 +500,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
         target = {
             "columns": Columns,
             "source": Source,
+            "kpis": Kpis,
             "constructs": Construct,
             "items": Item,
             "attributes": Attribute,

@@ -1,0 +1,24 @@
+"""Insights built on the models: KPIs with uncertainty, alerts, driver priorities, what-if.
+
+Every answer is a posterior: a KPI comes with its interval and the probability that it
+changed; an alert fires on a probability, not on a point estimate.
+"""
+
+from __future__ import annotations
+
+from cxlib.insights.alerts import AlertRule, AlertRuleError, evaluate_alerts, parse_rule
+from cxlib.insights.intervals import hdi, summarize_draws
+from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis
+
+__all__ = [
+    "ALL",
+    "KPI_LABELS",
+    "AlertRule",
+    "AlertRuleError",
+    "KpiEstimates",
+    "estimate_kpis",
+    "evaluate_alerts",
+    "hdi",
+    "parse_rule",
+    "summarize_draws",
+]

@@ -1,0 +1,365 @@
+"""Alert rules, declared in YAML and evaluated on every refresh.
+
+A rule is one line a CX operations person can read::
+
+    P(NPS < 20) > 0.9                 # threshold: NPS is probably below 20
+    P(change(NPS) < -3) > 0.95        # change: NPS probably dropped more than 3 points
+    P(satisfaction_top_box <= 30) > 0.8
+    P(fix_first) > 0.8                # a driver entered the "fix first" quadrant
+    diagnostics_failed                # a model's convergence checks failed
+
+KPI names: ``nps``, ``promoters``, ``passives``, ``detractors``, ``satisfaction_mean``,
+``satisfaction_top_box``, ``satisfaction_top2_box``, ``loyalty_index`` (case-insensitive;
+``satisfaction`` and ``loyalty`` are accepted for the mean and the index). Each rule is
+evaluated per segment (and "All") in the latest wave unless it names ``segments`` or
+``waves``; the result is a table of alert records (rule, study, segment, wave,
+probability, fired, message) that pipelines store and dashboards show.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cxlib.errors import CxError
+from cxlib.insights.kpis import KPI_LABELS, KpiEstimates
+
+__all__ = ["AlertRule", "AlertRuleError", "ParsedRule", "evaluate_alerts", "parse_rule"]
+
+ALERT_COLUMNS = [
+    "rule_name",
+    "rule",
+    "kind",
+    "study",
+    "segment",
+    "wave",
+    "subject",
+    "probability",
+    "threshold",
+    "fired",
+    "small_cell",
+    "message",
+]
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_ALIASES = {
+    "satisfaction": "satisfaction_mean",
+    "loyalty": "loyalty_index",
+    "top_box": "satisfaction_top_box",
+    "top2_box": "satisfaction_top2_box",
+}
+_NUM = r"[+-]?\d+(?:\.\d+)?"
+_PROB_RULE = re.compile(
+    rf"^P\(\s*(?P<inner>.+?)\s*\)\s*(?P<op>>=|<=|>|<)\s*(?P<prob>{_NUM})\s*$", re.IGNORECASE
+)
+_INNER = re.compile(
+    rf"^(?:(?P<change>change)\(\s*(?P<ckpi>[A-Za-z_0-9]+)\s*\)|(?P<kpi>[A-Za-z_0-9]+))"
+    rf"\s*(?P<op>>=|<=|>|<)\s*(?P<value>{_NUM})$",
+    re.IGNORECASE,
+)
+
+
+class AlertRuleError(CxError):
+    """An alert rule that cannot be read."""
+
+
+@dataclass(frozen=True)
+class ParsedRule:
+    """A rule read from its text.
+
+    ``kind`` is ``threshold`` (``P(kpi op value) op prob``), ``change``
+    (``P(change(kpi) op value) op prob``), ``fix_first`` or ``diagnostics``.
+    """
+
+    kind: Literal["threshold", "change", "fix_first", "diagnostics"]
+    kpi: str | None = None
+    op: str | None = None
+    value: float | None = None
+    prob_op: str = ">"
+    prob: float = 0.0
+
+
+def _kpi_name(name: str, text: str) -> str:
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in KPI_LABELS:
+        raise AlertRuleError(
+            f"alert rule {text!r}: unknown KPI {name!r}; use one of {', '.join(KPI_LABELS)}"
+        )
+    return key
+
+
+def parse_rule(text: str) -> ParsedRule:
+    """Parse an alert rule.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"P(NPS < 20) > 0.9"`` or ``"P(change(NPS) < -3) > 0.95"``.
+
+    Returns
+    -------
+    ParsedRule
+
+    Raises
+    ------
+    AlertRuleError
+        Saying what the rule should look like.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise AlertRuleError("an alert rule must be a non-empty text such as 'P(NPS < 20) > 0.9'")
+    stripped = text.strip()
+    if stripped.lower() in ("diagnostics_failed", "diagnostics failed"):
+        return ParsedRule("diagnostics")
+    match = _PROB_RULE.match(stripped)
+    if not match:
+        raise AlertRuleError(
+            f"cannot read the alert rule {text!r}; write 'P(<kpi> <op> <value>) > <probability>' "
+            "(e.g. 'P(NPS < 20) > 0.9'), 'P(change(<kpi>) < <value>) > <probability>', "
+            "'P(fix_first) > <probability>' or 'diagnostics_failed'"
+        )
+    prob = float(match["prob"])
+    if not 0 <= prob <= 1:
+        raise AlertRuleError(
+            f"alert rule {text!r}: the probability {prob} must lie between 0 and 1"
+        )
+    inner = match["inner"]
+    if inner.strip().lower() == "fix_first":
+        return ParsedRule("fix_first", prob_op=match["op"], prob=prob)
+    m = _INNER.match(inner.strip())
+    if not m:
+        raise AlertRuleError(
+            f"alert rule {text!r}: inside P(...) write '<kpi> <op> <value>' or "
+            f"'change(<kpi>) <op> <value>', got {inner!r}"
+        )
+    if m["change"]:
+        return ParsedRule(
+            "change", _kpi_name(m["ckpi"], text), m["op"], float(m["value"]), match["op"], prob
+        )
+    return ParsedRule(
+        "threshold", _kpi_name(m["kpi"], text), m["op"], float(m["value"]), match["op"], prob
+    )
+
+
+class AlertRule(BaseModel):
+    """An alert rule as declared in a study or pipeline YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    rule: str
+    segments: list[str] | None = None
+    waves: list[str] | Literal["latest", "all"] = "latest"
+    severity: Literal["info", "warning", "critical"] = "warning"
+    message: str = Field(default="", description="Optional text shown with the alert.")
+
+    @field_validator("rule")
+    @classmethod
+    def _parses(cls, rule: str) -> str:
+        try:
+            parse_rule(rule)
+        except AlertRuleError as exc:
+            raise ValueError(str(exc)) from None
+        return rule
+
+    @property
+    def parsed(self) -> ParsedRule:
+        """The rule, read."""
+        return parse_rule(self.rule)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def evaluate_alerts(
+    rules: list[AlertRule],
+    *,
+    study: str,
+    kpis: KpiEstimates | None = None,
+    priorities: pd.DataFrame | None = None,
+    diagnostics: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Evaluate alert rules into alert records.
+
+    Parameters
+    ----------
+    rules : list of AlertRule
+        The declared rules.
+    study : str
+        The study's name (recorded with each alert).
+    kpis : KpiEstimates, optional
+        KPI posteriors, for threshold and change rules.
+    priorities : pandas.DataFrame, optional
+        Driver priorities with columns ``driver, segment, wave, p_fix_first``, for
+        ``fix_first`` rules: a driver fires when its probability crosses the threshold
+        in a wave and did not in the wave before (it *entered* the quadrant).
+    diagnostics : dict, optional
+        Model name -> diagnostics (a mapping or object with ``ok`` and optionally
+        ``problems``), for ``diagnostics_failed`` rules.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rule x cell evaluated, with ``fired`` True for the alerts; columns
+        ``rule_name, rule, kind, study, segment, wave, subject, probability, threshold,
+        fired, small_cell, message``.
+
+    Raises
+    ------
+    AlertRuleError
+        When a rule needs inputs that were not given, or names an unknown segment or wave.
+    """
+    records: list[dict] = []
+    for rule in rules:
+        parsed = rule.parsed
+        if parsed.kind in ("threshold", "change"):
+            records += _kpi_alerts(rule, parsed, study, kpis)
+        elif parsed.kind == "fix_first":
+            records += _fix_first_alerts(rule, parsed, study, priorities)
+        else:
+            records += _diagnostics_alerts(rule, study, diagnostics)
+    return pd.DataFrame.from_records(records, columns=ALERT_COLUMNS)
+
+
+def _select(rule: AlertRule, labels: list[str], what: str, wanted) -> list[str]:
+    if wanted is None or wanted == "all":
+        return labels
+    if wanted == "latest":
+        return labels[-1:]
+    unknown = [x for x in wanted if x not in labels]
+    if unknown:
+        raise AlertRuleError(
+            f"alert {rule.name!r}: unknown {what} {', '.join(map(repr, unknown))}; "
+            f"available: {', '.join(labels)}"
+        )
+    return list(wanted)
+
+
+def _kpi_alerts(rule, parsed: ParsedRule, study, kpis: KpiEstimates | None) -> list[dict]:
+    if kpis is None:
+        raise AlertRuleError(f"alert {rule.name!r} ({rule.rule}) needs KPI estimates")
+    if parsed.kpi not in kpis.draws:
+        raise AlertRuleError(
+            f"alert {rule.name!r}: KPI {parsed.kpi!r} is not computed for this study "
+            f"(available: {', '.join(kpis.draws)}); declare it under `kpis:` in the study spec"
+        )
+    op, pop = _OPS[parsed.op], _OPS[parsed.prob_op]
+    label = KPI_LABELS[parsed.kpi]
+    out = []
+    draws = kpis.change(parsed.kpi) if parsed.kind == "change" else kpis.draws[parsed.kpi]
+    for seg in _select(rule, kpis.segments, "segment", rule.segments):
+        for wave in _select(rule, kpis.waves, "wave", rule.waves):
+            i, j = kpis.segments.index(seg), kpis.waves.index(wave)
+            d = draws[i, j]
+            if np.isnan(d).all():
+                continue  # first wave has no change; an empty cell has no estimate
+            prob = float(op(d, parsed.value).mean())
+            fired = bool(pop(prob, parsed.prob))
+            n = int(kpis.n[parsed.kpi][i, j])
+            small = n < kpis.min_cell_size
+            what = (
+                f"change in {label} since {kpis.waves[j - 1]}" if parsed.kind == "change" else label
+            )
+            message = (
+                f"{what} {parsed.op} {_fmt(parsed.value)} in {seg}, {wave}: probability "
+                f"{prob:.2f} {parsed.prob_op} {parsed.prob:.2f} (estimate {_fmt(float(np.mean(d)))}, n={n})"
+            )
+            if rule.message:
+                message = f"{rule.message} — {message}"
+            out.append(
+                dict(
+                    rule_name=rule.name,
+                    rule=rule.rule,
+                    kind=parsed.kind,
+                    study=study,
+                    segment=seg,
+                    wave=wave,
+                    subject=parsed.kpi,
+                    probability=prob,
+                    threshold=parsed.prob,
+                    fired=fired,
+                    small_cell=small,
+                    message=message,
+                )
+            )
+    return out
+
+
+def _fix_first_alerts(rule, parsed: ParsedRule, study, priorities) -> list[dict]:
+    needed = {"driver", "segment", "wave", "p_fix_first"}
+    if priorities is None or not needed <= set(priorities.columns):
+        raise AlertRuleError(
+            f"alert {rule.name!r} ({rule.rule}) needs driver priorities with columns "
+            + ", ".join(sorted(needed))
+        )
+    pop = _OPS[parsed.prob_op]
+    waves = list(dict.fromkeys(priorities["wave"].astype(str)))
+    segments = list(dict.fromkeys(priorities["segment"].astype(str)))
+    out = []
+    for seg in _select(rule, segments, "segment", rule.segments):
+        part = priorities[priorities["segment"].astype(str) == seg]
+        for wave in _select(rule, waves, "wave", rule.waves):
+            now = part[part["wave"].astype(str) == wave]
+            k = waves.index(wave)
+            before = part[part["wave"].astype(str) == waves[k - 1]] if k > 0 else part.iloc[0:0]
+            was = dict(zip(before["driver"], before["p_fix_first"], strict=True))
+            for driver, prob in zip(now["driver"], now["p_fix_first"], strict=True):
+                above = bool(pop(prob, parsed.prob))
+                entered = above and not (driver in was and pop(was[driver], parsed.prob))
+                out.append(
+                    dict(
+                        rule_name=rule.name,
+                        rule=rule.rule,
+                        kind="fix_first",
+                        study=study,
+                        segment=seg,
+                        wave=wave,
+                        subject=str(driver),
+                        probability=float(prob),
+                        threshold=parsed.prob,
+                        fired=entered,
+                        small_cell=False,
+                        message=f"{driver} entered 'fix first' in {seg}, {wave}: probability {prob:.2f}"
+                        if entered
+                        else f"{driver} in {seg}, {wave}: P(fix first) {prob:.2f}",
+                    )
+                )
+    return out
+
+
+def _diagnostics_alerts(rule, study, diagnostics) -> list[dict]:
+    if diagnostics is None:
+        raise AlertRuleError(f"alert {rule.name!r} ({rule.rule}) needs model diagnostics")
+    out = []
+    for model, diag in diagnostics.items():
+        ok = diag.get("ok") if isinstance(diag, dict) else getattr(diag, "ok", None)
+        problems = (
+            diag.get("problems", []) if isinstance(diag, dict) else getattr(diag, "problems", [])
+        )
+        if ok is None:
+            raise AlertRuleError(f"alert {rule.name!r}: diagnostics of {model!r} have no 'ok' flag")
+        out.append(
+            dict(
+                rule_name=rule.name,
+                rule=rule.rule,
+                kind="diagnostics",
+                study=study,
+                segment="All",
+                wave="",
+                subject=str(model),
+                probability=np.nan,
+                threshold=np.nan,
+                fired=not ok,
+                small_cell=False,
+                message=f"model {model} failed its convergence checks: {'; '.join(map(str, problems)) or 'see run'}"
+                if not ok
+                else f"model {model} converged",
+            )
+        )
+    return out

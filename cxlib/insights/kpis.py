@@ -1,0 +1,338 @@
+"""Headline KPIs with uncertainty: NPS, satisfaction and loyalty per segment and wave.
+
+Every KPI is a posterior, not a point:
+
+- **NPS** — the shares of promoters (9-10), passives (7-8) and detractors (0-6) get a
+  Dirichlet posterior from a Dirichlet(1, 1, 1) prior and the (weighted) counts;
+  NPS = 100 x (promoters - detractors).
+- **Satisfaction** — the shares of each answer of the satisfaction item get a Dirichlet
+  posterior (uniform prior); the mean, the top-box share and the top-2-box share are
+  functions of those shares, so a move from 1 to 2 counts as much as one from 4 to 5.
+- **Loyalty index** — each respondent's loyalty items rescaled to 0-100 and averaged;
+  the cell mean gets a Student-t posterior (the reference prior for a mean).
+
+Respondent weights enter through the Kish effective sample size: a cell's weighted
+shares are treated as counts of ``n_eff = (sum w)^2 / sum w^2`` respondents, so heavy
+weighting widens the intervals as it should. Cells smaller than the study's
+``min_cell_size`` are flagged ``small_cell``: their intervals are honest (wide), and
+dashboards suppress them.
+
+The change from the previous wave is the difference of the two waves' independent
+posteriors, with ``P(change < 0)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cxlib import config
+from cxlib.errors import CxError
+from cxlib.insights.intervals import summarize_draws
+
+__all__ = ["ALL", "KPI_LABELS", "KpiEstimates", "estimate_kpis", "nps_posterior_moments"]
+
+#: The label of the all-segments level.
+ALL = "All"
+
+#: KPI name -> how dashboards and reports name it.
+KPI_LABELS = {
+    "nps": "NPS",
+    "promoters": "Promoters (%)",
+    "passives": "Passives (%)",
+    "detractors": "Detractors (%)",
+    "satisfaction_mean": "Satisfaction (mean)",
+    "satisfaction_top_box": "Satisfaction top-box (%)",
+    "satisfaction_top2_box": "Satisfaction top-2-box (%)",
+    "loyalty_index": "Loyalty index (0-100)",
+}
+
+
+class KpiError(CxError):
+    """KPIs that cannot be computed from the data or spec given."""
+
+
+@dataclass
+class KpiEstimates:
+    """Posterior draws and the tidy table of a study's KPIs.
+
+    Attributes
+    ----------
+    draws : dict
+        KPI name -> array (segment, wave, draw).
+    segments, waves : list of str
+        The cells' labels (``"All"`` first among segments).
+    n, n_eff : dict
+        KPI name -> array (segment, wave): respondents who answered, and the
+        Kish effective sample size.
+    table : pandas.DataFrame
+        One row per KPI x segment x wave: ``kpi, label, segment, wave, n, n_eff, mean,
+        sd, hdi_low, hdi_high, change_mean, change_hdi_low, change_hdi_high,
+        p_change_negative, small_cell``.
+    """
+
+    draws: dict[str, np.ndarray]
+    segments: list[str]
+    waves: list[str]
+    n: dict[str, np.ndarray]
+    n_eff: dict[str, np.ndarray]
+    table: pd.DataFrame
+    segment_column: str | None
+    hdi_prob: float
+    min_cell_size: int = config.MIN_CELL_SIZE
+
+    def cell(self, kpi: str, segment: str = ALL, wave: str | None = None) -> np.ndarray:
+        """Draws of one KPI in one cell (default: all segments, latest wave)."""
+        if kpi not in self.draws:
+            raise KpiError(f"unknown KPI {kpi!r}; available: {', '.join(self.draws)}")
+        wave = self.waves[-1] if wave is None else wave
+        if segment not in self.segments:
+            raise KpiError(f"unknown segment {segment!r}; available: {', '.join(self.segments)}")
+        if wave not in self.waves:
+            raise KpiError(f"no responses in wave {wave!r}; waves: {', '.join(self.waves)}")
+        return self.draws[kpi][self.segments.index(segment), self.waves.index(wave)]
+
+    def change(self, kpi: str) -> np.ndarray:
+        """Draws of the change from the previous wave (segment, wave, draw); NaN for the first."""
+        d = self.draws[kpi]
+        out = np.full_like(d, np.nan)
+        out[:, 1:] = d[:, 1:] - d[:, :-1]
+        return out
+
+
+def _cells(data, segment_column: str | None, wave_column: str | None):
+    frame = data.frame
+    n = len(frame)
+    if segment_column:
+        seg = frame[segment_column]
+        seg_labels = [ALL, *map(str, seg.cat.categories)]
+        seg_codes = seg.cat.codes.to_numpy() + 1
+    else:
+        seg_labels, seg_codes = [ALL], np.zeros(n, dtype=int)
+    if wave_column:
+        wave = frame[wave_column]
+        present = [c for c in wave.cat.categories if (wave == c).any()]
+        wave_labels = [str(w) for w in present]
+        lookup = {c: i for i, c in enumerate(present)}
+        wave_codes = wave.map(lookup).to_numpy(dtype=int)
+    else:
+        wave_labels, wave_codes = [ALL], np.zeros(n, dtype=int)
+    return seg_labels, seg_codes, wave_labels, wave_codes
+
+
+def _weighted_counts(categories: np.ndarray, k: int, cell: np.ndarray, n_cells: int, w: np.ndarray):
+    """Per cell: effective counts per category, n and n_eff (rows with category < 0 skipped)."""
+    ok = categories >= 0
+    idx = cell[ok] * k + categories[ok]
+    wsum = np.bincount(idx, weights=w[ok], minlength=n_cells * k).reshape(n_cells, k)
+    total = wsum.sum(axis=1)
+    w2 = np.bincount(cell[ok], weights=w[ok] ** 2, minlength=n_cells)
+    n = np.bincount(cell[ok], minlength=n_cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = np.where(w2 > 0, total**2 / w2, 0.0)
+        shares = np.where(total[:, None] > 0, wsum / total[:, None], 0.0)
+    return shares * n_eff[:, None], n, n_eff
+
+
+def _dirichlet(alpha: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Dirichlet draws for each row of ``alpha``: shape (rows, draws, k)."""
+    g = rng.standard_gamma(alpha[:, None, :], size=(alpha.shape[0], n_draws, alpha.shape[1]))
+    return g / g.sum(axis=-1, keepdims=True)
+
+
+def nps_posterior_moments(promoters: float, passives: float, detractors: float, prior: float = 1.0):
+    """Closed-form posterior mean and sd of NPS from (effective) counts.
+
+    With shares ``p ~ Dirichlet(prior + counts)`` and ``a0`` the total concentration,
+    ``E[NPS] = 100 (a_P - a_D) / a0`` and
+    ``Var[NPS] = 100^2 (V_P + V_D + 2 a_P a_D / (a0^2 (a0 + 1)))`` with
+    ``V_i = a_i (a0 - a_i) / (a0^2 (a0 + 1))``.
+    """
+    a = np.array([detractors, passives, promoters], dtype=float) + prior
+    a0 = a.sum()
+    var = a * (a0 - a) / (a0**2 * (a0 + 1))
+    cov = -a[0] * a[2] / (a0**2 * (a0 + 1))
+    mean = 100 * (a[2] - a[0]) / a0
+    sd = 100 * np.sqrt(var[2] + var[0] - 2 * cov)
+    return float(mean), float(sd)
+
+
+def estimate_kpis(
+    data,
+    *,
+    segment: str | None = "default",
+    n_draws: int = 2000,
+    seed: int = config.DEFAULT_SEED,
+    hdi_prob: float = config.HDI_PROB,
+) -> KpiEstimates:
+    """Estimate the study's KPIs per segment and wave, with posteriors.
+
+    Parameters
+    ----------
+    data : SurveyData
+        Validated responses; the study's ``kpis`` section says which items to use.
+    segment : str or None
+        Segment column to split by (default: the study's first; None: no split).
+    n_draws : int
+        Posterior draws per cell.
+    seed : int
+        Random seed (the same seed gives the same draws).
+    hdi_prob : float
+        Probability mass of the reported intervals.
+
+    Returns
+    -------
+    KpiEstimates
+
+    Raises
+    ------
+    KpiError
+        When the study declares no KPI, or names a segment column it does not have.
+    """
+    study = data.study
+    kpis = study.kpis
+    if not (kpis.nps or kpis.satisfaction or kpis.loyalty):
+        raise KpiError(
+            f"study {study.name!r} declares no KPIs; add e.g. `kpis: {{nps: NPS, satisfaction: SAT1, "
+            "loyalty: Loyalty}` to its spec"
+        )
+    if segment == "default":
+        segment = study.segment_columns[0] if study.segment_columns else None
+    if segment is not None and segment not in study.columns.segments:
+        raise KpiError(
+            f"{segment!r} is not a segment column of study {study.name!r} "
+            f"(segments: {', '.join(study.segment_columns) or 'none'})"
+        )
+    seg_labels, seg_codes, wave_labels, wave_codes = _cells(data, segment, study.columns.wave)
+    n_seg, n_wave = len(seg_labels), len(wave_labels)
+    w = data.weights
+    rng = np.random.default_rng(seed)
+    frame = data.frame
+    # every respondent counts in its segment and in "All": stack the two assignments
+    cell_all = wave_codes
+    cell_seg = seg_codes * n_wave + wave_codes
+    rows = (
+        np.concatenate([np.arange(len(frame)), np.arange(len(frame))])
+        if n_seg > 1
+        else np.arange(len(frame))
+    )
+    cell = np.concatenate([cell_all, cell_seg]) if n_seg > 1 else cell_all
+    ww = w[rows]
+    n_cells = n_seg * n_wave
+
+    draws: dict[str, np.ndarray] = {}
+    counts_n: dict[str, np.ndarray] = {}
+    counts_eff: dict[str, np.ndarray] = {}
+
+    def store(name, values, n, n_eff):
+        draws[name] = values.reshape(n_seg, n_wave, n_draws)
+        counts_n[name] = n.reshape(n_seg, n_wave)
+        counts_eff[name] = n_eff.reshape(n_seg, n_wave)
+
+    if kpis.nps:
+        answers = frame[kpis.nps].to_numpy(dtype=float)[rows]
+        group = np.full(answers.shape, -1)
+        group[answers <= 6] = 0
+        group[(answers >= 7) & (answers <= 8)] = 1
+        group[answers >= 9] = 2
+        eff, n, n_eff = _weighted_counts(group, 3, cell, n_cells, ww)
+        p = _dirichlet(eff + 1.0, n_draws, rng)
+        store("nps", 100 * (p[..., 2] - p[..., 0]), n, n_eff)
+        store("promoters", 100 * p[..., 2], n, n_eff)
+        store("passives", 100 * p[..., 1], n, n_eff)
+        store("detractors", 100 * p[..., 0], n, n_eff)
+    if kpis.satisfaction:
+        scale = study.item(kpis.satisfaction).scale
+        answers = frame[kpis.satisfaction].to_numpy(dtype=float)[rows]
+        cat = np.where(np.isnan(answers), -1, answers - scale.min).astype(int)
+        eff, n, n_eff = _weighted_counts(cat, scale.n_points, cell, n_cells, ww)
+        p = _dirichlet(eff + 1.0, n_draws, rng)
+        values = np.arange(scale.min, scale.max + 1, dtype=float)
+        store("satisfaction_mean", p @ values, n, n_eff)
+        store("satisfaction_top_box", 100 * p[..., -1], n, n_eff)
+        store("satisfaction_top2_box", 100 * p[..., -2:].sum(axis=-1), n, n_eff)
+    if kpis.loyalty:
+        store(
+            "loyalty_index",
+            *_loyalty_index(data, kpis.loyalty, rows, cell, n_cells, ww, n_draws, rng),
+        )
+
+    table = _table(
+        draws, counts_n, counts_eff, seg_labels, wave_labels, study.min_cell_size, hdi_prob
+    )
+    return KpiEstimates(
+        draws,
+        seg_labels,
+        wave_labels,
+        counts_n,
+        counts_eff,
+        table,
+        segment,
+        hdi_prob,
+        study.min_cell_size,
+    )
+
+
+def _loyalty_index(data, construct, rows, cell, n_cells, w, n_draws, rng):
+    study = data.study
+    items = study.constructs[construct].item_names
+    block = data.frame[items].to_numpy(dtype=float)
+    lo = np.array([study.item(i).scale.min for i in items], dtype=float)
+    hi = np.array([study.item(i).scale.max for i in items], dtype=float)
+    with np.errstate(invalid="ignore"):
+        score = np.nanmean(100 * (block - lo) / (hi - lo), axis=1)[rows]
+    ok = ~np.isnan(score)
+    c, x, ww = cell[ok], score[ok], w[ok]
+    sw = np.bincount(c, weights=ww, minlength=n_cells)
+    sw2 = np.bincount(c, weights=ww**2, minlength=n_cells)
+    n = np.bincount(c, minlength=n_cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(c, weights=ww * x, minlength=n_cells) / sw
+        var = np.bincount(c, weights=ww * (x - mean[c]) ** 2, minlength=n_cells) / sw
+        n_eff = np.where(sw2 > 0, sw**2 / sw2, 0.0)
+        df = np.maximum(n_eff - 1, 1.0)
+        se = np.sqrt(var * n_eff / df / n_eff)
+    t = rng.standard_t(df[:, None], size=(n_cells, n_draws))
+    values = mean[:, None] + se[:, None] * t
+    values[n < 2] = np.nan
+    return values, n, n_eff
+
+
+def _table(
+    draws, counts_n, counts_eff, seg_labels, wave_labels, min_cell, hdi_prob
+) -> pd.DataFrame:
+    frames = []
+    for kpi, d in draws.items():
+        s = summarize_draws(d, hdi_prob)
+        change = np.full_like(d, np.nan)
+        change[:, 1:] = d[:, 1:] - d[:, :-1]
+        c = summarize_draws(change, hdi_prob)
+        with np.errstate(invalid="ignore"):
+            p_neg = np.where(np.isnan(change).all(axis=-1), np.nan, (change < 0).mean(axis=-1))
+        seg, wave = np.meshgrid(
+            np.arange(len(seg_labels)), np.arange(len(wave_labels)), indexing="ij"
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kpi": kpi,
+                    "label": KPI_LABELS[kpi],
+                    "segment": np.asarray(seg_labels, dtype=object)[seg.ravel()],
+                    "wave": np.asarray(wave_labels, dtype=object)[wave.ravel()],
+                    "n": counts_n[kpi].ravel(),
+                    "n_eff": np.round(counts_eff[kpi].ravel(), 1),
+                    "mean": s["mean"].ravel(),
+                    "sd": s["sd"].ravel(),
+                    "hdi_low": s["hdi_low"].ravel(),
+                    "hdi_high": s["hdi_high"].ravel(),
+                    "change_mean": c["mean"].ravel(),
+                    "change_hdi_low": c["hdi_low"].ravel(),
+                    "change_hdi_high": c["hdi_high"].ravel(),
+                    "p_change_negative": p_neg.ravel(),
+                    "small_cell": counts_n[kpi].ravel() < min_cell,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,12 @@
+"""Charts (altair only): each takes tidy data and returns a Chart; no computing, no files.
+
+The data behind a chart is the DataFrame passed in (``chart.data``), so analysts can
+export exactly what they see with :func:`export_table`.
+"""
+
+from __future__ import annotations
+
+from cxlib.plots.export import export_table
+from cxlib.plots.kpis import kpi_trend, segment_comparison
+
+__all__ = ["export_table", "kpi_trend", "segment_comparison"]

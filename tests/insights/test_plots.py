@@ -1,0 +1,41 @@
+import pytest
+
+from cxlib.data import load_responses
+from cxlib.errors import CxError
+from cxlib.insights.kpis import estimate_kpis
+from cxlib.plots import export_table, kpi_trend, segment_comparison
+
+
+@pytest.fixture(scope="module")
+def table(study):
+    return estimate_kpis(load_responses(study), n_draws=500).table
+
+
+def test_kpi_trend_shows_the_table_rows(table):
+    chart = kpi_trend(table, "nps")
+    spec = chart.to_dict()
+    assert len(spec["layer"]) == 2
+    data = chart.data
+    assert set(data["segment"]) == {"All", "Consumer", "Small business", "Enterprise"}
+    assert (data["kpi"] == "nps").all()
+
+
+def test_small_cells_are_left_out(table):
+    t = table.copy()
+    t.loc[(t["segment"] == "Enterprise") & (t["kpi"] == "nps"), "small_cell"] = True
+    assert "Enterprise" not in set(kpi_trend(t, "nps").data["segment"])
+
+
+def test_segment_comparison_uses_the_latest_wave(table):
+    chart = segment_comparison(table, "loyalty_index")
+    assert set(chart.data["wave"]) == {"2026-Q3"}
+
+
+def test_unknown_kpi(table):
+    with pytest.raises(CxError, match="no rows for KPI 'churn'"):
+        kpi_trend(table, "churn")
+
+
+def test_export(table, tmp_path):
+    assert export_table(kpi_trend(table).data, tmp_path / "nps.csv").stat().st_size > 0
+    assert export_table(table, tmp_path / "kpis.xlsx").exists()
