@@ -7,6 +7,14 @@ changed; an alert fires on a probability, not on a point estimate.
 from __future__ import annotations
 
 from cxlib.insights.alerts import AlertRule, AlertRuleError, evaluate_alerts, parse_rule
+from cxlib.insights.drivers import (
+    QUADRANTS,
+    DriverError,
+    DriverModel,
+    WhatIf,
+    driver_priorities,
+    what_if,
+)
 from cxlib.insights.intervals import hdi, summarize_draws
 from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis
 
@@ -15,6 +23,12 @@ __all__ = [
     "KPI_LABELS",
     "AlertRule",
     "AlertRuleError",
+    "DriverError",
+    "DriverModel",
+    "QUADRANTS",
+    "WhatIf",
+    "driver_priorities",
+    "what_if",
     "KpiEstimates",
     "estimate_kpis",
     "evaluate_alerts",

@@ -1,0 +1,584 @@
+"""Driver priorities (a Bayesian importance-performance map) and what-if analyses.
+
+Executives ask what to fix first and what it would buy. Both answers come from the
+posterior draws of a fitted structural model, never from refitting:
+
+- **Importance** of a driver for a target construct (loyalty by default) is its total
+  effect on the IPMA metric users know: both constructs rescaled to 0-100. A
+  construct's 0-100 score is the mean of its items rescaled to 0-100, so one point
+  of driver score moves the target by ``T * k_target / k_driver`` points, where ``T``
+  is the total effect between the latents and ``k = mean_i(100 * loading_i / range_i)``
+  converts a latent unit into score points. Item-level importance spreads the
+  construct's over its ``n`` items: ``T * k_target / (k_driver * n)``.
+- **Performance** is the (weighted) mean 0-100 score in each segment and wave, with a
+  normal posterior of the mean.
+- **Quadrants** are decided draw by draw against the median driver's importance and
+  performance, so each driver gets the probability of each quadrant (they sum to one):
+  ``fix first`` (important, under-performing), ``keep up``, ``possible overkill``,
+  ``low priority``.
+- **What-if** shifts one or several drivers (constructs by score points, or items by
+  points on their own scale) as interventions on their equations and propagates
+  them through the structural model, ``d_eta = (I - B)^-1 delta``, for every draw at
+  once. The target's top-2-box share and NPS move along the model's probit link: an
+  item whose latent response shifts by ``d`` standard deviations has
+  ``share_new = Phi(Phi^-1(share_now) + d)`` above any cut.
+
+:class:`DriverModel` holds what these need (draws of the total-effect matrix,
+loadings and item SDs per group) and is built from a fitted SEM with
+:meth:`DriverModel.from_sem`, or by hand for tests and custom models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from cxlib import config
+from cxlib.errors import CxError
+from cxlib.insights.intervals import summarize_draws
+from cxlib.insights.kpis import ALL
+
+__all__ = ["DriverError", "DriverModel", "QUADRANTS", "WhatIf", "driver_priorities", "what_if"]
+
+QUADRANTS = ("fix first", "keep up", "possible overkill", "low priority")
+
+
+class DriverError(CxError):
+    """A driver analysis asked for something the model or data cannot give."""
+
+
+@dataclass
+class DriverModel:
+    """Posterior draws a driver analysis needs, per group.
+
+    Attributes
+    ----------
+    latents : list of str
+        Latent constructs, in the order of the matrices' axes.
+    items : dict
+        Construct -> its items.
+    scales : dict
+        Item -> (min, max) of its answer scale.
+    total : numpy.ndarray
+        Total effects ``(I - B)^-1``, shape (draw, group, latent_to, latent_from).
+    loadings : numpy.ndarray
+        Loadings, shape (draw, group, item, latent) with items in ``item_order``.
+    item_sd : numpy.ndarray
+        Model-implied item standard deviations, shape (draw, group, item).
+    item_order : list of str
+        Items along the item axes.
+    groups : list of str
+        Group labels (segments when the model was fitted with ``group=``), or ``["All"]``.
+    group_column : str or None
+        The segment column the groups come from.
+    """
+
+    latents: list[str]
+    items: dict[str, list[str]]
+    scales: dict[str, tuple[float, float]]
+    total: np.ndarray
+    loadings: np.ndarray
+    item_sd: np.ndarray
+    item_order: list[str]
+    groups: list[str] = field(default_factory=lambda: [ALL])
+    group_column: str | None = None
+
+    @classmethod
+    def from_sem(cls, result, study=None) -> DriverModel:
+        """Build from a fitted :class:`cxlib.models.sem.SEMResult`.
+
+        Parameters
+        ----------
+        result : SEMResult
+            The fitted SEM.
+        study : Study, optional
+            For item scales (default: the study the SEM was built from).
+        """
+        study = study or getattr(result.model, "study", None)
+        if study is None:
+            raise DriverError("driver analyses need the study spec (item scales); pass study=")
+        mats = result.matrices() if hasattr(result, "matrices") else result._matrices()
+        st = result.structure
+        s = mats["inv"].shape
+        flat = s[0] * s[1]
+        sigma = mats["sigma"].reshape((flat,) + mats["sigma"].shape[2:])
+        groups = list(result.groups)
+        grouped = len(groups) > 1
+        return cls(
+            latents=list(st.latents),
+            items={lat: list(items) for lat, items in st.parsed.indicators.items()},
+            scales={i: (study.item(i).scale.min, study.item(i).scale.max) for i in st.items},
+            total=mats["inv"].reshape((flat,) + s[2:]),
+            loadings=mats["Lambda"].reshape((flat,) + mats["Lambda"].shape[2:]),
+            item_sd=np.sqrt(np.diagonal(sigma, axis1=-2, axis2=-1)),
+            item_order=list(st.items),
+            groups=groups if grouped else [ALL],
+            group_column=result.model.fit_options.get("group") if grouped else None,
+        )
+
+    @property
+    def n_draws(self) -> int:
+        """Number of posterior draws."""
+        return self.total.shape[0]
+
+    def _latent(self, name: str) -> int:
+        if name not in self.latents:
+            raise DriverError(
+                f"{name!r} is not a construct of the model (constructs: {', '.join(self.latents)})"
+            )
+        return self.latents.index(name)
+
+    def _group(self, segment: str) -> int:
+        if segment in self.groups:
+            return self.groups.index(segment)
+        if len(self.groups) == 1:
+            return 0  # one model for everyone: its effects hold in every segment
+        if segment == ALL:
+            return -1  # averaged over groups by the caller
+        raise DriverError(
+            f"segment {segment!r} is not among the model's groups ({', '.join(self.groups)})"
+        )
+
+    def score_factor(self) -> np.ndarray:
+        """``k``: score points (0-100) per latent unit, shape (draw, group, latent)."""
+        out = np.zeros(self.loadings.shape[:2] + (len(self.latents),))
+        for k, lat in enumerate(self.latents):
+            idx = [self.item_order.index(i) for i in self.items[lat]]
+            ranges = np.array([self.scales[i][1] - self.scales[i][0] for i in self.items[lat]])
+            out[..., k] = (100 * self.loadings[..., idx, k] / ranges).mean(axis=-1)
+        return out
+
+    def drivers_of(self, target: str) -> list[str]:
+        """Constructs with a path (direct or mediated) to ``target``."""
+        t = self._latent(target)
+        effect = np.abs(self.total[..., t, :]).max(axis=(0, 1))
+        return [lat for k, lat in enumerate(self.latents) if k != t and effect[k] > 0]
+
+    def importance(self, target: str, *, level: str = "construct") -> tuple[list[str], np.ndarray]:
+        """Importance draws of each driver, shape (draw, group, driver).
+
+        ``level="item"`` gives each driver item's importance (per point of its 0-100 score).
+        """
+        t = self._latent(target)
+        drivers = self.drivers_of(target)
+        if not drivers:
+            raise DriverError(f"no construct of the model has a path to {target!r}")
+        k = self.score_factor()
+        names, cols = [], []
+        for d in drivers:
+            j = self.latents.index(d)
+            imp = self.total[..., t, j] * k[..., t] / k[..., j]
+            if level == "construct":
+                names.append(d)
+                cols.append(imp)
+            elif level == "item":
+                for item in self.items[d]:
+                    names.append(item)
+                    cols.append(imp / len(self.items[d]))
+            else:
+                raise DriverError(f"level must be 'construct' or 'item', got {level!r}")
+        return names, np.stack(cols, axis=-1)
+
+
+# ----------------------------------------------------------------------------- performance
+def _score_columns(
+    frame: pd.DataFrame, model: DriverModel, drivers: list[str], level: str
+) -> dict[str, np.ndarray]:
+    """0-100 scores per respondent: constructs (mean of rescaled items) or items."""
+    out = {}
+    for d in drivers:
+        items = model.items.get(d, [d])
+        rescaled = np.column_stack(
+            [
+                100
+                * (frame[i].to_numpy(dtype=float) - model.scales[i][0])
+                / (model.scales[i][1] - model.scales[i][0])
+                for i in items
+            ]
+        )
+        if level == "item":
+            for j, item in enumerate(items):
+                out[item] = rescaled[:, j]
+        else:
+            with np.errstate(invalid="ignore"):
+                out[d] = np.nanmean(rescaled, axis=1) if rescaled.shape[1] > 1 else rescaled[:, 0]
+    return out
+
+
+def _cell_codes(data, segment_column: str | None, wave_column: str | None):
+    frame = data.frame
+    n = len(frame)
+    if segment_column:
+        seg = frame[segment_column]
+        seg_labels = [ALL, *map(str, seg.cat.categories)]
+        seg_codes = seg.cat.codes.to_numpy() + 1
+    else:
+        seg_labels, seg_codes = [ALL], np.zeros(n, dtype=int)
+    if wave_column:
+        wave = frame[wave_column]
+        present = [c for c in wave.cat.categories if (wave == c).any()]
+        wave_labels = [str(w) for w in present]
+        wave_codes = wave.map({c: i for i, c in enumerate(present)}).to_numpy(dtype=int)
+    else:
+        wave_labels, wave_codes = [ALL], np.zeros(n, dtype=int)
+    return seg_labels, seg_codes, wave_labels, wave_codes
+
+
+def _performance_draws(scores, weights, cells, n_cells, n_draws, rng):
+    """Normal posterior of the weighted mean score per cell: (cell, draw), n, n_eff."""
+    ok = ~np.isnan(scores)
+    c, x, w = cells[ok], scores[ok], weights[ok]
+    sw = np.bincount(c, weights=w, minlength=n_cells)
+    sw2 = np.bincount(c, weights=w**2, minlength=n_cells)
+    n = np.bincount(c, minlength=n_cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(c, weights=w * x, minlength=n_cells) / sw
+        var = np.bincount(c, weights=w * (x - mean[c]) ** 2, minlength=n_cells) / sw
+        n_eff = np.where(sw2 > 0, sw**2 / sw2, 0.0)
+        se = np.sqrt(var / np.maximum(n_eff - 1, 1))
+    draws = mean[:, None] + se[:, None] * rng.standard_normal((n_cells, n_draws))
+    draws[n < 2] = np.nan
+    return draws, n, n_eff
+
+
+def driver_priorities(
+    model: DriverModel,
+    data,
+    *,
+    target: str = "Loyalty",
+    level: str = "construct",
+    segment: str | None = "default",
+    seed: int = config.DEFAULT_SEED,
+    hdi_prob: float = config.HDI_PROB,
+) -> pd.DataFrame:
+    """The Bayesian importance-performance map, per segment and wave.
+
+    Parameters
+    ----------
+    model : DriverModel
+        Posterior draws of the fitted structural model.
+    data : SurveyData
+        The responses (for performance, per segment and wave, weights respected).
+    target : str
+        The target construct (default ``Loyalty``).
+    level : {"construct", "item"}
+        Drivers are constructs, or the items of the driver constructs.
+    segment : str or None
+        Segment column (default: the model's group column, else the study's first).
+    seed : int
+        Seed of the performance draws.
+    hdi_prob : float
+        Interval mass.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per driver x segment x wave: ``driver, construct, level, segment, wave,
+        n, importance, importance_low, importance_high, performance, performance_low,
+        performance_high, p_fix_first, p_keep_up, p_possible_overkill, p_low_priority,
+        quadrant`` (the most probable one) and ``small_cell``.
+    """
+    study = data.study
+    if segment == "default":
+        segment = model.group_column or (
+            study.segment_columns[0] if study.segment_columns else None
+        )
+    names, imp = model.importance(target, level=level)
+    construct_of = {}
+    for d in model.drivers_of(target):
+        for item in model.items[d] if level == "item" else [d]:
+            construct_of[item] = d
+    seg_labels, seg_codes, wave_labels, wave_codes = _cell_codes(data, segment, study.columns.wave)
+    n_seg, n_wave = len(seg_labels), len(wave_labels)
+    n_cells = n_seg * n_wave
+    n_draws = model.n_draws
+    rng = np.random.default_rng(seed)
+    frame_n = len(data.frame)
+    rows_idx = np.arange(frame_n)
+    cells = wave_codes
+    if n_seg > 1:
+        rows_idx = np.concatenate([rows_idx, rows_idx])
+        cells = np.concatenate([wave_codes, seg_codes * n_wave + wave_codes])
+    w = data.weights[rows_idx]
+    scores = _score_columns(data.frame, model, list(dict.fromkeys(construct_of.values())), level)
+    perf = np.empty((n_cells, n_draws, len(names)))
+    counts = np.zeros((n_cells, len(names)), dtype=int)
+    for j, name in enumerate(names):
+        d, n, _ = _performance_draws(scores[name][rows_idx], w, cells, n_cells, n_draws, rng)
+        perf[:, :, j] = d
+        counts[:, j] = n
+    # importance per segment: the segment's group, or everyone's model
+    seg_imp = np.empty((n_seg, n_draws, len(names)))
+    for i, seg in enumerate(seg_labels):
+        g = model._group(seg)
+        seg_imp[i] = imp.mean(axis=1) if g < 0 else imp[:, g]
+    out = []
+    for i, seg in enumerate(seg_labels):
+        for t, wave in enumerate(wave_labels):
+            cell = i * n_wave + t
+            imp_d, perf_d = seg_imp[i], perf[cell]  # (draw, driver)
+            high_i = imp_d > np.median(imp_d, axis=-1, keepdims=True)
+            low_p = perf_d < np.median(perf_d, axis=-1, keepdims=True)
+            valid = ~np.isnan(perf_d).any(axis=-1)
+            with np.errstate(invalid="ignore"):
+                probs = {
+                    "p_fix_first": (high_i & low_p)[valid].mean(axis=0),
+                    "p_keep_up": (high_i & ~low_p)[valid].mean(axis=0),
+                    "p_possible_overkill": (~high_i & ~low_p)[valid].mean(axis=0),
+                    "p_low_priority": (~high_i & low_p)[valid].mean(axis=0),
+                }
+            si, sp = summarize_draws(imp_d.T, hdi_prob), summarize_draws(perf_d.T, hdi_prob)
+            table = pd.DataFrame(
+                {
+                    "driver": names,
+                    "construct": [construct_of[nm] for nm in names],
+                    "level": level,
+                    "segment": seg,
+                    "wave": wave,
+                    "n": counts[cell],
+                    "importance": si["mean"],
+                    "importance_low": si["hdi_low"],
+                    "importance_high": si["hdi_high"],
+                    "performance": sp["mean"],
+                    "performance_low": sp["hdi_low"],
+                    "performance_high": sp["hdi_high"],
+                    **probs,
+                }
+            )
+            out.append(table)
+    result = pd.concat(out, ignore_index=True)
+    pcols = ["p_fix_first", "p_keep_up", "p_possible_overkill", "p_low_priority"]
+    best = result[pcols].fillna(-1).to_numpy().argmax(axis=1)
+    result["quadrant"] = np.where(
+        result[pcols].isna().all(axis=1), "", np.asarray(QUADRANTS, dtype=object)[best]
+    )
+    result["small_cell"] = result["n"] < study.min_cell_size
+    return result
+
+
+# ----------------------------------------------------------------------------- what-if
+@dataclass
+class WhatIf:
+    """The predicted effect of shifting drivers, as draws and as a summary table.
+
+    Attributes
+    ----------
+    draws : dict
+        ``target_score``, ``top2_box`` and (when the model measures NPS) ``nps``:
+        draws of the change, each of shape (draw,).
+    table : pandas.DataFrame
+        ``outcome, change, change_low, change_high, p_increase`` per outcome.
+    shifts : dict
+        The shifts applied (driver -> points).
+    """
+
+    draws: dict[str, np.ndarray]
+    table: pd.DataFrame
+    shifts: dict[str, float]
+
+
+def _top_share(values: np.ndarray, weights: np.ndarray, cut: float) -> float:
+    ok = ~np.isnan(values)
+    return float(np.sum(weights[ok] * (values[ok] >= cut)) / np.sum(weights[ok]))
+
+
+def what_if(
+    model: DriverModel,
+    shifts: dict[str, float],
+    *,
+    target: str = "Loyalty",
+    data=None,
+    baseline: dict[str, float] | None = None,
+    mode: str = "shift",
+    segment: str = ALL,
+    nps_item: str | None = "default",
+    hdi_prob: float = config.HDI_PROB,
+) -> WhatIf:
+    """Predict what shifting drivers would buy, from stored posterior draws.
+
+    Parameters
+    ----------
+    model : DriverModel
+        Posterior draws of the structural model.
+    shifts : dict
+        Driver -> amount. A construct moves by score points (0-100); an item by points
+        on its own answer scale. With ``mode="set"`` the amount is the level to reach.
+    target : str
+        The construct whose score, top-2-box share and NPS are predicted.
+    data : SurveyData, optional
+        Current answers: needed for ``mode="set"``, for checking that a shift stays on
+        the scale, and for the top-2-box and NPS baselines (without data the
+        baselines default to ``baseline``).
+    baseline : dict, optional
+        Current levels, overriding what ``data`` gives: driver -> score or item mean,
+        ``"top2_box"`` -> current share of the target's items (0-1) and ``"promoters"``
+        / ``"detractors"`` -> current NPS shares (0-1).
+    mode : {"shift", "set"}
+        Shift by the amounts, or set the drivers to them.
+    segment : str
+        Whose effects to use (a group of a grouped model; ``"All"`` otherwise).
+    nps_item : str or None
+        The NPS item among the target's items (default: the study's ``kpis.nps`` when it
+        measures the target; without data, the target's one 0-10 item); None leaves NPS out.
+    hdi_prob : float
+        Interval mass.
+
+    Returns
+    -------
+    WhatIf
+
+    Raises
+    ------
+    DriverError
+        For a driver that is not in the model, a shift that leaves the scale, or a
+        missing baseline.
+    """
+    if mode not in ("shift", "set"):
+        raise DriverError(f"mode must be 'shift' or 'set', got {mode!r}")
+    if not shifts:
+        raise DriverError("give at least one driver to shift, e.g. {'Experience': 5}")
+    t = model._latent(target)
+    g = model._group(segment)
+    total = model.total.mean(axis=1) if g < 0 else model.total[:, g]
+    loadings = model.loadings.mean(axis=1) if g < 0 else model.loadings[:, g]
+    item_sd = model.item_sd.mean(axis=1) if g < 0 else model.item_sd[:, g]
+    k = model.score_factor()
+    k = k.mean(axis=1) if g < 0 else k[:, g]
+    current = _current_levels(model, data, segment, shifts)
+    if baseline:
+        current.update(baseline)
+    delta = np.zeros((model.n_draws, len(model.latents)))
+    applied = {}
+    for driver, amount in shifts.items():
+        amount = float(amount)
+        if driver in model.latents:
+            j = model.latents.index(driver)
+            lo, hi = 0.0, 100.0
+            unit = "score points"
+        else:
+            owner = [lat for lat, items in model.items.items() if driver in items]
+            if not owner:
+                raise DriverError(
+                    f"{driver!r} is neither a construct nor an item of the model "
+                    f"(constructs: {', '.join(model.latents)})"
+                )
+            j = model.latents.index(owner[0])
+            lo, hi = model.scales[driver]
+            unit = "scale points"
+        now = current.get(driver)
+        if mode == "set":
+            if now is None:
+                raise DriverError(
+                    f"setting {driver!r} to a level needs its current level: pass data= or baseline="
+                )
+            amount = amount - now
+        if now is not None and not lo - 1e-9 <= now + amount <= hi + 1e-9:
+            raise DriverError(
+                f"shifting {driver!r} by {amount:+.2f} {unit} leaves its scale: "
+                f"{now:.2f} -> {now + amount:.2f}, outside {lo:g}-{hi:g}"
+            )
+        applied[driver] = amount
+        if driver in model.latents:
+            delta[:, j] += amount / k[:, j]
+        else:
+            n_items = len(model.items[model.latents[j]])
+            rng = model.scales[driver][1] - model.scales[driver][0]
+            delta[:, j] += (100 * amount / rng / n_items) / k[:, j]
+    d_eta = np.einsum("sij,sj->si", total, delta)[:, t]
+    draws = {"target_score": k[:, t] * d_eta}
+    target_items = model.items[target]
+    idx = [model.item_order.index(i) for i in target_items]
+    shift_sd = loadings[:, idx, t] * d_eta[:, None] / item_sd[:, idx]  # (draw, item) in SDs
+    if nps_item == "default":
+        nps_item = _study_nps(model, data, target_items)
+    box_items = [i for i in target_items if i != nps_item]
+    if box_items:
+        shares = np.array([current.get(f"top2_box:{i}", np.nan) for i in box_items])
+        if "top2_box" in current:
+            shares = np.full(len(box_items), current["top2_box"])
+        if np.isnan(shares).any():
+            raise DriverError(
+                "the top-2-box baseline is unknown: pass data= or baseline={'top2_box': share}"
+            )
+        cols = [target_items.index(i) for i in box_items]
+        now = shares.mean()
+        new = ndtr(ndtri(np.clip(shares, 1e-6, 1 - 1e-6)) + shift_sd[:, cols]).mean(axis=1)
+        draws["top2_box"] = 100 * (new - now)
+    if nps_item is not None and nps_item in target_items:
+        p0, d0 = current.get("promoters"), current.get("detractors")
+        if p0 is None or d0 is None:
+            raise DriverError(
+                "the NPS baseline is unknown: pass data= or baseline={'promoters': .., 'detractors': ..}"
+            )
+        s = shift_sd[:, target_items.index(nps_item)]
+        p1 = ndtr(ndtri(np.clip(p0, 1e-6, 1 - 1e-6)) + s)
+        d1 = ndtr(ndtri(np.clip(d0, 1e-6, 1 - 1e-6)) - s)
+        draws["nps"] = 100 * ((p1 - d1) - (p0 - d0))
+    labels = {
+        "target_score": f"{target} score (0-100)",
+        "top2_box": f"{target} top-2-box (%)",
+        "nps": "NPS",
+    }
+    rows = []
+    for name, d in draws.items():
+        s = summarize_draws(d[None, :], hdi_prob)
+        rows.append(
+            {
+                "outcome": name,
+                "label": labels[name],
+                "change": float(s["mean"][0]),
+                "change_low": float(s["hdi_low"][0]),
+                "change_high": float(s["hdi_high"][0]),
+                "p_increase": float((d > 0).mean()),
+            }
+        )
+    return WhatIf(draws=draws, table=pd.DataFrame(rows), shifts=applied)
+
+
+def _study_nps(model: DriverModel, data, target_items: list[str]) -> str | None:
+    """The NPS item among the target's items: the study's ``kpis.nps``, else a 0-10 item."""
+    if data is not None:
+        nps = data.study.kpis.nps
+        return nps if nps in target_items else None
+    zero_to_ten = [i for i in target_items if tuple(model.scales[i]) == (0, 10)]
+    return zero_to_ten[0] if len(zero_to_ten) == 1 else None
+
+
+def _current_levels(
+    model: DriverModel, data, segment: str, shifts: dict[str, float]
+) -> dict[str, float]:
+    """Current weighted levels in the segment: driver scores, item means, target shares."""
+    if data is None:
+        return {}
+    frame, w = data.frame, data.weights
+    seg_col = model.group_column or (
+        data.study.segment_columns[0] if data.study.segment_columns else None
+    )
+    if segment != ALL and seg_col:
+        mask = (frame[seg_col] == segment).to_numpy()
+        frame, w = frame[mask], w[mask]
+    if len(frame) == 0:
+        raise DriverError(f"no respondents in segment {segment!r}")
+    out: dict[str, float] = {}
+    for driver in shifts:
+        if driver in model.latents:
+            score = _score_columns(frame, model, [driver], "construct")[driver]
+            ok = ~np.isnan(score)
+            out[driver] = float(np.average(score[ok], weights=w[ok]))
+        elif driver in model.scales:
+            x = frame[driver].to_numpy(dtype=float)
+            ok = ~np.isnan(x)
+            out[driver] = float(np.average(x[ok], weights=w[ok]))
+    for lat_items in model.items.values():
+        for item in lat_items:
+            lo, hi = model.scales[item]
+            if item == data.study.kpis.nps:
+                x = frame[item].to_numpy(dtype=float)
+                out["promoters"] = _top_share(x, w, 9)
+                out["detractors"] = 1 - _top_share(x, w, 7)
+            else:
+                out[f"top2_box:{item}"] = _top_share(frame[item].to_numpy(dtype=float), w, hi - 1)
+    return out
