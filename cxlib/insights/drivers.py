@@ -10,8 +10,8 @@ posterior draws of a fitted structural model, never from refitting:
   is the total effect between the latents and ``k = mean_i(100 * loading_i / range_i)``
   converts a latent unit into score points. Item-level importance spreads the
   construct's over its ``n`` items: ``T * k_target / (k_driver * n)``.
-- **Performance** is the (weighted) mean 0-100 score in each segment and wave, with a
-  normal posterior of the mean.
+- **Performance** is the (weighted) mean 0-100 score in each segment and wave, with the
+  Student-t posterior of a mean (:func:`cxlib.insights.cells.weighted_mean_draws`).
 - **Quadrants** are decided draw by draw against the median driver's importance and
   performance, so each driver gets the probability of each quadrant (they sum to one):
   ``fix first`` (important, under-performing), ``keep up``, ``possible overkill``,
@@ -38,8 +38,8 @@ from scipy.special import ndtr, ndtri
 
 from cxlib import config
 from cxlib.errors import CxError
+from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
 from cxlib.insights.intervals import summarize_draws
-from cxlib.insights.kpis import ALL
 
 __all__ = ["DriverError", "DriverModel", "QUADRANTS", "WhatIf", "driver_priorities", "what_if"]
 
@@ -208,42 +208,6 @@ def _score_columns(
     return out
 
 
-def _cell_codes(data, segment_column: str | None, wave_column: str | None):
-    frame = data.frame
-    n = len(frame)
-    if segment_column:
-        seg = frame[segment_column]
-        seg_labels = [ALL, *map(str, seg.cat.categories)]
-        seg_codes = seg.cat.codes.to_numpy() + 1
-    else:
-        seg_labels, seg_codes = [ALL], np.zeros(n, dtype=int)
-    if wave_column:
-        wave = frame[wave_column]
-        present = [c for c in wave.cat.categories if (wave == c).any()]
-        wave_labels = [str(w) for w in present]
-        wave_codes = wave.map({c: i for i, c in enumerate(present)}).to_numpy(dtype=int)
-    else:
-        wave_labels, wave_codes = [ALL], np.zeros(n, dtype=int)
-    return seg_labels, seg_codes, wave_labels, wave_codes
-
-
-def _performance_draws(scores, weights, cells, n_cells, n_draws, rng):
-    """Normal posterior of the weighted mean score per cell: (cell, draw), n, n_eff."""
-    ok = ~np.isnan(scores)
-    c, x, w = cells[ok], scores[ok], weights[ok]
-    sw = np.bincount(c, weights=w, minlength=n_cells)
-    sw2 = np.bincount(c, weights=w**2, minlength=n_cells)
-    n = np.bincount(c, minlength=n_cells)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(c, weights=w * x, minlength=n_cells) / sw
-        var = np.bincount(c, weights=w * (x - mean[c]) ** 2, minlength=n_cells) / sw
-        n_eff = np.where(sw2 > 0, sw**2 / sw2, 0.0)
-        se = np.sqrt(var / np.maximum(n_eff - 1, 1))
-    draws = mean[:, None] + se[:, None] * rng.standard_normal((n_cells, n_draws))
-    draws[n < 2] = np.nan
-    return draws, n, n_eff
-
-
 def driver_priorities(
     model: DriverModel,
     data,
@@ -291,23 +255,19 @@ def driver_priorities(
     for d in model.drivers_of(target):
         for item in model.items[d] if level == "item" else [d]:
             construct_of[item] = d
-    seg_labels, seg_codes, wave_labels, wave_codes = _cell_codes(data, segment, study.columns.wave)
-    n_seg, n_wave = len(seg_labels), len(wave_labels)
-    n_cells = n_seg * n_wave
+    cells = segment_wave_cells(data, segment, study.columns.wave)
+    seg_labels, wave_labels = cells.segments, cells.waves
+    n_seg, n_wave = cells.shape
+    n_cells = cells.n_cells
     n_draws = model.n_draws
     rng = np.random.default_rng(seed)
-    frame_n = len(data.frame)
-    rows_idx = np.arange(frame_n)
-    cells = wave_codes
-    if n_seg > 1:
-        rows_idx = np.concatenate([rows_idx, rows_idx])
-        cells = np.concatenate([wave_codes, seg_codes * n_wave + wave_codes])
+    rows_idx = cells.rows
     w = data.weights[rows_idx]
     scores = _score_columns(data.frame, model, list(dict.fromkeys(construct_of.values())), level)
     perf = np.empty((n_cells, n_draws, len(names)))
     counts = np.zeros((n_cells, len(names)), dtype=int)
     for j, name in enumerate(names):
-        d, n, _ = _performance_draws(scores[name][rows_idx], w, cells, n_cells, n_draws, rng)
+        d, n, _ = weighted_mean_draws(scores[name][rows_idx], w, cells.cell, n_cells, n_draws, rng)
         perf[:, :, j] = d
         counts[:, j] = n
     # importance per segment: the segment's group, or everyone's model

@@ -30,12 +30,10 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.errors import CxError
+from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
 from cxlib.insights.intervals import summarize_draws
 
 __all__ = ["ALL", "KPI_LABELS", "KpiEstimates", "estimate_kpis", "nps_posterior_moments"]
-
-#: The label of the all-segments level.
-ALL = "All"
 
 #: KPI name -> how dashboards and reports name it.
 KPI_LABELS = {
@@ -100,26 +98,6 @@ class KpiEstimates:
         out = np.full_like(d, np.nan)
         out[:, 1:] = d[:, 1:] - d[:, :-1]
         return out
-
-
-def _cells(data, segment_column: str | None, wave_column: str | None):
-    frame = data.frame
-    n = len(frame)
-    if segment_column:
-        seg = frame[segment_column]
-        seg_labels = [ALL, *map(str, seg.cat.categories)]
-        seg_codes = seg.cat.codes.to_numpy() + 1
-    else:
-        seg_labels, seg_codes = [ALL], np.zeros(n, dtype=int)
-    if wave_column:
-        wave = frame[wave_column]
-        present = [c for c in wave.cat.categories if (wave == c).any()]
-        wave_labels = [str(w) for w in present]
-        lookup = {c: i for i, c in enumerate(present)}
-        wave_codes = wave.map(lookup).to_numpy(dtype=int)
-    else:
-        wave_labels, wave_codes = [ALL], np.zeros(n, dtype=int)
-    return seg_labels, seg_codes, wave_labels, wave_codes
 
 
 def _weighted_counts(categories: np.ndarray, k: int, cell: np.ndarray, n_cells: int, w: np.ndarray):
@@ -205,22 +183,14 @@ def estimate_kpis(
             f"{segment!r} is not a segment column of study {study.name!r} "
             f"(segments: {', '.join(study.segment_columns) or 'none'})"
         )
-    seg_labels, seg_codes, wave_labels, wave_codes = _cells(data, segment, study.columns.wave)
-    n_seg, n_wave = len(seg_labels), len(wave_labels)
-    w = data.weights
+    cells = segment_wave_cells(data, segment, study.columns.wave)
+    seg_labels, wave_labels = cells.segments, cells.waves
+    n_seg, n_wave = cells.shape
+    rows, cell = cells.rows, cells.cell
+    ww = data.weights[rows]
     rng = np.random.default_rng(seed)
     frame = data.frame
-    # every respondent counts in its segment and in "All": stack the two assignments
-    cell_all = wave_codes
-    cell_seg = seg_codes * n_wave + wave_codes
-    rows = (
-        np.concatenate([np.arange(len(frame)), np.arange(len(frame))])
-        if n_seg > 1
-        else np.arange(len(frame))
-    )
-    cell = np.concatenate([cell_all, cell_seg]) if n_seg > 1 else cell_all
-    ww = w[rows]
-    n_cells = n_seg * n_wave
+    n_cells = cells.n_cells
 
     draws: dict[str, np.ndarray] = {}
     counts_n: dict[str, np.ndarray] = {}
@@ -283,21 +253,7 @@ def _loyalty_index(data, construct, rows, cell, n_cells, w, n_draws, rng):
     hi = np.array([study.item(i).scale.max for i in items], dtype=float)
     with np.errstate(invalid="ignore"):
         score = np.nanmean(100 * (block - lo) / (hi - lo), axis=1)[rows]
-    ok = ~np.isnan(score)
-    c, x, ww = cell[ok], score[ok], w[ok]
-    sw = np.bincount(c, weights=ww, minlength=n_cells)
-    sw2 = np.bincount(c, weights=ww**2, minlength=n_cells)
-    n = np.bincount(c, minlength=n_cells)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(c, weights=ww * x, minlength=n_cells) / sw
-        var = np.bincount(c, weights=ww * (x - mean[c]) ** 2, minlength=n_cells) / sw
-        n_eff = np.where(sw2 > 0, sw**2 / sw2, 0.0)
-        df = np.maximum(n_eff - 1, 1.0)
-        se = np.sqrt(var * n_eff / df / n_eff)
-    t = rng.standard_t(df[:, None], size=(n_cells, n_draws))
-    values = mean[:, None] + se[:, None] * t
-    values[n < 2] = np.nan
-    return values, n, n_eff
+    return weighted_mean_draws(score, w, cell, n_cells, n_draws, rng)
 
 
 def _table(
