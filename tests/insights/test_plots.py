@@ -39,3 +39,24 @@ def test_unknown_kpi(table):
 def test_export(table, tmp_path):
     assert export_table(kpi_trend(table).data, tmp_path / "nps.csv").stat().st_size > 0
     assert export_table(table, tmp_path / "kpis.xlsx").exists()
+
+
+def test_priority_map_and_what_if_bars():
+    from cxlib.insights.drivers import driver_priorities, what_if
+    from cxlib.plots import priority_map, what_if_bars
+    from tests.insights.test_drivers import path_model, survey
+
+    pm = driver_priorities(path_model(n_draws=100), survey())
+    chart = priority_map(pm, segment="A")
+    assert set(chart.data["driver"]) == {"Experience", "Image"}
+    assert set(chart.data["wave"]) == {"W2"}
+    assert len(chart.to_dict()["layer"]) == 6
+    with pytest.raises(CxError, match="no driver priorities for segment 'Z'"):
+        priority_map(pm, segment="Z")
+    res = what_if(
+        path_model(),
+        {"Experience": 5},
+        baseline={"top2_box": 0.3, "promoters": 0.3, "detractors": 0.3},
+    )
+    bars = what_if_bars(res.table)
+    assert list(bars.data["outcome"]) == ["target_score", "top2_box", "nps"]

@@ -1,0 +1,127 @@
+"""Driver charts: the priority map with uncertainty, and what-if bars."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from cxlib.errors import CxError
+
+__all__ = ["priority_map", "what_if_bars"]
+
+_QUADRANT_COLORS = {
+    "fix first": "#d62728",
+    "keep up": "#2ca02c",
+    "possible overkill": "#9467bd",
+    "low priority": "#7f7f7f",
+}
+
+
+def _need(table: pd.DataFrame, columns: set[str], what: str) -> None:
+    missing = columns - set(table.columns)
+    if missing:
+        raise CxError(f"a {what} table needs the columns {', '.join(sorted(missing))}")
+
+
+def priority_map(
+    priorities: pd.DataFrame, *, segment: str = "All", wave: str | None = None
+) -> alt.LayerChart:
+    """The importance-performance map: each driver with its HDI cross, coloured by quadrant.
+
+    The dashed lines are the median driver's importance and performance, the split the
+    quadrant probabilities use. The tooltip shows P(fix first).
+
+    Parameters
+    ----------
+    priorities : pandas.DataFrame
+        From :func:`cxlib.insights.driver_priorities`.
+    segment : str
+        Which segment.
+    wave : str, optional
+        Which wave (default: the latest).
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    _need(
+        priorities,
+        {
+            "driver",
+            "segment",
+            "wave",
+            "importance",
+            "importance_low",
+            "importance_high",
+            "performance",
+            "performance_low",
+            "performance_high",
+            "p_fix_first",
+            "quadrant",
+        },
+        "driver priorities",
+    )
+    wave = wave if wave is not None else list(dict.fromkeys(priorities["wave"]))[-1]
+    rows = priorities[(priorities["segment"] == segment) & (priorities["wave"] == wave)]
+    if rows.empty:
+        raise CxError(f"no driver priorities for segment {segment!r} in wave {wave!r}")
+    rows = rows.copy()
+    rows["median_importance"] = rows["importance"].median()
+    rows["median_performance"] = rows["performance"].median()
+    base = alt.Chart(rows)
+    color = alt.Color(
+        "quadrant:N",
+        scale=alt.Scale(domain=list(_QUADRANT_COLORS), range=list(_QUADRANT_COLORS.values())),
+        title="Most probable quadrant",
+    )
+    x = alt.X("performance:Q", title="Performance (0-100)", scale=alt.Scale(zero=False))
+    y = alt.Y("importance:Q", title="Importance (total effect, 0-100 metric)")
+    h_err = base.mark_rule(opacity=0.5).encode(
+        x="performance_low:Q", x2="performance_high:Q", y=y, color=color
+    )
+    v_err = base.mark_rule(opacity=0.5).encode(
+        y="importance_low:Q", y2="importance_high:Q", x=x, color=color
+    )
+    points = base.mark_circle(size=120).encode(
+        x=x,
+        y=y,
+        color=color,
+        tooltip=[
+            "driver:N",
+            alt.Tooltip("importance:Q", format=".3f"),
+            alt.Tooltip("performance:Q", format=".1f"),
+            alt.Tooltip("p_fix_first:Q", format=".2f", title="P(fix first)"),
+        ],
+    )
+    labels = base.mark_text(dx=8, align="left").encode(x=x, y=y, text="driver:N")
+    vline = base.mark_rule(strokeDash=[4, 4], color="gray").encode(x="mean(median_performance):Q")
+    hline = base.mark_rule(strokeDash=[4, 4], color="gray").encode(y="mean(median_importance):Q")
+    return (h_err + v_err + points + labels + vline + hline).properties(
+        title=f"Driver priorities — {segment}, {wave}", width=420, height=320
+    )
+
+
+def what_if_bars(table: pd.DataFrame) -> alt.LayerChart:
+    """Predicted changes of a what-if, one bar per outcome with its HDI.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :attr:`cxlib.insights.WhatIf.table`.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    _need(table, {"label", "change", "change_low", "change_high"}, "what-if")
+    base = alt.Chart(table).encode(y=alt.Y("label:N", title=None, sort=None))
+    bars = base.mark_bar(opacity=0.7).encode(
+        x=alt.X("change:Q", title="Predicted change"),
+        tooltip=[
+            "label:N",
+            alt.Tooltip("change:Q", format="+.2f"),
+            alt.Tooltip("p_increase:Q", format=".2f"),
+        ],
+    )
+    err = base.mark_rule().encode(x="change_low:Q", x2="change_high:Q")
+    return (bars + err).properties(title="What it would buy", width=360, height=120)
