@@ -1,7 +1,7 @@
 # cx workbench — the two commands: `make run` and `make test`.
 #
-#   make run    create .venv, install, build the sample study, validate it and print
-#               its data-quality report (later: run the demo pipeline, serve dashboards)
+#   make run    create .venv, install, build the sample study, validate it (data-quality
+#               report), refresh and publish it through the demo pipeline (papermill)
 #   make test   create .venv with the test extra, lint, and run every test (incl. slow)
 #
 # Re-running either is quick: installs happen again only when pyproject.toml changes.
@@ -22,6 +22,7 @@ help:
 run: $(VENV)/.installed-run
 	$(BIN)/cx sample
 	$(BIN)/cx validate --study data/telecom/study.yaml
+	$(BIN)/cx run pipelines/demo.yaml
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
@@ -32,6 +33,7 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

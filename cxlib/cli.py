@@ -158,6 +158,293 @@ def sample(force: bool) -> None:
     click.echo(f"sample study data written: {_shown(out)} ({len(frame):,} respondents)")
 
 
+# ----------------------------------------------------------------------------- pipelines
+_pipeline_argument = click.argument("pipeline", type=click.Path(path_type=Path, dir_okay=False))
+_runs_dir_option = click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Runs directory (default: the pipeline's runs_dir, else $CX_RUNS_DIR or ./runs).",
+)
+_db_option = click.option(
+    "--db",
+    "results_db",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Results store, a DuckDB file (default: the pipeline's results_db, else "
+    "results.duckdb in the runs directory).",
+)
+
+
+def _executor_options(command):
+    """``--jobs``, ``--executor`` and ``--scheduler``, shared by ``cx run`` and ``cx schedule``."""
+    command = click.option(
+        "--scheduler",
+        "dask_scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler address, e.g. tcp://HOST:8786 (implies --executor dask).",
+    )(command)
+    command = click.option(
+        "--executor",
+        type=click.Choice(["local", "dask"]),
+        default=None,
+        help="Where notebooks run: here (local, default) or on a Dask cluster.",
+    )(command)
+    return click.option(
+        "--jobs",
+        "-j",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Notebook runs executed at once (local executor).",
+    )(command)
+
+
+def _executor(executor: str | None, dask_scheduler: str | None) -> str:
+    if executor == "local" and dask_scheduler:
+        raise click.UsageError("--scheduler is the Dask scheduler's address; use it with --executor dask")
+    return executor or ("dask" if dask_scheduler else "local")
+
+
+def _pipeline_logging(level: int | None = None) -> None:
+    """Log the pipeline's progress to stderr (papermill's own chatter only when it warns)."""
+    import logging
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    for name in ("distributed", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    log = logging.getLogger("cxlib.pipeline")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(level or logging.INFO)
+        log.propagate = False
+
+
+@cx.command("run")
+@_pipeline_argument
+@click.option("--study", default=None, help="Run only this study (its name in the study spec).")
+@_executor_options
+@click.option("--force", is_flag=True, help="Run even what is up to date.")
+@click.option("--fast", is_flag=True, help="Apply the pipeline's fast_parameters (small draws).")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait this long for another runner of the same study (default: stop at once).",
+)
+@_runs_dir_option
+@_db_option
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    pipeline: Path,
+    study,
+    jobs: int,
+    executor,
+    dask_scheduler,
+    force: bool,
+    fast: bool,
+    wait_s: float,
+    runs_dir,
+    results_db,
+) -> None:
+    """Run PIPELINE now: execute its notebooks, check the quality gates, publish.
+
+    Runs that are up to date (same data, parameters, notebook and code) are
+    skipped unless --force. Prints a summary table; exits 1 when any run failed
+    or was stopped by a quality gate (the previously published result then stays
+    live), 2 when the pipeline spec or anything it names is invalid (nothing runs).
+    """
+    from cxlib.pipeline.runner import run_pipeline
+
+    _pipeline_logging()
+    result = run_pipeline(
+        pipeline,
+        study=study,
+        jobs=jobs,
+        force=force,
+        fast=fast,
+        executor=_executor(executor, dask_scheduler),
+        scheduler=dask_scheduler,
+        runs_dir=runs_dir,
+        results_db=results_db,
+        wait_s=wait_s,
+    )
+    click.echo(result.summary_table())
+    if not result.ok:
+        ctx.exit(1)
+
+
+@cx.group("runs", invoke_without_command=True)
+@click.option("--study", default=None, help="Only this study's runs.")
+@click.option("--status", default=None, help="Only runs with this status (succeeded, failed, gated, aborted).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@_db_option
+@click.pass_context
+def runs(ctx: click.Context, study, status, limit: int, results_db) -> None:
+    """List the run catalog, newest first (* = published); `cx runs show RUN` shows one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cxlib.pipeline.store import ResultsStore
+
+    store = ResultsStore(results_db)
+    rows = store.runs(study=study, status=status, limit=limit)
+    if not rows:
+        where = "" if store.exists() else f" (no results store at {_shown(store.path)})"
+        click.echo(f"no runs{where}")
+        return
+    head = ("run", "study", "notebook/set", "status", "started (UTC)", "time")
+    table = [
+        (
+            r["run_id"] + (" *" if r["published"] else ""),
+            r["study"],
+            r["slot"] or "",
+            r["status"],
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}" if r["started_at"] else "",
+            f"{r['duration_s']:.1f} s" if r["duration_s"] is not None else "",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=True)]
+    for row in (head, *table):
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's manifest as JSON.")
+@_db_option
+@_runs_dir_option
+def runs_show(run_id: str, as_json: bool, results_db, runs_dir) -> None:
+    """Show one run (by id or a unique prefix): status, parameters, timings, error, files."""
+    import json
+
+    from cxlib.pipeline.errors import RunNotFoundError
+    from cxlib.pipeline.publish import read_pointer
+    from cxlib.pipeline.store import ResultsStore
+
+    store = ResultsStore(results_db)
+    try:
+        row = store.find_run(run_id)
+    except ValueError as exc:
+        raise RunNotFoundError(str(exc)) from None
+    if row is not None:
+        manifest_path = Path(row["run_dir"]) / "manifest.json"
+    else:
+        from cxlib import config
+
+        root = Path(runs_dir or config.RUNS_DIR)
+        found = sorted(root.glob(f"*/{run_id}*/manifest.json"))
+        if len(found) != 1:
+            what = "matches several runs" if found else "is not in the catalog nor in " + _shown(root)
+            raise RunNotFoundError(f"run {run_id!r} {what}; `cx runs` lists them")
+        manifest_path = found[0]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunNotFoundError(f"run {run_id!r}: cannot read {manifest_path}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    pointer = read_pointer(manifest_path.parent.parent) or {}
+    live = any(e["run_id"] == manifest["run_id"] for e in pointer.get("runs", {}).values())
+    timings = manifest.get("timings", {})
+    lines = [
+        ("run", manifest["run_id"]),
+        ("status", manifest["status"] + (" (published)" if live else "")),
+        ("study", f"{manifest['study']}  (pipeline {manifest.get('pipeline', '?')})"),
+        ("notebook", f"{manifest['notebook']['name']}  (parameter set {manifest['label']})"),
+        ("started", timings.get("started_at", "?")),
+        (
+            "duration",
+            f"{timings.get('duration_s', '?')} s (notebook {timings.get('execution_s', '?')} s, "
+            f"HTML {timings.get('export_s', '-')} s)",
+        ),
+        ("data", f"{manifest['data']['path']}  sha256 {str(manifest['data']['hash'])[:12]}"),
+        ("code", manifest.get("code", {}).get("version", "?")),
+    ]
+    lines += [("parameter", f"{k} = {v!r}") for k, v in manifest.get("parameters", {}).items()]
+    if manifest.get("diagnostics"):
+        lines.append(
+            ("diagnostics", ", ".join(f"{k} {v}" for k, v in manifest["diagnostics"].items()))
+        )
+    lines += [("gate failed", g) for g in manifest.get("gate_failures") or []]
+    error = manifest.get("error")
+    if error:
+        lines.append(("error", f"{error.get('type')}: {error.get('message')}"))
+        if error.get("cell_index") is not None:
+            lines.append(("in cell", f"{error['cell_index']} (0-based, of the executed notebook)"))
+    lines += [
+        ("folder", manifest.get("run_dir", "")),
+        ("notebook", manifest["notebook"].get("executed") or "(none)"),
+        ("html", manifest["notebook"].get("html") or "(none)"),
+        ("artifacts", f"{len(manifest.get('artifacts', []))} file(s) in {manifest.get('output_dir')}"),
+    ]
+    lines += [("warning", w) for w in manifest.get("warnings", [])]
+    for key, value in lines:
+        click.echo(f"{key:<12} {value}")
+    if error and error.get("traceback"):
+        click.echo("\n" + error["traceback"])
+
+
+@cx.command()
+@_pipeline_argument
+@_executor_options
+@click.option(
+    "--poll",
+    "poll_s",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between checks (default: the spec's schedule.poll_s).",
+)
+@click.option("--once", is_flag=True, help="Check once, run what is due, wait for it, and exit.")
+@_runs_dir_option
+@_db_option
+def schedule(
+    pipeline: Path, jobs: int, executor, dask_scheduler, poll_s, once: bool, runs_dir, results_db
+) -> None:
+    """Keep PIPELINE's studies fresh: run on its cron schedule and when the data change.
+
+    A refresh of a study never overlaps another one of the same study; a
+    scheduled time missed while this was not running is caught up once. Stop
+    with Ctrl-C or SIGTERM (running refreshes finish first).
+    """
+    from cxlib.pipeline.schedule import Scheduler
+
+    _pipeline_logging()
+    options = {
+        "jobs": jobs,
+        "executor": _executor(executor, dask_scheduler),
+        "scheduler": dask_scheduler,
+        "runs_dir": runs_dir,
+        "results_db": results_db,
+    }
+    scheduler = Scheduler(pipeline, run_options=options)
+    if once:
+        started = scheduler.tick()
+        scheduler.wait()
+        click.echo(f"{len(started)} refresh(es) started" + "".join(
+            f"\n  {t.study}: {t.reason} ({t.detail})" for t in started))
+        return
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def _stop(signum, _frame) -> None:  # systemd stops services with SIGTERM
+        click.echo(f"received signal {signum}: stopping after the running refreshes", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    scheduler.run_forever(poll_s=poll_s, stop=stop)
+
+
 def _shown(path: Path) -> str:
     """A path relative to the working directory when it lies below it."""
     try:

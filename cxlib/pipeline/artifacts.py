@@ -1,0 +1,259 @@
+"""What a notebook writes into its output directory, and the manifest that lists it.
+
+Notebooks stay thin: they compute with cxlib and hand results to an
+:class:`Artifacts` writer, which puts them where the runner (and the results
+store) expect them::
+
+    <output_dir>/
+        tables/<name>.parquet     tidy tables; the results store loads each into a
+                                  DuckDB table of the same name
+        <name>.json               reports and other JSON documents
+        charts/<name>.vl.json     charts as Vega-Lite specs (+ .svg / .png)
+        diagnostics.json          convergence figures of a fitted model (quality gates)
+        manifest.json             what the notebook wrote, with sizes and hashes
+
+>>> out = Artifacts(output_dir, notebook="01-data-quality")     # doctest: +SKIP
+>>> out.table("data_quality_items", items)                     # doctest: +SKIP
+>>> out.finish()                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from cxlib import __version__, config
+from cxlib.pipeline.gates import DIAGNOSTICS_FILE
+from cxlib.pipeline.provenance import write_json_atomic
+
+__all__ = [
+    "MANIFEST_FILE",
+    "RESERVED_TABLES",
+    "TABLES_DIR",
+    "Artifacts",
+    "default_output_dir",
+    "diagnostics_from_idata",
+]
+
+#: Subfolder of the output directory holding tidy tables (Parquet).
+TABLES_DIR = "tables"
+#: The notebook's own manifest in its output directory.
+MANIFEST_FILE = "manifest.json"
+#: Table names the results store uses itself.
+RESERVED_TABLES = ("runs", "publications", "published_runs", "alert_rules")
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def default_output_dir(notebook: str) -> Path:
+    """Where a notebook run by hand writes: ``RUNS_DIR/manual/<notebook>-<time>/``.
+
+    The runs directory is git-ignored, so a manual run never writes into the
+    repository's tracked files.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return config.RUNS_DIR / "manual" / f"{notebook}-{stamp}"
+
+
+class Artifacts:
+    """Writes a notebook's results into its output directory.
+
+    Parameters
+    ----------
+    output_dir : str or Path
+        The notebook's ``output_dir`` parameter; ``""`` (a manual run) means
+        :func:`default_output_dir`.
+    notebook : str
+        The notebook's name, e.g. ``01-data-quality``.
+    parameters : dict, optional
+        The notebook's parameter values, recorded in the manifest.
+    """
+
+    def __init__(
+        self, output_dir: str | Path, *, notebook: str, parameters: dict[str, Any] | None = None
+    ):
+        self.path = Path(output_dir) if str(output_dir) else default_output_dir(notebook)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.notebook = notebook
+        self.parameters = dict(parameters or {})
+        self.files: list[dict[str, Any]] = []
+        self._started = time.time()
+
+    def __repr__(self) -> str:
+        return f"Artifacts({str(self.path)!r}, {len(self.files)} file(s))"
+
+    def _record(self, path: Path, kind: str, **extra: Any) -> Path:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        rel = path.relative_to(self.path).as_posix()
+        self.files = [f for f in self.files if f["path"] != rel]
+        self.files.append(
+            {"path": rel, "kind": kind, "bytes": path.stat().st_size, "sha256": digest, **extra}
+        )
+        return path
+
+    def table(self, name: str, frame) -> Path:
+        """Write a tidy table as ``tables/<name>.parquet``.
+
+        Parameters
+        ----------
+        name : str
+            Lower-case identifier; the results store loads the table into a DuckDB
+            table of this name (``estimates``, ``effects``, ``kpis``,
+            ``data_quality_items`` ...).
+        frame : pandas.DataFrame
+            One row per observation, one column per variable; a non-default
+            index is kept as columns.
+
+        Returns
+        -------
+        Path
+        """
+        if not _TABLE_NAME.match(name) or name in RESERVED_TABLES or name.startswith("published_"):
+            raise ValueError(
+                f"table name {name!r}: use lower-case letters, digits and '_' (it names a "
+                f"database table); {', '.join(RESERVED_TABLES)} and published_* are reserved"
+            )
+        import pandas as pd
+
+        if not isinstance(frame.index, pd.RangeIndex):
+            frame = frame.reset_index()
+        if any(not isinstance(c, str) for c in frame.columns):
+            frame = frame.rename(columns=str)
+        folder = self.path / TABLES_DIR
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        return self._record(path, "table", rows=len(frame), columns=list(frame.columns))
+
+    def json(self, name: str, data: Any) -> Path:
+        """Write a JSON document as ``<name>.json`` (e.g. a report's ``to_dict()``)."""
+        self._check_name(name)
+        path = self.path / f"{name}.json"
+        write_json_atomic(path, data)
+        return self._record(path, "json")
+
+    def chart(self, name: str, chart, formats: tuple[str, ...] = ("svg",)) -> list[Path]:
+        """Write an altair chart as ``charts/<name>.vl.json`` plus images.
+
+        Parameters
+        ----------
+        name : str
+            File name without suffix.
+        chart : altair.Chart
+            The chart (from :mod:`cxlib.plots`).
+        formats : tuple of str
+            Image formats to add: ``svg`` and/or ``png`` (rendered with vl-convert).
+
+        Returns
+        -------
+        list of Path
+        """
+        self._check_name(name)
+        folder = self.path / "charts"
+        folder.mkdir(exist_ok=True)
+        spec = chart.to_dict()
+        paths = [folder / f"{name}.vl.json"]
+        write_json_atomic(paths[0], spec)
+        self._record(paths[0], "chart")
+        import vl_convert as vlc
+
+        for fmt in formats:
+            if fmt == "svg":
+                out = folder / f"{name}.svg"
+                out.write_text(vlc.vegalite_to_svg(spec), encoding="utf-8")
+            elif fmt == "png":
+                out = folder / f"{name}.png"
+                out.write_bytes(vlc.vegalite_to_png(spec, scale=2))
+            else:
+                raise ValueError(f"chart format {fmt!r}: use 'svg' or 'png'")
+            paths.append(self._record(out, "image"))
+        return paths
+
+    def diagnostics(self, diagnostics) -> Path:
+        """Write a fitted model's convergence figures (``diagnostics.json``) for the gates.
+
+        Parameters
+        ----------
+        diagnostics : dict or arviz.InferenceData
+            A dict with at least ``max_r_hat``, ``min_ess_bulk`` and
+            ``divergences``, or an InferenceData to compute them from
+            (:func:`diagnostics_from_idata`).
+
+        Returns
+        -------
+        Path
+        """
+        if not isinstance(diagnostics, dict):
+            diagnostics = diagnostics_from_idata(diagnostics)
+        path = self.path / DIAGNOSTICS_FILE
+        write_json_atomic(path, diagnostics)
+        return self._record(path, "diagnostics")
+
+    def finish(self) -> Path:
+        """Write ``manifest.json`` listing every file written; return its path."""
+        path = self.path / MANIFEST_FILE
+        write_json_atomic(
+            path,
+            {
+                "notebook": self.notebook,
+                "cxlib_version": __version__,
+                "parameters": self.parameters,
+                "started_at": _iso(self._started),
+                "finished_at": _iso(time.time()),
+                "files": sorted(self.files, key=lambda f: f["path"]),
+            },
+        )
+        return path
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not _FILE_NAME.match(name) or name in ("manifest", "diagnostics"):
+            raise ValueError(f"artifact name {name!r}: use letters, digits, '.', '-' and '_'")
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def diagnostics_from_idata(idata) -> dict[str, Any]:
+    """Convergence figures of a posterior: worst R-hat, lowest bulk ESS, divergences.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a ``posterior`` group (and ``sample_stats.diverging`` from NUTS).
+
+    Returns
+    -------
+    dict
+        ``max_r_hat``, ``min_ess_bulk``, ``divergences``, ``chains``, ``draws``.
+    """
+    import arviz as az
+    import numpy as np
+
+    posterior = idata.posterior
+    rhat = az.rhat(posterior)
+    ess = az.ess(posterior, method="bulk")
+
+    def extreme(dataset, fn) -> float:
+        values = [np.asarray(dataset[v]).ravel() for v in dataset.data_vars]
+        values = [v for v in values if v.size]
+        if not values:
+            return float("nan")
+        return float(fn(np.concatenate(values)))
+
+    divergences = 0
+    if hasattr(idata, "sample_stats") and "diverging" in idata.sample_stats:
+        divergences = int(np.asarray(idata.sample_stats["diverging"]).sum())
+    return {
+        "max_r_hat": extreme(rhat, np.nanmax),
+        "min_ess_bulk": extreme(ess, np.nanmin),
+        "divergences": divergences,
+        "chains": int(posterior.sizes.get("chain", 0)),
+        "draws": int(posterior.sizes.get("draw", 0)),
+    }

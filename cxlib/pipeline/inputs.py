@@ -1,0 +1,110 @@
+"""What a research notebook starts from: the study, its validated data, a segment and wave filter.
+
+Every notebook's parameters cell names the study spec, the data file, and
+optionally one segment and one wave; :func:`load_inputs` turns those strings into
+a :class:`~cxlib.study.Study` and the matching :class:`~cxlib.data.SurveyData`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cxlib import config
+from cxlib.errors import CxError
+
+__all__ = ["ALL", "SubsetError", "load_inputs", "select_respondents"]
+
+#: How tables label "no filter" in their segment and wave columns.
+ALL = "all"
+
+
+class SubsetError(CxError):
+    """A segment or wave filter that matches no value in the data."""
+
+
+def load_inputs(
+    study_path: str | Path = "", data_path: str | Path = "", segment: str = "", wave: str = ""
+):
+    """Load a study and its validated responses, keeping one segment and/or wave.
+
+    Parameters
+    ----------
+    study_path : str or Path
+        The study spec; ``""`` is the sample study.
+    data_path : str or Path
+        The responses; ``""`` is the spec's ``source.file``.
+    segment : str
+        Keep only this segment (a value of a segment column, or
+        ``column=value``); ``""`` keeps all.
+    wave : str
+        Keep only this wave; ``""`` keeps all.
+
+    Returns
+    -------
+    (Study, SurveyData)
+    """
+    from cxlib.data import load_responses
+    from cxlib.study import load_study
+
+    study = load_study(study_path or config.SAMPLE_STUDY)
+    data = load_responses(study, data_path or None)
+    return study, select_respondents(data, segment=segment, wave=wave)
+
+
+def select_respondents(data, *, segment: str = "", wave: str = ""):
+    """The respondents of one segment and/or wave (the same SurveyData, fewer rows).
+
+    Raises
+    ------
+    SubsetError
+        When the segment or wave does not occur, listing those that do.
+    """
+    study, frame = data.study, data.frame
+    mask = None
+    if segment:
+        column, value = _segment_column(data, segment)
+        mask = frame[column].astype(str) == value
+    if wave:
+        column = study.columns.wave
+        if not column:
+            raise SubsetError(f"wave {wave!r}: study {study.name!r} declares no wave column")
+        values = sorted(frame[column].dropna().astype(str).unique())
+        if wave not in values:
+            raise SubsetError(f"wave {wave!r} is not in the data (waves: {', '.join(values)})")
+        hit = frame[column].astype(str) == wave
+        mask = hit if mask is None else mask & hit
+    if mask is None:
+        return data
+    subset = frame.loc[mask.to_numpy()].reset_index(drop=True)
+    for col in subset.select_dtypes("category").columns:
+        subset[col] = subset[col].cat.remove_unused_categories()
+    return dataclasses.replace(data, frame=subset)
+
+
+def _segment_column(data, segment: str) -> tuple[str, str]:
+    study, frame = data.study, data.frame
+    columns = study.segment_columns
+    if not columns:
+        raise SubsetError(f"segment {segment!r}: study {study.name!r} declares no segment column")
+    if "=" in segment:
+        column, value = (part.strip() for part in segment.split("=", 1))
+        if column not in columns:
+            raise SubsetError(
+                f"segment {segment!r}: {column!r} is not a segment column (they are: {', '.join(columns)})"
+            )
+        candidates = [column]
+    else:
+        value, candidates = segment, columns
+    found = [c for c in candidates if value in set(frame[c].dropna().astype(str))]
+    if not found:
+        known = "; ".join(
+            f"{c}: {', '.join(sorted(frame[c].dropna().astype(str).unique()))}" for c in candidates
+        )
+        raise SubsetError(f"segment {value!r} is not in the data ({known})")
+    if len(found) > 1:
+        raise SubsetError(
+            f"segment {value!r} is a value of several segment columns ({', '.join(found)}); "
+            f"write it as column=value, e.g. {found[0]}={value}"
+        )
+    return found[0], value

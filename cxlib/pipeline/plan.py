@@ -1,0 +1,361 @@
+"""Turn a pipeline spec into the list of notebook runs, checking everything first.
+
+:func:`plan_runs` resolves the studies, data sources and notebooks a spec names,
+reads each notebook's declared parameters and checks every value against them.
+All problems are collected and raised together, before any run starts.
+
+Parameters reach a run in this order, later ones winning: the pipeline's
+``parameters``, the study entry's, the notebook entry's, the parameter set's,
+and with ``--fast`` the pipeline's and notebook's ``fast_parameters``.
+Pipeline- and study-level parameters go to the notebooks that declare them
+(each must be declared by at least one); the others must be declared by their
+notebook. The runner sets ``output_dir`` (and ``study_path``, ``data_path``,
+``run_id`` where declared) itself.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxlib.pipeline.errors import PipelineSpecError
+from cxlib.pipeline.params import (
+    DeclaredParameter,
+    NotebookParameterError,
+    coerce_parameter,
+    declared_parameters,
+    notebook_hash,
+)
+from cxlib.pipeline.provenance import code_version, file_sha256, run_key
+from cxlib.pipeline.spec import PipelineSpec, _did_you_mean
+
+__all__ = ["OUTPUT_PARAMETER", "RUNNER_PARAMETERS", "RunTask", "plan_runs", "resolve_data"]
+
+#: The parameter every pipeline notebook declares: where it writes its artifacts.
+OUTPUT_PARAMETER = "output_dir"
+#: Parameters the runner sets (where the notebook declares them); a spec may not.
+RUNNER_PARAMETERS = ("study_path", "data_path", "run_id")
+#: The run folder's subfolder that is a run's output directory by default.
+ARTIFACTS = "artifacts"
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One notebook run to make: a study x notebook x parameter set.
+
+    Everything a worker (local or on a Dask cluster) needs; plain data, picklable.
+    """
+
+    pipeline: str
+    study: str
+    study_path: str
+    notebook: str
+    notebook_path: str
+    label: str
+    parameters: dict[str, Any]
+    data_path: str | None
+    data_hash: str | None
+    key: str
+    key_parts: dict[str, Any]
+    gates: dict[str, Any]
+    runs_dir: str
+    output_subdir: str = ARTIFACTS
+    timeout_s: float = 1800
+    start_timeout_s: float = 60
+    kernel: str | None = None
+    export_html: bool = True
+    runner_parameters: tuple[str, ...] = field(default_factory=tuple)
+    fast: bool = False
+
+    @property
+    def slot(self) -> str:
+        """What a published run stands for within its study: ``notebook/label``."""
+        return f"{self.notebook}/{self.label}"
+
+    @property
+    def study_dir(self) -> Path:
+        """The study's folder in the runs directory."""
+        return Path(self.runs_dir) / self.study
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def resolve_data(pattern: Path) -> list[Path]:
+    """The files a data source names: the file itself, or a glob's matches in name order."""
+    text = str(pattern)
+    if _GLOB_CHARS & set(text):
+        return [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
+    return [pattern] if pattern.is_file() else []
+
+
+def plan_runs(
+    spec: PipelineSpec,
+    *,
+    study: str | None = None,
+    fast: bool = False,
+    runs_dir: str | Path | None = None,
+) -> list[RunTask]:
+    """Plan a pipeline's runs and check every input before anything runs.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline.
+    study : str, optional
+        Run only this study (by its name in the study spec).
+    fast : bool
+        A smoke run: apply the ``fast_parameters`` (small draws) and the
+        ``fast_gates``; such runs are recorded but never published.
+    runs_dir : str or Path, optional
+        Where runs go (default: the spec's ``runs_dir``, else ``config.RUNS_DIR``).
+
+    Returns
+    -------
+    list of RunTask
+        Studies in spec order, then notebooks, then parameter sets.
+
+    Raises
+    ------
+    PipelineSpecError
+        Listing every problem: a study spec, data file or notebook that does not
+        exist, a data glob matching nothing, a parameter the notebook does not
+        declare or of the wrong type, an output path outside the runs directory.
+    """
+    from cxlib.errors import CxError
+    from cxlib.study import load_study
+
+    problems: list[str] = []
+    runs = Path(runs_dir).resolve() if runs_dir is not None else spec.runs_path
+
+    # --- studies and their data
+    studies = []
+    for i, entry in enumerate(spec.studies):
+        where = f"studies[{i}].spec"
+        path = spec.resolve(entry.spec)
+        if not path.is_file():
+            problems.append(f"{where}: study spec {str(path)!r} does not exist")
+            continue
+        try:
+            loaded = load_study(path)
+        except CxError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if entry.data is not None:
+            source, where_data = spec.resolve(entry.data), f"studies[{i}].data"
+        elif loaded.data_path is not None:
+            source, where_data = loaded.data_path, f"{path.name}: source.file"
+        else:
+            problems.append(
+                f"studies[{i}]: give `data:` (a file or a glob) — study {loaded.name!r} has no source.file"
+            )
+            continue
+        files = resolve_data(source)
+        if not files:
+            what = "the glob" if _GLOB_CHARS & set(str(source)) else "the data file"
+            hint = " (build the sample data with `cx sample`)" if "telecom" in str(source) else ""
+            problems.append(f"{where_data}: {what} {str(source)!r} matches no file{hint}")
+            continue
+        studies.append((i, entry, path, loaded, files[-1]))
+    names = [s[3].name for s in studies]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"studies: study {dupes[0]!r} is listed twice")
+    if study is not None:
+        known = [s[3].name for s in studies]
+        if study not in known and not problems:
+            raise PipelineSpecError(
+                spec.source,
+                [f"--study {study!r}: the pipeline has no such study (it has: {', '.join(known)})"
+                 + _did_you_mean(study, known)],
+            )
+        studies = [s for s in studies if s[3].name == study]
+
+    # --- notebooks and their declared parameters
+    notebooks: list[tuple[int, Any, Path, dict[str, DeclaredParameter]]] = []
+    for j, nb in enumerate(spec.notebooks):
+        where = f"notebooks[{j}].path"
+        path = spec.resolve(nb.path)
+        if path.suffix != ".ipynb":
+            problems.append(f"{where}: {nb.path!r} is not a notebook (.ipynb)")
+            continue
+        if not path.is_file():
+            near = ""
+            if path.parent.is_dir():
+                near = _did_you_mean(path.name, [p.name for p in path.parent.glob("*.ipynb")])
+            problems.append(f"{where}: notebook {str(path)!r} does not exist{near}")
+            continue
+        try:
+            declared = declared_parameters(path)
+        except NotebookParameterError as exc:
+            problems.append(f"{where}: {path.name} {exc}")
+            continue
+        if OUTPUT_PARAMETER not in declared:
+            problems.append(
+                f"{where}: {path.name} declares no {OUTPUT_PARAMETER!r} parameter; the runner "
+                "passes each run's output folder in it (add `output_dir: str = \"\"  # where "
+                "artifacts go` to its parameters cell)"
+            )
+            continue
+        for name in (OUTPUT_PARAMETER, *RUNNER_PARAMETERS):
+            if name in declared:
+                try:
+                    coerce_parameter(declared[name], "x")
+                except NotebookParameterError:
+                    problems.append(
+                        f"{where}: {path.name} declares {name!r} as "
+                        f"`{declared[name].type_name}`; the runner passes a path as str"
+                    )
+        notebooks.append((j, nb, path, declared))
+
+    # --- shared parameters must be declared by some notebook
+    all_declared = set().union(*(d for *_, d in notebooks)) if notebooks else set()
+    shared = [("parameters", spec.parameters)]
+    if fast:
+        shared.append(("fast_parameters", spec.fast_parameters))
+    shared += [(f"studies[{i}].parameters", e.parameters) for i, e, *_ in studies]
+    for where, params in shared:
+        for name in params:
+            problems += _runner_owned(where, name, runs)
+            if notebooks and name not in all_declared:
+                problems.append(
+                    f"{where}.{name}: no notebook of the pipeline declares a parameter {name!r}"
+                    + _did_you_mean(name, all_declared)
+                )
+
+    # --- one task per study x notebook x parameter set
+    tasks: list[RunTask] = []
+    version = code_version()
+    # with no valid study, still check each notebook's parameters (report all problems at once)
+    checked = studies or [(None, None, None, None, None)]
+    for i, entry, study_path, loaded, data_file in checked:
+        for j, nb, nb_path, declared in notebooks:
+            labels = nb.parameter_sets or list(spec.parameter_sets)
+            for label in labels:
+                values: dict[str, tuple[str, Any]] = {}
+                layers = [
+                    ("parameters", spec.parameters, False),
+                    (f"studies[{i}].parameters", entry.parameters if entry else {}, False),
+                    (f"notebooks[{j}].parameters", nb.parameters, True),
+                    (f"parameter_sets.{label}", spec.parameter_sets[label], True),
+                ]
+                if fast:
+                    layers += [
+                        ("fast_parameters", spec.fast_parameters, False),
+                        (f"notebooks[{j}].fast_parameters", nb.fast_parameters, True),
+                    ]
+                for where, params, strict in layers:
+                    for name, value in params.items():
+                        if name in declared:
+                            values[name] = (where, value)
+                        elif strict:
+                            problems.append(
+                                f"{where}.{name}: {nb_path.name} does not declare a parameter "
+                                f"{name!r} (it declares: {', '.join(declared)})"
+                                + _did_you_mean(name, declared)
+                            )
+                output_subdir = ARTIFACTS
+                final: dict[str, Any] = {}
+                for name, (where, value) in values.items():
+                    if name in RUNNER_PARAMETERS:
+                        problems += _runner_owned(where, name, runs)
+                        continue
+                    try:
+                        value = coerce_parameter(declared[name], value)
+                    except NotebookParameterError as exc:
+                        problems.append(f"{where}.{name}: {nb_path.name} parameter {name!r} {exc}")
+                        continue
+                    if name == OUTPUT_PARAMETER:
+                        sub = _output_subdir(where, value, runs, loaded.name if loaded else "study")
+                        if isinstance(sub, list):
+                            problems += sub
+                        else:
+                            output_subdir = sub
+                        continue
+                    final[name] = value
+                if loaded is None:
+                    continue
+                study_hash = file_sha256(study_path)
+                data_hash = file_sha256(data_file)
+                nb_hash = notebook_hash(nb_path)
+                gates = spec.gates.merged(nb.gates)
+                if fast:
+                    gates = gates.merged(spec.fast_gates)
+                key_parts = {
+                    "notebook": nb_path.stem,
+                    "notebook_hash": nb_hash,
+                    "label": label,
+                    "parameters": final,
+                    "study_hash": study_hash,
+                    "data_hash": data_hash,
+                    "code_version": version,
+                    "output_subdir": output_subdir,
+                    "gates": gates.model_dump(),
+                    "fast": fast,
+                }
+                tasks.append(
+                    RunTask(
+                        pipeline=spec.name,
+                        study=loaded.name,
+                        study_path=str(study_path),
+                        notebook=nb_path.stem,
+                        notebook_path=str(nb_path),
+                        label=label,
+                        parameters=final,
+                        data_path=str(data_file.resolve()),
+                        data_hash=data_hash,
+                        key=run_key(**key_parts),
+                        key_parts=key_parts,
+                        gates=gates.model_dump(),
+                        runs_dir=str(runs),
+                        output_subdir=output_subdir,
+                        timeout_s=nb.timeout_s or spec.execution.timeout_s,
+                        start_timeout_s=spec.execution.start_timeout_s,
+                        kernel=spec.execution.kernel,
+                        export_html=spec.execution.export_html,
+                        fast=fast,
+                        runner_parameters=tuple(
+                            n for n in (*RUNNER_PARAMETERS, OUTPUT_PARAMETER) if n in declared
+                        ),
+                    )
+                )
+    if problems:
+        raise PipelineSpecError(spec.source, list(dict.fromkeys(problems)))
+    return tasks
+
+
+def _runner_owned(where: str, name: str, runs: Path) -> list[str]:
+    if name in RUNNER_PARAMETERS:
+        what = {
+            "study_path": "the study entry's `spec:`",
+            "data_path": "the study entry's `data:`",
+            "run_id": "the runner",
+        }[name]
+        return [f"{where}.{name}: the runner sets {name!r} (from {what}); remove it here"]
+    return []
+
+
+def _output_subdir(where: str, value: Any, runs: Path, study: str) -> str | list[str]:
+    """A run's output folder, relative to its run folder; refuses paths outside the runs directory."""
+    if value in (None, ""):
+        return ARTIFACTS
+    text = str(value)
+    path = Path(text).expanduser()
+    sample_run = runs / study / "RUN-ID"
+    target = (path if path.is_absolute() else sample_run / path).resolve()
+    try:
+        relative = target.relative_to(sample_run.resolve())
+    except ValueError:
+        inside_runs = target.is_relative_to(runs)
+        reason = (
+            "outside the run's own folder" if inside_runs else f"outside the runs directory {str(runs)!r}"
+        )
+        return [
+            f"{where}.{OUTPUT_PARAMETER}: {text!r} lies {reason}; each run writes only into "
+            f"runs/<study>/<run-id>/ (give a relative folder such as 'artifacts', or leave it out)"
+        ]
+    if str(relative) in ("", "."):
+        return [f"{where}.{OUTPUT_PARAMETER}: give a subfolder of the run folder, e.g. 'artifacts'"]
+    return relative.as_posix()

@@ -1,0 +1,725 @@
+"""The runner: the one function that executes pipeline notebooks.
+
+:func:`run_pipeline` is what ``cx run``, ``cx schedule``, the benchmarks and the
+tests call. For each study it:
+
+1. plans every run and checks every input (:func:`~cxlib.pipeline.plan.plan_runs`)
+   — a bad spec fails here, before anything runs;
+2. takes the study's lock (a second runner waits ``wait_s`` or stops with a
+   clear message), marks runs a killed runner left behind as ``aborted``;
+3. skips runs that are up to date (a finished run with the same data, study
+   spec, parameters, notebook and code exists), unless forced;
+4. executes the others with papermill — one folder ``runs/<study>/<run-id>/``
+   each, holding the executed notebook, its HTML export, the notebook's
+   artifacts and ``manifest.json`` — locally (``jobs`` at a time) or on a Dask
+   cluster; a cell that runs longer than the execution timeout fails the run;
+5. checks each finished run's quality gates;
+6. publishes the runs that finished and passed (never ``--fast`` smoke runs),
+   by switching the study's pointer atomically, and mirrors catalog and tables
+   into the results store.
+
+A run's status is ``succeeded`` (finished, gates passed), ``failed`` (the
+notebook raised, timed out, or could not start), ``gated`` (finished, but a
+quality gate failed) or ``aborted`` (its runner was killed). Failed, gated and
+aborted runs keep their folder and error; the published result stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxlib.pipeline.errors import PipelineSpecError
+from cxlib.pipeline.gates import evaluate_gates, read_diagnostics
+from cxlib.pipeline.lock import StudyLock
+from cxlib.pipeline.plan import RunTask, plan_runs
+from cxlib.pipeline.provenance import (
+    code_version,
+    host,
+    package_versions,
+    write_json_atomic,
+)
+from cxlib.pipeline.publish import read_pointer, switch_pointer
+from cxlib.pipeline.spec import PipelineSpec, load_pipeline
+from cxlib.pipeline.store import ResultsStore
+
+__all__ = [
+    "EXECUTORS",
+    "MANIFEST_FILE",
+    "PipelineResult",
+    "RunRecord",
+    "execute_task",
+    "run_pipeline",
+]
+
+logger = logging.getLogger("cxlib.pipeline")
+
+#: The run folder's manifest.
+MANIFEST_FILE = "manifest.json"
+#: Where notebook runs can execute.
+EXECUTORS = ("local", "dask")
+#: Statuses of a run that did not produce a publishable result.
+FAILED_STATUSES = ("failed", "gated", "aborted")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Keeps the kernel's own start-up chatter (e.g. transport warnings) off the terminal.
+_KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+@dataclass
+class RunRecord:
+    """The outcome of one planned run.
+
+    Attributes
+    ----------
+    study, notebook, label : str
+        What ran: study name, notebook name, parameter set.
+    status : str
+        ``succeeded``, ``failed``, ``gated``, ``aborted``, or ``skipped`` (up to date).
+    run_id : str or None
+        The run folder's name (for ``skipped``: the up-to-date run).
+    run_dir : str or None
+    duration_s : float
+        Wall time of the run (0 for skipped).
+    error : str or None
+        What went wrong, in a line.
+    gate_failures : list of str
+    diagnostics : dict or None
+    published : bool
+        Whether this run is in the study's publication after the pipeline.
+    manifest : dict
+        The run's full manifest.
+    """
+
+    study: str
+    notebook: str
+    label: str
+    status: str
+    run_id: str | None = None
+    run_dir: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    gate_failures: list[str] = field(default_factory=list)
+    diagnostics: dict[str, Any] | None = None
+    published: bool = False
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def slot(self) -> str:
+        """``notebook/label``: what the run stands for within its study."""
+        return f"{self.notebook}/{self.label}"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run finished and passed its gates (or was up to date)."""
+        return self.status in ("succeeded", "skipped")
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], *, status: str | None = None) -> RunRecord:
+        """A record from a run's manifest."""
+        error = manifest.get("error")
+        return cls(
+            study=manifest["study"],
+            notebook=manifest["notebook"]["name"],
+            label=manifest["label"],
+            status=status or manifest["status"],
+            run_id=manifest["run_id"],
+            run_dir=manifest.get("run_dir"),
+            duration_s=float(manifest.get("timings", {}).get("duration_s") or 0.0),
+            error=_one_line(error) if error else None,
+            gate_failures=list(manifest.get("gate_failures") or []),
+            diagnostics=manifest.get("diagnostics"),
+            manifest=manifest,
+        )
+
+
+@dataclass
+class PipelineResult:
+    """What a pipeline run did: one record per planned run, and the publications."""
+
+    pipeline: str
+    records: list[RunRecord]
+    publications: dict[str, dict[str, Any]] = field(default_factory=dict)
+    publish_errors: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def failed(self) -> list[RunRecord]:
+        """Runs that failed, were gated or aborted."""
+        return [r for r in self.records if r.status in FAILED_STATUSES]
+
+    @property
+    def ok(self) -> bool:
+        """True when every run succeeded or was up to date, and every publish worked."""
+        return not self.failed and not self.publish_errors
+
+    def counts(self) -> dict[str, int]:
+        """How many runs ended in each status."""
+        out: dict[str, int] = {}
+        for r in self.records:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def summary_table(self) -> str:
+        """A plain-text table of the runs, for the terminal."""
+        head = ("study", "notebook", "set", "status", "time", "run / what went wrong")
+        rows = []
+        for r in self.records:
+            shown = {
+                "succeeded": "published" if r.published else (
+                    "ok (fast)" if r.manifest.get("fast") else "succeeded"
+                ),
+                "skipped": "up to date",
+                "failed": "FAILED",
+                "gated": "GATED",
+                "aborted": "ABORTED",
+            }.get(r.status, r.status)
+            note = r.run_id or ""
+            if r.status == "failed" and r.error:
+                note = f"{r.error}  [{r.run_dir}]"
+            elif r.status == "gated":
+                note = "; ".join(r.gate_failures) + f"  [{r.run_dir}]"
+            time_s = f"{r.duration_s:.1f} s" if r.status != "skipped" else "-"
+            rows.append((r.study, r.notebook, r.label, shown, time_s, note))
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+        widths[-1] = 0
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                 for row in (head, *rows)]
+        lines.insert(1, "  ".join("-" * max(w, 3) for w in widths[:-1]) + "  " + "-" * 21)
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts().items())
+        lines.append(f"{len(self.records)} run(s) in {self.duration_s:.1f} s: {counts}")
+        for study, err in self.publish_errors.items():
+            lines.append(f"publishing {study} failed, the previous publication stays live: {err}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- one run
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def _one_line(error: dict[str, Any] | str) -> str:
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+    else:
+        text = str(error)
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def new_run_id(task: RunTask) -> str:
+    """A new, sortable, unique run id: ``<UTC time>-<notebook>-<set>-<random>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{task.notebook}-{task.label}-{uuid.uuid4().hex[:6]}"
+
+
+def _base_manifest(task: RunTask, run_id: str, run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "study": task.study,
+        "pipeline": task.pipeline,
+        "label": task.label,
+        "slot": task.slot,
+        "status": "running",
+        "fast": task.fast,
+        "notebook": {
+            "name": task.notebook,
+            "source": task.notebook_path,
+            "hash": task.key_parts["notebook_hash"],
+            "executed": None,
+            "html": None,
+        },
+        "study_spec": {"path": task.study_path, "hash": task.key_parts["study_hash"]},
+        "data": {"path": task.data_path, "hash": task.data_hash},
+        "parameters": dict(task.parameters),
+        "key": task.key,
+        "code": {"version": code_version(), "planned": task.key_parts["code_version"]},
+        "packages": package_versions(),
+        "host": host(),
+        "gates": task.gates,
+        "timings": {"started_at": _now_iso()},
+        "run_dir": str(run_dir),
+        "output_dir": str(out_dir),
+        "error": None,
+        "diagnostics": None,
+        "gate_failures": [],
+        "artifacts": [],
+        "warnings": [],
+    }
+
+
+def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
+    """Execute one planned run in its own folder; return its manifest.
+
+    Notebook errors, timeouts and gate failures are recorded in the manifest,
+    not raised. This is the unit of work the runner hands to its executor (a
+    thread, or a Dask worker); call :func:`run_pipeline` rather than this.
+    """
+    started = time.time()
+    run_dir = Path(task.runs_dir) / task.study / run_id
+    out_dir = run_dir / task.output_subdir
+    out_dir.mkdir(parents=True, exist_ok=False)
+    manifest = _base_manifest(task, run_id, run_dir, out_dir)
+    manifest["timings"]["started_at"] = _iso(started)
+    manifest_path = run_dir / MANIFEST_FILE
+    if manifest["code"]["version"] != manifest["code"]["planned"]:
+        manifest["warnings"].append(
+            f"cxlib here ({manifest['code']['version']}) differs from the runner's "
+            f"({manifest['code']['planned']}): install the same cxlib on every worker"
+        )
+    write_json_atomic(manifest_path, manifest)
+
+    params = dict(task.parameters)
+    runner_values = {
+        "output_dir": str(out_dir),
+        "study_path": task.study_path,
+        "data_path": task.data_path or "",
+        "run_id": run_id,
+    }
+    params.update({k: runner_values[k] for k in task.runner_parameters})
+    manifest["parameters"] = params
+    executed = run_dir / f"{task.notebook}.ipynb"
+    status, error = "succeeded", None
+    t0 = time.perf_counter()
+    try:
+        import papermill as pm
+        from papermill.exceptions import PapermillExecutionError
+
+        try:
+            pm.execute_notebook(
+                task.notebook_path,
+                str(executed),
+                parameters=params,
+                kernel_name=task.kernel,
+                progress_bar=False,
+                log_output=False,
+                start_timeout=task.start_timeout_s,
+                execution_timeout=task.timeout_s,
+                resources={"metadata": {"path": str(out_dir)}},
+                extra_arguments=_KERNEL_ARGS,
+            )
+        except PapermillExecutionError as exc:
+            status = "failed"
+            error = {
+                "type": exc.ename,
+                "message": exc.evalue,
+                "cell_index": exc.cell_index,
+                "execution_count": exc.exec_count,
+                "traceback": _ANSI.sub("", "\n".join(exc.traceback))[-6000:],
+            }
+    except KeyboardInterrupt:
+        manifest.update(status="failed", error={"type": "KeyboardInterrupt", "message": "interrupted"})
+        _finish(manifest, manifest_path, started, t0, executed)
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure is the run's, recorded, not raised
+        status = "failed"
+        error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
+        if "Timeout" in type(exc).__name__:
+            error["message"] = (
+                f"a cell ran longer than the execution timeout ({task.timeout_s:g} s; "
+                f"execution.timeout_s or the notebook's timeout_s in the pipeline): {exc}"
+            )
+    manifest["timings"]["execution_s"] = round(time.perf_counter() - t0, 3)
+
+    if task.export_html and executed.exists():
+        t1 = time.perf_counter()
+        try:
+            manifest["notebook"]["html"] = str(_export_html(executed))
+        except Exception as exc:  # noqa: BLE001 - an export problem does not fail the run
+            manifest["warnings"].append(f"HTML export failed: {type(exc).__name__}: {exc}")
+        manifest["timings"]["export_s"] = round(time.perf_counter() - t1, 3)
+
+    if status == "succeeded":
+        try:
+            diagnostics = read_diagnostics(out_dir)
+        except ValueError as exc:
+            diagnostics, failures = None, [str(exc)]
+        else:
+            failures = evaluate_gates(diagnostics, task.gates)
+        manifest["diagnostics"] = diagnostics
+        manifest["gate_failures"] = failures
+        if failures:
+            status = "gated"
+            error = {"type": "QualityGate", "message": "; ".join(failures)}
+    manifest.update(status=status, error=error)
+    _finish(manifest, manifest_path, started, t0, executed)
+    return manifest
+
+
+def _finish(manifest, manifest_path: Path, started: float, t0: float, executed: Path) -> None:
+    finished = time.time()
+    manifest["timings"].update(
+        finished_at=_iso(finished), duration_s=round(finished - started, 3)
+    )
+    if executed.exists():
+        manifest["notebook"]["executed"] = str(executed)
+    out_dir = Path(manifest["output_dir"])
+    if out_dir.is_dir():
+        manifest["artifacts"] = [
+            {"path": p.relative_to(out_dir).as_posix(), "bytes": p.stat().st_size}
+            for p in sorted(out_dir.rglob("*"))
+            if p.is_file()
+        ]
+    write_json_atomic(manifest_path, manifest)
+
+
+def _export_html(executed: Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(executed))
+    html = executed.with_suffix(".html")
+    tmp = html.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(html)
+    return html
+
+
+def _failure_manifest(task: RunTask, run_id: str, exc: BaseException) -> dict[str, Any]:
+    """Record a run whose worker died before writing its own final manifest."""
+    run_dir = Path(task.runs_dir) / task.study / run_id
+    path = run_dir / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        manifest = _base_manifest(task, run_id, run_dir, run_dir / task.output_subdir)
+    if manifest.get("status") not in (None, "running"):
+        return manifest
+    manifest["status"] = "failed"
+    manifest["error"] = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
+    manifest["timings"].setdefault("finished_at", _now_iso())
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, manifest)
+    except OSError:  # pragma: no cover - e.g. disk full; the record still reports it
+        pass
+    return manifest
+
+
+# ----------------------------------------------------------------------------- study state
+def _manifests(study_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(study_dir.glob(f"*/{MANIFEST_FILE}")):
+        try:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def abort_stale_runs(study_dir: str | Path) -> list[str]:
+    """Mark runs left ``running`` by a runner that is gone as ``aborted``.
+
+    Call only while holding the study's lock: then no run of the study can
+    still be running. Returns the ids marked.
+    """
+    marked = []
+    for manifest in _manifests(Path(study_dir)):
+        if manifest.get("status") != "running":
+            continue
+        manifest["status"] = "aborted"
+        manifest["error"] = {
+            "type": "Aborted",
+            "message": "the runner stopped before this run finished (killed, crashed, or the "
+            "machine went down); the folder is kept for inspection",
+        }
+        write_json_atomic(Path(manifest["run_dir"]) / MANIFEST_FILE, manifest)
+        marked.append(manifest["run_id"])
+    return marked
+
+
+def _publish_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": manifest["run_id"],
+        "notebook": manifest["notebook"]["name"],
+        "label": manifest["label"],
+        "key": manifest["key"],
+        "data_hash": manifest["data"]["hash"],
+        "finished_at": manifest["timings"].get("finished_at"),
+        "output_dir": Path(manifest["output_dir"]).relative_to(
+            Path(manifest["run_dir"]).parent
+        ).as_posix(),
+    }
+
+
+# ----------------------------------------------------------------------------- the runner
+def run_pipeline(
+    pipeline: str | Path | PipelineSpec,
+    *,
+    study: str | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    fast: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    runs_dir: str | Path | None = None,
+    results_db: str | Path | None = None,
+    wait_s: float = 0.0,
+    progress: bool | None = None,
+    on_record: Callable[[RunRecord], None] | None = None,
+) -> PipelineResult:
+    """Run a pipeline: plan, lock, skip what is up to date, execute, gate, publish.
+
+    Parameters
+    ----------
+    pipeline : str, Path or PipelineSpec
+        The pipeline spec (YAML file) or a loaded spec.
+    study : str, optional
+        Run only this study.
+    jobs : int
+        Runs executed at once by the local executor (each is a kernel process).
+    force : bool
+        Run even what is up to date.
+    fast : bool
+        A smoke run: apply the spec's ``fast_parameters`` (small draws) and
+        ``fast_gates``. Smoke runs are recorded but never published, so a quick
+        check can never replace a dashboard's result.
+    executor : {"local", "dask"}
+        Where runs execute. ``dask`` sends them to the cluster at ``scheduler``
+        (``tcp://host:8786``); its workers need cxlib installed and the runs
+        directory, data and notebooks at the same paths (a shared file system).
+    scheduler : str, optional
+        The Dask scheduler's address (for ``executor="dask"``).
+    runs_dir, results_db : str or Path, optional
+        Override the spec's (and ``config``'s) runs directory and results store.
+    wait_s : float
+        How long to wait for another runner holding a study's lock; 0 fails at once.
+    progress : bool, optional
+        Show a progress bar (default: when stderr is a terminal).
+    on_record : callable, optional
+        Called with each :class:`RunRecord` as it completes.
+
+    Returns
+    -------
+    PipelineResult
+
+    Raises
+    ------
+    PipelineSpecError
+        When the spec, or anything it names, is invalid — before any run starts.
+    StudyBusyError
+        When another runner holds a study's lock after ``wait_s``.
+    """
+    started = time.perf_counter()
+    spec = pipeline if isinstance(pipeline, PipelineSpec) else load_pipeline(pipeline)
+    if executor not in EXECUTORS:
+        raise PipelineSpecError(spec.source, [f"executor {executor!r}: use one of {', '.join(EXECUTORS)}"])
+    if executor == "dask" and not scheduler:
+        raise PipelineSpecError(
+            spec.source,
+            ["executor 'dask' needs the scheduler's address (--scheduler tcp://HOST:8786)"],
+        )
+    if jobs < 1:
+        raise PipelineSpecError(spec.source, [f"jobs must be at least 1, got {jobs}"])
+    tasks = plan_runs(spec, study=study, fast=fast, runs_dir=runs_dir)
+    store = ResultsStore(results_db or spec.results_db_path(runs_dir))
+    studies = sorted({t.study for t in tasks})
+    runs_root = Path(tasks[0].runs_dir) if tasks else spec.runs_path
+    result = PipelineResult(pipeline=spec.name, records=[])
+
+    from tqdm.auto import tqdm
+
+    with ExitStack() as stack:
+        for name in studies:
+            stack.enter_context(
+                StudyLock(runs_root / name, wait_s=wait_s, holder=f"cx run {spec.name}")
+            )
+        if spec.alerts:
+            store.set_alert_rules(spec.name, spec.alerts)  # declared only; evaluated later
+        for name in studies:
+            for run_id in abort_stale_runs(runs_root / name):
+                logger.warning("run %s was left running by a runner that is gone: marked aborted", run_id)
+            store.sync_study(runs_root / name)
+
+        bar = stack.enter_context(
+            tqdm(total=len(tasks), desc=spec.name, unit="run", disable=_no_progress(progress))
+        )
+
+        def report(record: RunRecord) -> None:
+            result.records.append(record)
+            line = _record_line(record)
+            if bar.disable:
+                (logger.info if record.ok else logger.warning)(line)
+            else:
+                bar.write(line)
+            bar.update(1)
+            if on_record is not None:
+                on_record(record)
+
+        # --- up to date?
+        to_run: list[tuple[RunTask, str]] = []
+        reuse: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
+        for name in studies:
+            done = {}
+            for manifest in _manifests(runs_root / name):
+                if manifest.get("status") == "succeeded":
+                    prev = done.get(manifest.get("key"))
+                    if prev is None or manifest["run_id"] > prev["run_id"]:
+                        done[manifest["key"]] = manifest
+            for task in (t for t in tasks if t.study == name):
+                existing = done.get(task.key)
+                if existing is not None and not force:
+                    reuse[name][task.slot] = existing
+                    report(RunRecord.from_manifest(existing, status="skipped"))
+                else:
+                    to_run.append((task, new_run_id(task)))
+
+        # --- execute
+        remaining = {s: sum(1 for t, _ in to_run if t.study == s) for s in studies}
+        finished: dict[str, list[dict[str, Any]]] = {s: [] for s in studies}
+
+        def complete(task: RunTask, run_id: str, manifest: dict[str, Any]) -> None:
+            try:
+                store.record_run(manifest)
+            except Exception as exc:  # noqa: BLE001 - the run folder is the record; sync repairs
+                logger.warning("could not record run %s in the results store: %s", run_id, exc)
+            finished[task.study].append(manifest)
+            report(RunRecord.from_manifest(manifest))
+            remaining[task.study] -= 1
+            if remaining[task.study] == 0:
+                _publish_study(spec, runs_root / task.study, task.study, finished[task.study],
+                               reuse[task.study], store, result)
+
+        for name in studies:  # studies with nothing to run still publish reused runs
+            if remaining[name] == 0:
+                _publish_study(spec, runs_root / name, name, [], reuse[name], store, result)
+        if to_run:
+            if executor == "dask":
+                _run_dask(to_run, scheduler, complete)
+            elif jobs == 1 or len(to_run) == 1:
+                for task, run_id in to_run:
+                    bar.set_postfix_str(f"{task.study} {task.slot}")
+                    try:
+                        manifest = execute_task(task, run_id)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - e.g. a full disk: record, go on
+                        manifest = _failure_manifest(task, run_id, exc)
+                    complete(task, run_id, manifest)
+            else:
+                _run_threads(to_run, jobs, complete)
+
+    published = {
+        s: {e["run_id"] for e in (p or {}).get("runs", {}).values()}
+        for s, p in ((s, read_pointer(runs_root / s)) for s in studies)
+    }
+    for record in result.records:
+        record.published = record.run_id in published.get(record.study, set())
+    order = {(t.study, t.slot): i for i, t in enumerate(tasks)}
+    result.records.sort(key=lambda r: order.get((r.study, r.slot), len(order)))
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+def _no_progress(progress: bool | None) -> bool | None:
+    if progress is None:
+        return None  # tqdm: off when not a terminal
+    return not progress
+
+
+def _record_line(record: RunRecord) -> str:
+    what = f"{record.study} {record.slot}"
+    if record.status == "skipped":
+        return f"= {what}: up to date ({record.run_id})"
+    diag = _diagnostics_text(record.diagnostics)
+    if record.status == "succeeded":
+        return f"✓ {what}: succeeded in {record.duration_s:.1f} s{diag} ({record.run_id})"
+    detail = "; ".join(record.gate_failures) if record.status == "gated" else record.error
+    return f"✗ {what}: {record.status} after {record.duration_s:.1f} s: {detail} ({record.run_dir})"
+
+
+def _diagnostics_text(diagnostics: dict[str, Any] | None) -> str:
+    if not diagnostics:
+        return ""
+    parts = []
+    for key, label in (("max_r_hat", "R-hat"), ("min_ess_bulk", "bulk ESS"), ("divergences", "divergences")):
+        if diagnostics.get(key) is not None:
+            value = diagnostics[key]
+            parts.append(f"{label} {value:.3g}" if isinstance(value, float) else f"{label} {value}")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def _publish_study(
+    spec: PipelineSpec,
+    study_dir: Path,
+    study: str,
+    finished: list[dict[str, Any]],
+    reused: dict[str, dict[str, Any]],
+    store: ResultsStore,
+    result: PipelineResult,
+) -> None:
+    current = (read_pointer(study_dir) or {}).get("runs", {})
+    entries = {}
+    for slot, manifest in reused.items():
+        if manifest.get("fast"):
+            continue  # smoke runs are never published
+        if current.get(slot, {}).get("run_id") != manifest["run_id"]:
+            entries[slot] = _publish_entry(manifest)
+    for manifest in finished:
+        if manifest.get("status") == "succeeded" and not manifest.get("fast"):
+            entries[manifest["slot"]] = _publish_entry(manifest)
+    try:
+        if entries:
+            store.sync_study(study_dir)  # load the new runs' tables before they go live
+            pointer = switch_pointer(study_dir, study, entries, pipeline=spec.name)
+            result.publications[study] = pointer
+            logger.info("published %s: %s", study, ", ".join(sorted(entries)))
+        store.sync_study(study_dir)
+    except Exception as exc:  # noqa: BLE001 - reported; the previous publication stays live
+        result.publish_errors[study] = f"{type(exc).__name__}: {exc}"
+        logger.error("publishing %s failed: %s", study, exc)
+
+
+def _run_threads(to_run, jobs: int, complete) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cx-run")
+    futures = {pool.submit(execute_task, task, run_id): (task, run_id) for task, run_id in to_run}
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task, run_id = futures[future]
+                exc = future.exception()
+                manifest = _failure_manifest(task, run_id, exc) if exc else future.result()
+                complete(task, run_id, manifest)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(to_run, scheduler: str, complete) -> None:
+    from cxlib.errors import CxError
+
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - a dependency, but say so clearly
+        raise CxError("the dask executor needs dask.distributed: pip install 'dask[distributed]'") from None
+    try:
+        client = Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise CxError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+    try:
+        futures = {
+            client.submit(execute_task, task, run_id, key=f"cx-run-{run_id}", pure=False): (task, run_id)
+            for task, run_id in to_run
+        }
+        for future in as_completed(list(futures), loop=client.loop):
+            task, run_id = futures[future]
+            try:
+                manifest = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker without cxlib
+                manifest = _failure_manifest(task, run_id, exc)
+            complete(task, run_id, manifest)
+    finally:
+        client.close()

@@ -1,0 +1,416 @@
+"""The results store: one DuckDB file with the run catalog and the published tables.
+
+Layout (all in schema ``main``)::
+
+    runs                 one row per run: id, study, notebook, parameter set, status,
+                         timings, data hash, diagnostics, gate failures, error
+    publications         one row per switch of a study's published pointer
+    published_runs       the live run of each study slot (mirrors published.json)
+    alert_rules          the alert rules each pipeline declares (evaluated by the
+                         insights layer when it lands; nothing evaluates them yet)
+    <table>              every tidy table a run wrote (``tables/<table>.parquet``),
+                         stacked over runs, with ``run_id`` and ``study`` columns:
+                         ``data_quality_summary``, ``data_quality_items``,
+                         ``data_quality_cells`` today; ``estimates``, ``effects``,
+                         ``kpis``, ``alerts`` when the model notebooks write them
+    published_<table>    a view: the rows of the live runs only
+
+Tables are created from the first Parquet file loaded into them and gain columns
+when a later run adds some, so a new notebook's tables need no code here. Only
+runs that finished and passed their gates are loaded (not ``--fast`` smoke runs). History (trends over
+waves) is every loaded run; ``published_*`` is what dashboards show now.
+
+The run folders are the source of truth; :meth:`ResultsStore.sync_study`
+rebuilds a study's rows from them (the runner calls it after every publish and
+at start, which repairs a store that a crash left behind).
+
+>>> store = ResultsStore("runs/results.duckdb")                         # doctest: +SKIP
+>>> store.query("select * from published_data_quality_summary")        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from cxlib import config
+from cxlib.pipeline.artifacts import _TABLE_NAME, RESERVED_TABLES, TABLES_DIR
+from cxlib.pipeline.publish import read_pointer
+
+__all__ = ["RUN_COLUMNS", "ResultsStore"]
+
+#: The catalog's columns, in order.
+RUN_COLUMNS = {
+    "run_id": "VARCHAR PRIMARY KEY",
+    "study": "VARCHAR",
+    "pipeline": "VARCHAR",
+    "notebook": "VARCHAR",
+    "label": "VARCHAR",
+    "slot": "VARCHAR",
+    "status": "VARCHAR",
+    "started_at": "TIMESTAMP",
+    "finished_at": "TIMESTAMP",
+    "duration_s": "DOUBLE",
+    "execution_s": "DOUBLE",
+    "data_hash": "VARCHAR",
+    "run_key": "VARCHAR",
+    "code_version": "VARCHAR",
+    "parameters": "VARCHAR",
+    "diagnostics": "VARCHAR",
+    "max_r_hat": "DOUBLE",
+    "min_ess_bulk": "DOUBLE",
+    "divergences": "BIGINT",
+    "gate_failures": "VARCHAR",
+    "error": "VARCHAR",
+    "run_dir": "VARCHAR",
+    "tables_loaded": "BOOLEAN",
+}
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS runs ("
+    + ", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())
+    + ")",
+    "CREATE TABLE IF NOT EXISTS publications (publication_id VARCHAR PRIMARY KEY, study VARCHAR, "
+    "published_at TIMESTAMP, pipeline VARCHAR, previous VARCHAR, runs VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS published_runs (study VARCHAR, slot VARCHAR, run_id VARCHAR, "
+    "publication_id VARCHAR, published_at TIMESTAMP, PRIMARY KEY (study, slot))",
+    "CREATE TABLE IF NOT EXISTS alert_rules (pipeline VARCHAR, name VARCHAR, rule VARCHAR, "
+    "segments VARCHAR, waves VARCHAR, severity VARCHAR, message VARCHAR, "
+    "declared_at TIMESTAMP, PRIMARY KEY (pipeline, name))",
+]
+
+
+def _ts(text: str | None):
+    if not text:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class ResultsStore:
+    """The DuckDB results store (one file).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The database file (default ``config.RESULTS_DB``); created on first write.
+    wait_s : float
+        DuckDB lets one process write a file at a time; how long to wait for
+        another process (a second runner, an open notebook) to let go.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, wait_s: float = 60.0):
+        self.path = Path(path or config.RESULTS_DB)
+        self.wait_s = wait_s
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({str(self.path)!r})"
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False):
+        """A connection, waiting while another process holds the file."""
+        import duckdb
+
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            if not read_only:
+                for statement in _SCHEMA:
+                    con.execute(statement)
+            yield con
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------ writing
+    def record_run(self, manifest: dict[str, Any], con=None) -> None:
+        """Insert or update one run's catalog row from its manifest."""
+        if con is None:
+            with self.connect() as con:
+                return self.record_run(manifest, con)
+        diag = manifest.get("diagnostics") or {}
+        timings = manifest.get("timings", {})
+        error = manifest.get("error")
+        row = {
+            "run_id": manifest["run_id"],
+            "study": manifest.get("study"),
+            "pipeline": manifest.get("pipeline"),
+            "notebook": manifest.get("notebook", {}).get("name"),
+            "label": manifest.get("label"),
+            "slot": manifest.get("slot"),
+            "status": manifest.get("status"),
+            "started_at": _ts(timings.get("started_at")),
+            "finished_at": _ts(timings.get("finished_at")),
+            "duration_s": timings.get("duration_s"),
+            "execution_s": timings.get("execution_s"),
+            "data_hash": (manifest.get("data") or {}).get("hash"),
+            "run_key": manifest.get("key"),
+            "code_version": (manifest.get("code") or {}).get("version"),
+            "parameters": json.dumps(manifest.get("parameters", {}), default=str),
+            "diagnostics": json.dumps(diag, default=str) if diag else None,
+            "max_r_hat": _num(diag.get("max_r_hat")),
+            "min_ess_bulk": _num(diag.get("min_ess_bulk")),
+            "divergences": _int(diag.get("divergences")),
+            "gate_failures": json.dumps(manifest.get("gate_failures") or []),
+            "error": _error_text(error),
+            "run_dir": manifest.get("run_dir"),
+            "tables_loaded": False,
+        }
+        existing = con.execute(
+            "SELECT tables_loaded FROM runs WHERE run_id = ?", [row["run_id"]]
+        ).fetchone()
+        if existing:
+            row["tables_loaded"] = bool(existing[0])
+            con.execute("DELETE FROM runs WHERE run_id = ?", [row["run_id"]])
+        con.execute(
+            f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+            list(row.values()),
+        )
+
+    def load_tables(self, run_id: str, study: str, output_dir: str | Path, con=None) -> list[str]:
+        """Load a run's ``tables/*.parquet`` into the store (replacing that run's rows).
+
+        Returns
+        -------
+        list of str
+            The tables loaded.
+        """
+        if con is None:
+            with self.connect() as con:
+                return self.load_tables(run_id, study, output_dir, con)
+        loaded = []
+        for parquet in sorted((Path(output_dir) / TABLES_DIR).glob("*.parquet")):
+            name = parquet.stem
+            if not _TABLE_NAME.match(name) or name in RESERVED_TABLES or name.startswith("published_"):
+                continue
+            columns = con.execute(
+                "DESCRIBE SELECT * FROM read_parquet(?)", [str(parquet)]
+            ).fetchall()
+            names = [c[0] for c in columns]
+            select = "SELECT CAST(? AS VARCHAR) AS run_id"
+            params: list[Any] = [run_id]
+            if "study" not in names:
+                select += ", CAST(? AS VARCHAR) AS study"
+                params.append(study)
+            select += ", * EXCLUDE (run_id)" if "run_id" in names else ", *"
+            select += " FROM read_parquet(?)"
+            params.append(str(parquet))
+            table = _quote(name)
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = 'main' AND table_name = ?",
+                [name],
+            ).fetchone()[0]
+            if not exists:
+                con.execute(f"CREATE TABLE {table} AS {select} LIMIT 0", params)
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {_quote('published_' + name)} AS SELECT t.* FROM "
+                    f"{table} t JOIN published_runs p ON t.run_id = p.run_id"
+                )
+            have = {r[1] for r in con.execute(f"PRAGMA table_info({table})").fetchall()}
+            for col, dtype, *_ in columns:
+                if col not in have:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(col)} {dtype}")
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            con.execute(f"INSERT INTO {table} BY NAME {select}", params)
+            loaded.append(name)
+        con.execute("UPDATE runs SET tables_loaded = true WHERE run_id = ?", [run_id])
+        return loaded
+
+    def set_published(self, study: str, pointer: dict[str, Any] | None, con=None) -> None:
+        """Make ``published_runs`` mirror a study's pointer (one transaction)."""
+        if con is None:
+            with self.connect() as con:
+                return self.set_published(study, pointer, con)
+        if not pointer:
+            con.execute("DELETE FROM published_runs WHERE study = ?", [study])
+            return
+        pid = pointer["publication_id"]
+        when = _ts(pointer.get("published_at"))
+        con.execute("DELETE FROM published_runs WHERE study = ?", [study])
+        for slot, entry in pointer.get("runs", {}).items():
+            con.execute(
+                "INSERT INTO published_runs VALUES (?, ?, ?, ?, ?)",
+                [study, slot, entry["run_id"], pid, when],
+            )
+        if not con.execute(
+            "SELECT 1 FROM publications WHERE publication_id = ?", [pid]
+        ).fetchone():
+            con.execute(
+                "INSERT INTO publications VALUES (?, ?, ?, ?, ?, ?)",
+                [pid, study, when, pointer.get("pipeline"), pointer.get("previous"),
+                 json.dumps(pointer.get("runs", {}))],
+            )
+
+    def set_alert_rules(self, pipeline: str, rules) -> None:
+        """Store the alert rules a pipeline declares (replacing its earlier ones)."""
+        from datetime import datetime
+
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM alert_rules WHERE pipeline = ?", [pipeline])
+            for rule in rules:
+                con.execute(
+                    "INSERT INTO alert_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [pipeline, rule.name, rule.rule, json.dumps(rule.segments),
+                     json.dumps(rule.waves), rule.severity, rule.message, now],
+                )
+            con.execute("COMMIT")
+
+    def sync_study(self, study_dir: str | Path) -> None:
+        """Bring a study's rows in line with its run folders and published pointer.
+
+        Upserts every run's catalog row from its manifest, loads the tables of
+        succeeded runs not loaded yet, and mirrors the pointer — in one
+        transaction, so readers see the old state or the new one.
+        """
+        study_dir = Path(study_dir)
+        study = study_dir.name
+        manifests = []
+        for path in sorted(study_dir.glob("*/manifest.json")):
+            try:
+                manifests.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError):
+                continue
+        pointer = read_pointer(study_dir)
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for manifest in manifests:
+                    self.record_run(manifest, con)
+                loaded = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT run_id FROM runs WHERE study = ? AND tables_loaded", [study]
+                    ).fetchall()
+                }
+                for manifest in manifests:
+                    if (
+                        manifest.get("status") == "succeeded"
+                        and not manifest.get("fast")  # smoke runs stay out of the history
+                        and manifest["run_id"] not in loaded
+                    ):
+                        self.load_tables(
+                            manifest["run_id"], study, manifest.get("output_dir", ""), con
+                        )
+                self.set_published(study, pointer, con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------ reading
+    def exists(self) -> bool:
+        """Whether the database file exists."""
+        return self.path.is_file()
+
+    def runs(
+        self, *, study: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Catalog rows, newest first, with a ``published`` flag."""
+        if not self.exists():
+            return []
+        sql = (
+            "SELECT r.*, p.run_id IS NOT NULL AS published FROM runs r "
+            "LEFT JOIN published_runs p ON r.run_id = p.run_id WHERE true"
+        )
+        params: list[Any] = []
+        if study:
+            sql += " AND r.study = ?"
+            params.append(study)
+        if status:
+            sql += " AND r.status = ?"
+            params.append(status)
+        sql += " ORDER BY r.started_at DESC NULLS LAST, r.run_id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self.connect() as con:
+            cur = con.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def find_run(self, run_id: str) -> dict[str, Any] | None:
+        """One catalog row by id or unique id prefix (None when unknown).
+
+        Raises
+        ------
+        ValueError
+            When the prefix matches several runs.
+        """
+        if not self.exists():
+            return None
+        with self.connect() as con:
+            cur = con.execute(
+                "SELECT * FROM runs WHERE run_id = ? OR starts_with(run_id, ?) ORDER BY run_id",
+                [run_id, run_id],
+            )
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        exact = [r for r in rows if r["run_id"] == run_id]
+        if exact:
+            return exact[0]
+        if len(rows) > 1:
+            raise ValueError(
+                f"{run_id!r} matches {len(rows)} runs: "
+                + ", ".join(r["run_id"] for r in rows[:5])
+                + (" ..." if len(rows) > 5 else "")
+            )
+        return rows[0] if rows else None
+
+    def query(self, sql: str, params: list[Any] | None = None):
+        """Run SQL against the store; return a pandas DataFrame."""
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    def tables(self) -> list[str]:
+        """Result tables in the store (not the catalog tables or views)."""
+        if not self.exists():
+            return []
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            ).fetchall()
+        return [r[0] for r in rows if r[0] not in RESERVED_TABLES]
+
+
+def _num(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_text(error) -> str | None:
+    if not error:
+        return None
+    if isinstance(error, dict):
+        return f"{error.get('type', 'Error')}: {error.get('message', '')}".strip()
+    return str(error)

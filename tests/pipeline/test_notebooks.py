@@ -1,0 +1,113 @@
+"""Every research notebook in notebooks/ runs through the runner with fast parameters.
+
+The notebooks run as the demo pipeline runs them (its parameter sets: all
+respondents and one per segment), on a small simulated copy of the sample study.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cxlib.pipeline.runner import run_pipeline
+from cxlib.pipeline.spec import load_pipeline, pipeline_from_dict
+from cxlib.study import load_study
+
+from .conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def demo_result(tmp_path_factory, small_study):
+    """The demo pipeline (every notebook, fast) on the small study, run once for the module."""
+    tmp = tmp_path_factory.mktemp("demo")
+    demo = REPO / "pipelines" / "demo.yaml"
+    raw = yaml.safe_load(demo.read_text())
+    raw["studies"] = [{"spec": str(small_study)}]
+    raw["runs_dir"] = str(tmp / "runs")
+    raw["results_db"] = str(tmp / "runs" / "results.duckdb")
+    raw["execution"]["export_html"] = False  # exported in test_runner; saves a second per run
+    listed = {Path(n["path"] if isinstance(n, dict) else n).name for n in raw["notebooks"]}
+    raw["notebooks"] += [str(p) for p in NOTEBOOKS if p.name not in listed]
+    spec = pipeline_from_dict(raw, path=demo)
+    return tmp, run_pipeline(spec, fast=True, jobs=2, progress=False)
+
+
+def test_demo_pipeline_shape_matches():
+    assert load_pipeline(REPO / "pipelines" / "demo.yaml").name == "demo"
+    assert NOTEBOOKS, "notebooks/ has research notebooks"
+
+
+@pytest.mark.parametrize("notebook", [p.stem for p in NOTEBOOKS])
+def test_notebook_runs_with_fast_parameters(demo_result, notebook):
+    _, result = demo_result
+    records = [r for r in result.records if r.notebook == notebook]
+    assert records, f"{notebook} did not run"
+    for record in records:
+        assert record.status == "succeeded", f"{record.slot}: {record.error}"
+        assert record.manifest["fast"] and not record.published  # smoke runs never go live
+        out = Path(record.manifest["output_dir"])
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["notebook"] == notebook
+        for entry in manifest["files"]:
+            assert (out / entry["path"]).is_file()
+
+
+def test_data_quality_artifacts(demo_result):
+    _, result = demo_result
+    by_label = {r.label: r for r in result.records if r.notebook == "01-data-quality"}
+    assert set(by_label) == {"all", "consumer", "small-business", "enterprise"}
+    out = Path(by_label["consumer"].manifest["output_dir"])
+    report = json.loads((out / "quality_report.json").read_text())
+    assert set(report["segments"]["segment"]) == {"Consumer"}
+    items = pd.read_parquet(out / "tables" / "data_quality_items.parquet")
+    assert {"study", "segment", "wave", "item", "missing", "floor", "ceiling", "flag"} <= set(items.columns)
+    assert set(items["segment"]) == {"Consumer"}
+
+
+def test_smoke_runs_are_not_published(demo_result):
+    tmp, result = demo_result
+    from cxlib.pipeline.store import ResultsStore
+
+    store = ResultsStore(tmp / "runs" / "results.duckdb")
+    assert store.query("select count(*) as n from published_runs")["n"][0] == 0
+    assert "data_quality_summary" not in store.tables()  # nor loaded into the history
+    assert {r["status"] for r in store.runs()} == {"succeeded"}
+
+
+def test_data_quality_is_published_to_the_store(tmp_path, small_study):
+    """A real (not --fast) run of the data-quality notebook, split by segment, goes live."""
+    raw = yaml.safe_load((REPO / "pipelines" / "demo.yaml").read_text())
+    raw.update(
+        studies=[{"spec": str(small_study)}],
+        runs_dir=str(tmp_path / "runs"),
+        notebooks=[{"path": "../notebooks/01-data-quality.ipynb", "parameter_sets": ["all", "consumer"]}],
+    )
+    raw["execution"]["export_html"] = False
+    result = run_pipeline(
+        pipeline_from_dict(raw, path=REPO / "pipelines" / "demo.yaml"), jobs=2, progress=False
+    )
+    assert result.ok and all(r.published for r in result.records), result.summary_table()
+
+    from cxlib.pipeline.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "runs" / "results.duckdb")  # follows runs_dir by default
+    summary = store.query(
+        "select segment, n_respondents from published_data_quality_summary order by segment"
+    )
+    assert summary.to_dict("list")["segment"] == ["Consumer", "all"]
+    counts = dict(zip(summary["segment"], summary["n_respondents"], strict=True))
+    assert counts["all"] == 400 and 0 < counts["Consumer"] < 400
+    cells = store.query("select * from published_data_quality_cells where segment = 'Consumer'")
+    assert len(cells) > 0 and "below_min_cell_size" in cells.columns
+    items = store.query("select count(*) as n from published_data_quality_items")["n"][0]
+    assert items == 2 * len(load_study(small_study).item_names)
+    rules = store.query("select pipeline, name, rule from alert_rules")
+    assert rules.to_dict("records") == [
+        {"pipeline": "demo", "name": "nps-drop", "rule": "P(change(NPS) < -5) > 0.95"}
+    ]
