@@ -136,26 +136,13 @@ def simulate(study_path: Path, n, seed, out: Path, truth_path, continuous: bool)
 @click.option("--force", is_flag=True, help="Rebuild the data even when it exists.")
 def sample(force: bool) -> None:
     """Build the sample study's data (a telecom CX tracker) if it is missing."""
-    import hashlib
+    from cxlib.simulate import build_sample_data
 
-    from cxlib import config
-    from cxlib.simulate import Truth, simulate_responses, write_responses
-    from cxlib.study import load_study
-
-    study = load_study(config.SAMPLE_STUDY)
-    out = study.data_path
-    stamp = out.with_name(f".{out.name}.source")
-    digest = hashlib.sha256(
-        config.SAMPLE_STUDY.read_bytes() + config.SAMPLE_TRUTH.read_bytes() + __version__.encode()
-    ).hexdigest()
-    if out.exists() and not force and stamp.exists() and stamp.read_text().strip() == digest:
-        click.echo(f"sample study data up to date: {_shown(out)}")
-        return
-    truth = Truth.from_yaml(config.SAMPLE_TRUTH)
-    frame = simulate_responses(study, truth)
-    write_responses(frame, out)
-    stamp.write_text(digest + "\n")
-    click.echo(f"sample study data written: {_shown(out)} ({len(frame):,} respondents)")
+    path, rebuilt = build_sample_data(force=force)
+    if rebuilt:
+        click.echo(f"sample study data written: {_shown(path)}")
+    else:
+        click.echo(f"sample study data up to date: {_shown(path)}")
 
 
 # ----------------------------------------------------------------------------- pipelines

@@ -33,7 +33,7 @@ from cxlib import config
 from cxlib.errors import CxError, StudySpecError
 from cxlib.study import Study
 
-__all__ = ["Truth", "default_truth", "simulate_responses", "write_responses"]
+__all__ = ["Truth", "build_sample_data", "default_truth", "simulate_responses", "write_responses"]
 
 _TERM = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(~~|~)\s*([A-Za-z_][\w.]*)\s*$")
 
@@ -598,3 +598,34 @@ def write_responses(frame: pd.DataFrame, path: str | Path) -> Path:
         raise CxError(f"{path}: unknown format {suffix!r}; use .parquet, .csv, .xlsx or .sav")
     tmp.replace(path)
     return path
+
+
+def build_sample_data(*, force: bool = False) -> tuple[Path, bool]:
+    """Simulate the sample study's responses from its committed truth, if needed.
+
+    The data are rebuilt when missing, when the study spec, the truth or cxlib's
+    version changed since they were written (a stamp file beside them records
+    that), or when ``force`` is set.
+
+    Returns
+    -------
+    tuple
+        ``(path of the responses file, whether it was rebuilt)``.
+    """
+    import hashlib
+
+    from cxlib import __version__
+    from cxlib.study import load_study
+
+    study = load_study(config.SAMPLE_STUDY)
+    out = study.data_path
+    stamp = out.with_name(f".{out.name}.source")
+    digest = hashlib.sha256(
+        config.SAMPLE_STUDY.read_bytes() + config.SAMPLE_TRUTH.read_bytes() + __version__.encode()
+    ).hexdigest()
+    if out.exists() and not force and stamp.exists() and stamp.read_text().strip() == digest:
+        return out, False
+    frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH))
+    write_responses(frame, out)
+    stamp.write_text(digest + "\n")
+    return out, True

@@ -14,6 +14,15 @@ from cxlib.study import Study, load_study
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sample_data() -> Path:
+    """The sample study's responses, simulated from its truth when missing (fresh clones)."""
+    from cxlib.simulate import build_sample_data
+
+    path, _ = build_sample_data()
+    return path
+
+
 @pytest.fixture(scope="session")
 def study() -> Study:
     """The sample telecom study spec."""
