@@ -166,3 +166,21 @@ def test_what_if_reads_baselines_from_data():
     assert {"target_score", "top2_box", "nps"} == set(res.draws)
     with pytest.raises(DriverError, match="leaves its scale"):
         what_if(model, {"Experience": -90}, data=data)
+
+
+def test_driver_model_round_trips_through_a_file(tmp_path):
+    model = path_model(n_draws=50, noise=0.05)
+    path = model.save(tmp_path / "drivers.npz")
+    back = DriverModel.load(path)
+    np.testing.assert_array_equal(back.total, model.total)
+    assert back.scales["NPS"] == (0, 10) and back.items == model.items
+    base = {"top2_box": 0.3, "promoters": 0.35, "detractors": 0.25}
+    np.testing.assert_allclose(
+        what_if(back, {"Experience": 5}, baseline=base).draws["nps"],
+        what_if(model, {"Experience": 5}, baseline=base).draws["nps"],
+    )
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DriverError, match="not a driver model file"):
+        DriverModel.load(tmp_path / "bad.npz")
+    with pytest.raises(DriverError, match="not found"):
+        DriverModel.load(tmp_path / "missing.npz")
