@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["BayesianSEM"]
+__all__ = ["BayesianSEM", "ExpectationsModel"]
 
-_LAZY = {"BayesianSEM": "cxlib.models.sem"}
+_LAZY = {"BayesianSEM": "cxlib.models.sem", "ExpectationsModel": "cxlib.models.expectations"}
 
 
 def __getattr__(name: str):

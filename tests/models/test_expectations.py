@@ -1,0 +1,422 @@
+"""ExpectationsModel: data preparation, likelihood, results, bad input, recovery (slow)."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxlib.errors import CxError, StudySpecError
+from cxlib.models.base import ModelFileError, ModelSpecificationError
+from cxlib.models.expectations import (
+    ExpectationsModel,
+    ExpectationsResult,
+    SmallSegmentWarning,
+    UnidentifiedGapWarning,
+    simulate_expectations,
+)
+from cxlib.models.expectations_data import prepare_expectations_data
+from cxlib.study import study_from_dict
+
+TINY = {"draws": 30, "tune": 30, "chains": 1, "cores": 1}
+
+
+def _quiet_fit(model, data, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(data, **(TINY | kwargs))
+
+
+@pytest.fixture(scope="module")
+def sim(study):
+    """1,500 simulated respondents, no missing answers."""
+    from cxlib.models.expectations_simulate import default_expectations_truth
+
+    truth = default_expectations_truth(study)
+    truth.missing_rate = 0.0
+    return simulate_expectations(study, truth, n=1500, seed=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_result(study, sim):
+    return _quiet_fit(ExpectationsModel(study), sim[0])
+
+
+# ----------------------------------------------------------------------------- data
+def _features(study, frame):
+    """Shortfall and surplus per attribute, computed the obvious way (no missing answers)."""
+    short, surplus = {}, {}
+    for name, attr in study.attributes.items():
+        ref = (
+            frame[attr.expectation]
+            if attr.expectation
+            else study.item(attr.perception).scale.midpoint
+        )
+        gap = frame[attr.perception] - ref
+        short[f"s_{name}"] = np.maximum(-gap, 0)
+        surplus[f"u_{name}"] = np.maximum(gap, 0)
+    return pd.DataFrame(short | surplus)
+
+
+def test_sufficient_statistics_give_the_rowwise_likelihood(study, sim):
+    frame = sim[0].iloc[:400]
+    logps = []
+    for likelihood in ("sufficient", "rowwise"):
+        model = ExpectationsModel(study, model_config={"likelihood": likelihood})
+        pm_model = model.build_model(frame)
+        rng = np.random.default_rng(0)
+        point = {
+            k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()
+        }
+        logps.append(pm_model.compile_logp()(point))
+    assert logps[0] == pytest.approx(logps[1], rel=1e-10)
+
+
+def test_statistics_match_a_direct_computation(study, sim):
+    frame = sim[0]
+    d = prepare_expectations_data(frame, study, "Loyalty")
+    feats = _features(study, frame)
+    seg = frame["segment"].astype(str)
+    w = frame["weight"].to_numpy()
+    for g, name in enumerate(d.segments):
+        m = (seg == name).to_numpy()
+        expect = np.average(feats[m].to_numpy(), axis=0, weights=w[m])
+        assert np.allclose(d.feature_moments()[0][g], expect)
+        # likelihood weights sum to Kish's effective sample size
+        assert d.sum_w[g] == pytest.approx(w[m].sum() ** 2 / (w[m] ** 2).sum())
+    assert d.n_likelihood.sum() == len(frame)
+
+
+def test_gap_table_means_are_weighted_means(study, sim):
+    frame = sim[0]
+    d = prepare_expectations_data(frame, study, "Loyalty")
+    from cxlib.models.expectations import gap_table
+
+    table = gap_table(d)
+    row = table.query("segment == 'Consumer' and attribute == 'reliability'").iloc[0]
+    sub = frame[frame["segment"] == "Consumer"]
+    w = sub["weight"]
+    assert row["mean_expectation"] == pytest.approx(np.average(sub["TEC_RELIABILITY_E"], weights=w))
+    assert row["mean_perception"] == pytest.approx(np.average(sub["TEC_RELIABILITY_P"], weights=w))
+    gap = sub["TEC_RELIABILITY_P"] - sub["TEC_RELIABILITY_E"]
+    assert row["mean_gap"] == pytest.approx(np.average(gap, weights=w))
+    assert row["mean_gap_low"] < row["mean_gap"] < row["mean_gap_high"]
+    assert row["share_shortfall"] == pytest.approx(np.average(gap < 0, weights=w))
+    everyone = table.query("segment == 'all segments' and attribute == 'reliability'").iloc[0]
+    assert everyone["n_respondents"] == len(frame)
+
+
+def test_attribute_without_expectation_item(study, sim):
+    frame = sim[0]
+    mid = prepare_expectations_data(frame, study, "Loyalty")
+    norm = prepare_expectations_data(frame, study, "Loyalty", reference="segment_norm")
+    from cxlib.models.expectations import gap_table
+
+    t_mid = gap_table(mid).set_index(["segment", "attribute"])
+    t_norm = gap_table(norm).set_index(["segment", "attribute"])
+    assert t_mid.loc[("Consumer", "understood"), "reference"] == "scale midpoint"
+    assert t_norm.loc[("Consumer", "understood"), "reference"] == "segment norm"
+    assert t_mid.loc[("Consumer", "reliability"), "reference"] == "expectation"
+    sub = frame[frame["segment"] == "Consumer"]
+    expect = np.average(sub["EMO_UNDERSTOOD_P"] - 3.0, weights=sub["weight"])
+    assert t_mid.loc[("Consumer", "understood"), "mean_gap"] == pytest.approx(expect)
+    assert np.isnan(t_mid.loc[("Consumer", "understood"), "mean_expectation"])
+    for g in norm.segments:
+        assert t_norm.loc[(g, "understood"), "mean_gap"] == pytest.approx(0.0, abs=1e-12)
+    assert any("'understood' has no expectation item" in n for n in mid.notes)
+
+
+def test_missing_answers_are_handled_not_dropped(study):
+    frame, _ = simulate_expectations(study, n=800, seed=2)
+    frame.loc[:9, "TEC_TRUST_X"] = 0  # an unused column does not matter
+    frame.loc[:49, "TEC_RELIABILITY_E"] = np.nan
+    frame.loc[50:79, "EMO_VALUED_P"] = np.nan
+    loyalty = study.constructs["Loyalty"].item_names
+    frame.loc[80:89, loyalty] = np.nan  # no outcome at all
+    frame.loc[90:99, loyalty[:2]] = np.nan  # part of the outcome
+    d = prepare_expectations_data(frame, study, "Loyalty")
+    assert d.n_likelihood.sum() == len(frame) - 10
+    table = d.gap_frame().set_index(["segment", "attribute"])
+    rel = table.loc[("all segments", "reliability")]
+    assert rel["n_reference_imputed"] >= 40  # perception answered, expectation missing
+    assert table.loc[("all segments", "valued"), "n_perception_missing"] >= 30
+    assert rel["n_respondents"] == len(frame)
+    text = " ".join(d.notes)
+    assert "replaced by the segment's mean expectation" in text
+    assert "did not answer the outcome 'Loyalty'" in text
+    assert np.all(np.isfinite(d.xtwx))
+
+
+# ----------------------------------------------------------------------------- bad input
+def _spec(study, **changes):
+    raw = study.to_dict()
+    raw.update(changes)
+    return raw
+
+
+def test_spec_refuses_expectation_and_perception_on_different_scales(study):
+    raw = study.to_dict()
+    raw["items"]["TEC_RELIABILITY_E"]["scale"] = {"min": 1, "max": 7}
+    with pytest.raises(StudySpecError, match="the gap needs one scale"):
+        study_from_dict(raw)
+
+
+def test_spec_refuses_a_dimension_neither_technical_nor_emotional(study):
+    raw = study.to_dict()
+    raw["attributes"]["reliability"]["dimension"] = "functional"
+    with pytest.raises(StudySpecError, match="attributes.reliability.dimension"):
+        study_from_dict(raw)
+
+
+def test_constant_outcome_is_refused(study, sim):
+    frame = sim[0].copy()
+    frame["LOY_STAY"] = 4.0
+    with pytest.raises(ModelSpecificationError, match="'LOY_STAY'.*same value \\(4\\) for every"):
+        ExpectationsModel(study, outcome="LOY_STAY").build_model(frame)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"outcome": "Loyality"}, "did you mean 'Loyalty'"),
+        ({"family": "poisson"}, "family='poisson' is not supported"),
+        ({"reference": "mean"}, "reference='mean' is not supported"),
+        ({"family": "ordinal"}, "needs a single item"),
+        ({"model_config": {"segment_parametrization": "x"}}, "must be 'centered' or"),
+        ({"model_config": {"slope": {"sigma": 1}}}, "unknown key"),
+    ],
+)
+def test_bad_arguments(study, kwargs, message):
+    with pytest.raises(ModelSpecificationError, match=message):
+        ExpectationsModel(study, **kwargs)
+
+
+def test_bad_data_columns(study, sim):
+    frame = sim[0]
+    with pytest.raises(ModelSpecificationError, match="segment column 'region'"):
+        ExpectationsModel(study, segment="region").build_model(frame)
+    with pytest.raises(ModelSpecificationError, match="perception column 'TEC_RELIABILITY_P'"):
+        ExpectationsModel(study).build_model(frame.drop(columns="TEC_RELIABILITY_P"))
+    bad = frame.copy()
+    bad.loc[3, "weight"] = -1.0
+    with pytest.raises(ModelSpecificationError, match="rows \\[3\\]") as err:
+        ExpectationsModel(study).build_model(bad)
+    assert isinstance(err.value, CxError)
+    with pytest.raises(ModelSpecificationError, match="call build_model\\(data\\) or fit"):
+        ExpectationsModel(study).build_model()
+
+
+def test_study_without_attributes(study):
+    raw = study.to_dict()
+    raw["attributes"] = {}
+    with pytest.raises(ModelSpecificationError, match="declares no attributes"):
+        ExpectationsModel(study_from_dict(raw))
+
+
+# ----------------------------------------------------------------------------- results
+def test_result_tables(tiny_result):
+    r = tiny_result
+    assert isinstance(r, ExpectationsResult)
+    w = r.dimension_weights()
+    assert list(w["segment"]) == ["Consumer", "Small business", "Enterprise"]
+    assert w["p_emotional_greater"].between(0, 1).all()
+    draws = r.dimension_weights(draws=True)
+    assert draws.dims == ("chain", "draw", "dimensions", "segments")
+    share = r.emotional_share()
+    assert list(share["segment"])[-1] == "all segments"
+    assert share["emotional_share"].between(-0.5, 1.5).all()
+    assert r.emotional_share(draws=True).dims == ("chain", "draw", "segments")
+    pr = r.penalty_reward()
+    assert len(pr) == 8
+    assert set(pr["kano_class"]) <= {"must-be", "attractive", "performance", "indifferent"}
+    probs = pr[["p_must_be", "p_attractive", "p_performance", "p_indifferent"]].sum(axis=1)
+    assert np.allclose(probs, 1.0)
+    assert len(r.penalty_reward(by_segment=True)) == 24
+    closing = r.gap_closing()
+    assert len(closing) == 8 * 4
+    assert {"outcome_change", "top2_change_hdi_low"} <= set(closing.columns)
+    assert r.gap_closing(draws=True)["outcome_change"].dims[-2:] == ("attributes", "segments")
+    gaps = r.gap_table()
+    assert len(gaps) == 8 * 4
+    assert r.idata.posterior["penalty"].dims == ("chain", "draw", "attributes", "segments")
+
+
+def test_save_and_load(tiny_result, tmp_path):
+    path = tiny_result.save(tmp_path / "expectations.nc")
+    loaded = ExpectationsModel.load(path)
+    assert loaded.model.outcome == "Loyalty"
+    pd.testing.assert_frame_equal(loaded.penalty_reward(), tiny_result.penalty_reward())
+    pd.testing.assert_frame_equal(loaded.gap_table(), tiny_result.gap_table())
+    pd.testing.assert_frame_equal(loaded.gap_closing(), tiny_result.gap_closing())
+    assert loaded.attrs["data_hash"] == tiny_result.attrs["data_hash"]
+    idata = az.from_netcdf(path)
+    idata.attrs["model_type"] = "BayesianSEM"
+    other = tmp_path / "other.nc"
+    idata.to_netcdf(str(other))
+    with pytest.raises(ModelFileError, match="holds a BayesianSEM model"):
+        ExpectationsModel.load(other)
+
+
+def test_kano_classes_follow_the_rules(tiny_result):
+    """Kano rules on a hand-made posterior: must-be, attractive, performance, indifferent."""
+    pen = np.array([10.0, 1.0, 6.0, 0.1, 0, 0, 0, 0])
+    rew = np.array([1.0, 10.0, 5.0, 0.2, 0, 0, 0, 0])
+    n = 40
+    draws = {
+        "penalty_all_segments": np.broadcast_to(pen, (1, n, 8)).copy(),
+        "reward_all_segments": np.broadcast_to(rew, (1, n, 8)).copy(),
+    }
+    idata = az.from_dict(
+        posterior=draws,
+        coords={"attributes": tiny_result.data.attributes},
+        dims={k: ["attributes"] for k in draws},
+    )
+    fake = ExpectationsResult(tiny_result.model, idata)
+    probs = fake.kano_probabilities(min_effect=0.5)
+    best = probs.idxmax("kano_class").values
+    assert list(best[:4]) == ["must-be", "attractive", "performance", "indifferent"]
+
+
+def test_everyone_at_the_ceiling(study):
+    frame, _ = simulate_expectations(study, n=600, seed=3, ceiling=True)
+    model = ExpectationsModel(study)
+    with pytest.warns(UnidentifiedGapWarning, match="no respondent has a shortfall"):
+        model.prepare(frame)
+    result = _quiet_fit(model, None)
+    gaps = result.gap_table()
+    with_expectation = gaps["reference"] == "expectation"
+    assert (gaps.loc[with_expectation, "mean_gap"] == 0).all()
+    assert (gaps.loc[~with_expectation, "mean_gap"] == 2).all()  # 5 against the midpoint 3
+    assert (gaps["share_at_ceiling"] == 1).all()
+    pr = result.penalty_reward()
+    assert (pr["kano_class"] == "undetermined").all()
+    assert not pr["penalty_identified"].any()
+    assert not pr["reward_identified"].any()
+
+
+def test_ordinal_family_plumbing(study, sim):
+    frame = sim[0].iloc[:300]
+    model = ExpectationsModel(study, outcome="LOY_STAY", family="ordinal")
+    result = _quiet_fit(model, frame, draws=10, tune=10)
+    assert model.data.pat_w.sum() == pytest.approx(model.data.sum_w.sum())
+    assert result.idata.posterior["cutpoints"].shape[-1] == 4
+    closing = result.gap_closing()
+    assert closing["top2_change"].notna().all()
+
+
+def test_lazy_import():
+    from cxlib.models import ExpectationsModel as Lazy
+
+    assert Lazy is ExpectationsModel
+
+
+# ----------------------------------------------------------------------------- slow
+def _covered(value, low, high):
+    return low <= value <= high
+
+
+@pytest.mark.slow
+def test_recovery_of_weights_asymmetry_and_segments(study):
+    from cxlib.models.expectations_simulate import default_expectations_truth
+
+    # complete answers: the mean imputation of missing gaps attenuates slopes a little
+    # (about 5-10% at 2% missing answers per item), which is not what this test checks
+    truth = default_expectations_truth(study)
+    truth.missing_rate = 0.0
+    frame, truth = simulate_expectations(study, truth, n=6000, seed=11)
+    result = ExpectationsModel(study).fit(frame)
+    assert result.ok, str(result.diagnostics)
+    scale = 25.0  # the Loyalty score is 0-100; one point on the 1-5 items is 25 score points
+    by_seg = result.penalty_reward(by_segment=True, hdi_prob=0.9)
+    hits = []
+    for row in by_seg.itertuples():
+        hits.append(
+            _covered(
+                truth.penalty_for(study, row.attribute, row.segment) * scale,
+                row.penalty_hdi_low,
+                row.penalty_hdi_high,
+            )
+        )
+        hits.append(
+            _covered(
+                truth.reward_for(study, row.attribute, row.segment) * scale,
+                row.reward_hdi_low,
+                row.reward_hdi_high,
+            )
+        )
+    assert np.mean(hits) >= 0.85, f"90% intervals cover {np.mean(hits):.0%} of 48 slopes"
+    weights = result.dimension_weights(hdi_prob=0.99).set_index("segment")
+    for seg in weights.index:
+        for dim in ("technical", "emotional"):
+            true = truth.dimension_weight(study, dim, seg) * scale
+            assert _covered(
+                true, weights.loc[seg, f"{dim}_hdi_low"], weights.loc[seg, f"{dim}_hdi_high"]
+            )
+    assert weights.loc["Small business", "p_emotional_greater"] > 0.95
+    assert weights.loc["Enterprise", "p_emotional_greater"] < 0.05
+    # Kano classes of all segments together
+    expected = {
+        "reliability": "must-be",
+        "competence": "performance",
+        "accuracy": "must-be",
+        "responsiveness": "performance",
+        "valued": "attractive",
+        "empathy": "performance",
+        "trust": "attractive",
+        "understood": "performance",
+    }
+    classes = result.penalty_reward().set_index("attribute")
+    assert classes["kano_class"].to_dict() == expected
+    assert (classes["kano_probability"] > 0.8).all()
+    # closing a must-be gap buys more than closing an attractive one
+    closing = result.gap_closing().query("segment == 'all segments'").set_index("attribute")
+    assert (
+        closing.loc["reliability", "outcome_change"] > 2 * closing.loc["valued", "outcome_change"]
+    )
+    assert (closing["top2_change"] >= 0).all()
+
+
+@pytest.mark.slow
+def test_small_segment_is_pooled_and_flagged(study):
+    from cxlib.models.expectations_simulate import default_expectations_truth
+
+    truth = default_expectations_truth(study)
+    truth.segment_shift["Enterprise"] = {"emotional": 0.4}
+    frame, _ = simulate_expectations(
+        study,
+        truth,
+        segment_sizes={"Consumer": 2500, "Small business": 2500, "Enterprise": 5},
+        seed=7,
+    )
+    model = ExpectationsModel(study)
+    with pytest.warns(SmallSegmentWarning, match="'Enterprise' \\(5 respondents\\)"):
+        result = model.fit(frame)
+    assert result.ok, str(result.diagnostics)
+    w = result.dimension_weights().set_index("segment")
+    assert w.loc["Enterprise", "small_segment"]
+    assert not w.loc["Consumer", "small_segment"]
+    others = w.loc[["Consumer", "Small business"], "emotional"].mean()
+    true_gap = (truth.dimension_weight(study, "emotional", "Enterprise") * 25) - others
+    assert abs(w.loc["Enterprise", "emotional"] - others) < 0.5 * abs(true_gap)
+    assert w.loc["Enterprise", "emotional_sd"] > 2 * w.loc["Consumer", "emotional_sd"]
+    assert (
+        result.penalty_reward(by_segment=True)
+        .query("segment == 'Enterprise'")["small_segment"]
+        .all()
+    )
+
+
+@pytest.mark.slow
+def test_sample_study_fits_with_clean_diagnostics(study, truth, tmp_path):
+    from cxlib.data import load_responses
+    from cxlib.simulate import simulate_responses, write_responses
+
+    path = write_responses(simulate_responses(study, truth), tmp_path / "responses.parquet")
+    result = ExpectationsModel(study).fit(load_responses(study, path))
+    assert result.ok, str(result.diagnostics)
+    assert result.diagnostics.max_r_hat <= 1.01
+    share = result.emotional_share().set_index("segment")
+    assert 0 < share.loc["all segments", "emotional_share"] < 1
