@@ -1,8 +1,10 @@
 # cx workbench — the two commands: `make run` and `make test`.
 #
 #   make run    create .venv, install, build the sample study, validate it (data-quality
-#               report), refresh and publish it through the demo pipeline (papermill)
-#   make test   create .venv with the test extra, lint, and run every test (incl. slow)
+#               report), refresh and publish it through the demo pipeline (papermill), then
+#               serve the dashboards (Voila) and print their URL
+#   make test   create .venv with the test extra and Debian's chromium (browser tests), lint,
+#               and run every test (incl. slow)
 #
 # Re-running either is quick: installs happen again only when pyproject.toml changes.
 
@@ -14,19 +16,27 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench browser clean help
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,11p' Makefile
 
 run: $(VENV)/.installed-run
 	$(BIN)/cx sample
 	$(BIN)/cx validate --study data/telecom/study.yaml
-	$(BIN)/cx run pipelines/demo.yaml
+	$(BIN)/cx run pipelines/demo.yaml || \
+	  echo "cx run: some runs failed (summary above); serving the last published results"
+	$(BIN)/cx serve
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium (Playwright must not download a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
@@ -34,6 +44,7 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_dashboards.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

@@ -432,6 +432,28 @@ def schedule(
     scheduler.run_forever(poll_s=poll_s, stop=stop)
 
 
+# ----------------------------------------------------------------------------- dashboards
+@cx.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8866, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on (localhost only by default; put a reverse proxy with "
+    "authentication in front before opening it to a team).",
+)
+@_runs_dir_option
+def serve(port: int, host: str, runs_dir) -> None:
+    """Serve the executive dashboards (Voila) over the published studies.
+
+    Viewers see only published results of the studies found in the runs
+    directory; settings come from voila.json at the repository root.
+    """
+    from cxlib.dashboard.serve import serve as serve_dashboards
+
+    serve_dashboards(port, host, runs_dir=runs_dir, echo=click.echo)
+
+
 def _shown(path: Path) -> str:
     """A path relative to the working directory when it lies below it."""
     try:

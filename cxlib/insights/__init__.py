@@ -6,7 +6,13 @@ changed; an alert fires on a probability, not on a point estimate.
 
 from __future__ import annotations
 
-from cxlib.insights.alerts import AlertRule, AlertRuleError, evaluate_alerts, parse_rule
+from cxlib.insights.alerts import (
+    AlertRule,
+    AlertRuleError,
+    evaluate_alerts,
+    parse_rule,
+    rules_needing_missing_inputs,
+)
 from cxlib.insights.drivers import (
     QUADRANTS,
     DriverError,
@@ -14,9 +20,11 @@ from cxlib.insights.drivers import (
     WhatIf,
     driver_priorities,
     what_if,
+    what_if_baseline,
+    what_if_examples,
 )
 from cxlib.insights.intervals import hdi, summarize_draws
-from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis
+from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis, segment_differences
 
 __all__ = [
     "ALL",
@@ -34,5 +42,9 @@ __all__ = [
     "evaluate_alerts",
     "hdi",
     "parse_rule",
+    "rules_needing_missing_inputs",
+    "segment_differences",
     "summarize_draws",
+    "what_if_baseline",
+    "what_if_examples",
 ]

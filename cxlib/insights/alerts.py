@@ -363,3 +363,34 @@ def _diagnostics_alerts(rule, study, diagnostics) -> list[dict]:
             )
         )
     return out
+
+
+def rules_needing_missing_inputs(
+    rules: list[AlertRule],
+    *,
+    kpis: KpiEstimates | None = None,
+    priorities: pd.DataFrame | None = None,
+    diagnostics: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The rules :func:`evaluate_alerts` cannot evaluate with these inputs, and why.
+
+    A pipeline's overview evaluates what it can: a ``fix_first`` rule needs driver
+    priorities, ``diagnostics_failed`` needs models' diagnostics, the others KPIs.
+
+    Returns
+    -------
+    dict
+        Rule name -> what it needs (empty: every rule can be evaluated).
+    """
+    needs = {
+        "threshold": ("KPI estimates", kpis is not None),
+        "change": ("KPI estimates", kpis is not None),
+        "fix_first": ("driver priorities", priorities is not None and len(priorities) > 0),
+        "diagnostics": ("models' diagnostics", bool(diagnostics)),
+    }
+    out = {}
+    for rule in rules:
+        what, have = needs[rule.parsed.kind]
+        if not have:
+            out[rule.name] = f"needs {what}"
+    return out

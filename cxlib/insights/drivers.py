@@ -43,7 +43,16 @@ from cxlib.errors import CxError
 from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
 from cxlib.insights.intervals import summarize_draws
 
-__all__ = ["DriverError", "DriverModel", "QUADRANTS", "WhatIf", "driver_priorities", "what_if"]
+__all__ = [
+    "DriverError",
+    "DriverModel",
+    "QUADRANTS",
+    "WhatIf",
+    "driver_priorities",
+    "what_if",
+    "what_if_baseline",
+    "what_if_examples",
+]
 
 QUADRANTS = ("fix first", "keep up", "possible overkill", "low priority")
 _FORMAT = "cxlib.DriverModel/1"
@@ -598,3 +607,91 @@ def _current_levels(
             else:
                 out[f"top2_box:{item}"] = _top_share(frame[item].to_numpy(dtype=float), w, hi - 1)
     return out
+
+
+def what_if_baseline(model: DriverModel, data, *, target: str = "Loyalty") -> dict:
+    """Current levels a what-if starts from, per segment: what dashboards show beside sliders.
+
+    Parameters
+    ----------
+    model : DriverModel
+        The structural model's draws (for drivers, items and scales).
+    data : SurveyData
+        The responses (weights respected).
+    target : str
+        The target construct.
+
+    Returns
+    -------
+    dict
+        ``target``, ``segment_column`` and ``segments``: segment (``"All"`` first) ->
+        ``n`` (respondents), ``drivers`` (driver -> current 0-100 score),
+        ``top2_box`` (mean top-2-box share of the target's items other than NPS,
+        0-1) and, when the study's NPS item measures the target, ``promoters`` and
+        ``detractors`` (shares, 0-1). Aggregates only.
+    """
+    drivers = model.drivers_of(target)
+    target_items = model.items[target]
+    nps = data.study.kpis.nps if data.study.kpis.nps in target_items else None
+    column = model.group_column or (
+        data.study.segment_columns[0] if data.study.segment_columns else None
+    )
+    segments = [ALL]
+    if column:
+        segments += sorted(data.frame[column].dropna().astype(str).unique())
+    out = {"target": target, "segment_column": column, "segments": {}}
+    for seg in segments:
+        levels = _current_levels(model, data, seg, {d: 0.0 for d in drivers})
+        n = len(data.frame) if seg == ALL else int((data.frame[column].astype(str) == seg).sum())
+        boxes = [levels[f"top2_box:{i}"] for i in target_items if i != nps]
+        entry = {
+            "n": n,
+            "drivers": {d: levels[d] for d in drivers},
+            "top2_box": float(np.mean(boxes)) if boxes else None,
+        }
+        if nps is not None:
+            entry["promoters"], entry["detractors"] = levels["promoters"], levels["detractors"]
+        out["segments"][seg] = entry
+    return out
+
+
+def what_if_examples(
+    model: DriverModel,
+    data,
+    *,
+    target: str = "Loyalty",
+    shift: float = 5.0,
+    hdi_prob: float = config.HDI_PROB,
+) -> pd.DataFrame:
+    """What raising each driver by ``shift`` score points would buy, per segment.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :attr:`WhatIf.table` rows for each driver x segment (``"All"`` and the
+        segments of :func:`what_if_baseline`), with ``driver``, ``shift`` and
+        ``segment`` columns in front. A shift that would leave the 0-100 scale is
+        left out.
+    """
+    baseline = what_if_baseline(model, data, target=target)
+    frames = []
+    for seg in baseline["segments"]:
+        for driver in model.drivers_of(target):
+            try:
+                result = what_if(
+                    model, {driver: shift}, target=target, data=data, segment=seg,
+                    hdi_prob=hdi_prob,
+                )
+            except DriverError:
+                continue
+            table = result.table.copy()
+            table.insert(0, "segment", seg)
+            table.insert(0, "shift", shift)
+            table.insert(0, "driver", driver)
+            frames.append(table)
+    if not frames:
+        return pd.DataFrame(
+            columns=["driver", "shift", "segment", "outcome", "label", "change", "change_low",
+                     "change_high", "p_increase"]
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -33,7 +33,14 @@ from cxlib.errors import CxError
 from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
 from cxlib.insights.intervals import summarize_draws
 
-__all__ = ["ALL", "KPI_LABELS", "KpiEstimates", "estimate_kpis", "nps_posterior_moments"]
+__all__ = [
+    "ALL",
+    "KPI_LABELS",
+    "KpiEstimates",
+    "estimate_kpis",
+    "nps_posterior_moments",
+    "segment_differences",
+]
 
 #: KPI name -> how dashboards and reports name it.
 KPI_LABELS = {
@@ -292,3 +299,50 @@ def _table(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def segment_differences(kpis: KpiEstimates, *, hdi_prob: float | None = None) -> pd.DataFrame:
+    """Differences of each KPI between every pair of segments, per wave.
+
+    The segments' posteriors are independent, so the draws of ``a - b`` are the
+    differences of their draws.
+
+    Parameters
+    ----------
+    kpis : KpiEstimates
+        From :func:`estimate_kpis` (split by a segment column).
+    hdi_prob : float, optional
+        Interval mass (default: the one the KPIs were estimated with).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per KPI x wave x pair of segments (``"All"`` left out; pairs in the
+        segments' order): ``kpi, label, wave, segment_a, segment_b, n_a, n_b,
+        difference, difference_sd, hdi_low, hdi_high, p_a_greater, small_cell``
+        (either segment below the study's minimum cell size). Pairs with a segment
+        that has no answers in the wave are left out.
+    """
+    prob = kpis.hdi_prob if hdi_prob is None else hdi_prob
+    segments = [s for s in kpis.segments if s != ALL]
+    pairs = [(a, b) for i, a in enumerate(segments) for b in segments[i + 1 :]]
+    columns = [
+        "kpi", "label", "wave", "segment_a", "segment_b", "n_a", "n_b", "difference",
+        "difference_sd", "hdi_low", "hdi_high", "p_a_greater", "small_cell",
+    ]
+    rows = []
+    for kpi, draws in kpis.draws.items():
+        for j, wave in enumerate(kpis.waves):
+            for a, b in pairs:
+                ia, ib = kpis.segments.index(a), kpis.segments.index(b)
+                n_a, n_b = int(kpis.n[kpi][ia, j]), int(kpis.n[kpi][ib, j])
+                diff = draws[ia, j] - draws[ib, j]
+                if min(n_a, n_b) == 0 or np.isnan(diff).all():
+                    continue  # a segment without answers in this wave: only its prior
+                s = summarize_draws(diff[None, :], prob)
+                rows.append(
+                    (kpi, KPI_LABELS[kpi], wave, a, b, n_a, n_b, float(s["mean"][0]),
+                     float(s["sd"][0]), float(s["hdi_low"][0]), float(s["hdi_high"][0]),
+                     float((diff > 0).mean()), min(n_a, n_b) < kpis.min_cell_size)
+                )
+    return pd.DataFrame(rows, columns=columns)

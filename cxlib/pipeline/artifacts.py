@@ -35,6 +35,7 @@ __all__ = [
     "TABLES_DIR",
     "Artifacts",
     "default_output_dir",
+    "diagnostics_dict",
     "diagnostics_from_idata",
 ]
 
@@ -179,16 +180,20 @@ class Artifacts:
 
         Parameters
         ----------
-        diagnostics : dict or arviz.InferenceData
+        diagnostics : dict, Diagnostics or arviz.InferenceData
             A dict with at least ``max_r_hat``, ``min_ess_bulk`` and
-            ``divergences``, or an InferenceData to compute them from
-            (:func:`diagnostics_from_idata`).
+            ``divergences``; a fitted model's
+            :class:`~cxlib.models.base.Diagnostics` (``result.diagnostics``:
+            written with its ``ok`` flag and ``problems``); or an InferenceData
+            to compute them from (:func:`diagnostics_from_idata`).
 
         Returns
         -------
         Path
         """
-        if not isinstance(diagnostics, dict):
+        if hasattr(diagnostics, "max_r_hat") and hasattr(diagnostics, "ok"):
+            diagnostics = diagnostics_dict(diagnostics)
+        elif not isinstance(diagnostics, dict):
             diagnostics = diagnostics_from_idata(diagnostics)
         path = self.path / DIAGNOSTICS_FILE
         write_json_atomic(path, diagnostics)
@@ -218,6 +223,31 @@ class Artifacts:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def diagnostics_dict(diagnostics) -> dict[str, Any]:
+    """A model's :class:`~cxlib.models.base.Diagnostics` as the JSON the gates read.
+
+    Returns
+    -------
+    dict
+        ``max_r_hat``, ``min_ess_bulk``, ``divergences``, ``ok``, ``problems`` and
+        ``sign_disagreement`` (plain numbers and strings).
+    """
+    import math
+
+    def number(x) -> float | None:
+        x = float(x)
+        return x if math.isfinite(x) else None
+
+    return {
+        "max_r_hat": number(diagnostics.max_r_hat),
+        "min_ess_bulk": number(diagnostics.min_ess_bulk),
+        "divergences": int(diagnostics.divergences),
+        "ok": bool(diagnostics.ok),
+        "problems": [str(p) for p in diagnostics.problems()],
+        "sign_disagreement": [str(p) for p in getattr(diagnostics, "sign_disagreement", [])],
+    }
 
 
 def diagnostics_from_idata(idata) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from cxlib import config
 from cxlib.errors import CxError
 
-__all__ = ["ALL", "SubsetError", "load_inputs", "select_respondents"]
+__all__ = ["ALL", "MissingInputError", "SubsetError", "input_folder", "load_inputs", "select_respondents"]
 
 #: How tables label "no filter" in their segment and wave columns.
 ALL = "all"
@@ -108,3 +108,67 @@ def _segment_column(data, segment: str) -> tuple[str, str]:
             f"write it as column=value, e.g. {found[0]}={value}"
         )
     return found[0], value
+
+
+class MissingInputError(CxError):
+    """A notebook input (another notebook's output folder) that is not there."""
+
+
+def input_folder(
+    path: str | Path,
+    *,
+    study,
+    notebook: str,
+    label: str = ALL,
+    needs: str | None = None,
+    required: bool = True,
+) -> Path | None:
+    """The output folder of another notebook's run that this notebook reads.
+
+    A pipeline passes it (the notebook entry's ``inputs``); run by hand, a
+    notebook falls back to the study's published run of that notebook.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder given as a parameter; ``""``: the published run's.
+    study : Study
+        The study (its name locates its published runs under ``config.RUNS_DIR``).
+    notebook : str
+        The notebook whose output it is, e.g. ``02-experience-brand-loyalty``.
+    label : str
+        Its parameter set (default ``all``).
+    needs : str, optional
+        A file the folder must hold, e.g. ``driver_model.npz``.
+    required : bool
+        Raise when there is none (else return None).
+
+    Raises
+    ------
+    MissingInputError
+        Naming the folder or the missing publication and what to run.
+    """
+    from cxlib.pipeline.publish import read_pointer
+
+    if str(path):
+        folder = Path(path)
+        where = f"{folder} (given)"
+    else:
+        study_dir = config.RUNS_DIR / study.name
+        entry = ((read_pointer(study_dir) or {}).get("runs") or {}).get(f"{notebook}/{label}")
+        if entry is None:
+            if not required:
+                return None
+            raise MissingInputError(
+                f"this notebook reads the output of {notebook} ({label}); give its output folder "
+                f"as a parameter, or publish a run of it first (cx run pipelines/demo.yaml) — "
+                f"study {study.name!r} has none under {study_dir}"
+            )
+        folder = study_dir / entry["output_dir"]
+        where = f"{folder} (published run {entry.get('run_id')})"
+    if not folder.is_dir() or (needs and not (folder / needs).is_file()):
+        if not required:
+            return None
+        what = f"has no {needs}" if folder.is_dir() else "does not exist"
+        raise MissingInputError(f"output folder of {notebook}: {where} {what}")
+    return folder

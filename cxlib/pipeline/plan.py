@@ -10,12 +10,16 @@ and with ``--fast`` the pipeline's and notebook's ``fast_parameters``.
 Pipeline- and study-level parameters go to the notebooks that declare them
 (each must be declared by at least one); the others must be declared by their
 notebook. The runner sets ``output_dir`` (and ``study_path``, ``data_path``,
-``run_id`` where declared) itself.
+``run_id`` where declared) itself, and each parameter a notebook entry names under
+``inputs``: the output directory of that notebook's run in the same refresh; and
+``alert_rules`` (where declared, as ``str``): the pipeline's ``alerts:`` as a JSON list.
+Tasks come with each notebook's inputs before it.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +35,14 @@ from cxlib.pipeline.params import (
 from cxlib.pipeline.provenance import code_version, file_sha256, run_key
 from cxlib.pipeline.spec import PipelineSpec, _did_you_mean
 
-__all__ = ["OUTPUT_PARAMETER", "RUNNER_PARAMETERS", "RunTask", "plan_runs", "resolve_data"]
+__all__ = ["ALERT_RULES_PARAMETER", "OUTPUT_PARAMETER", "RUNNER_PARAMETERS", "RunTask", "plan_runs", "resolve_data"]
 
 #: The parameter every pipeline notebook declares: where it writes its artifacts.
 OUTPUT_PARAMETER = "output_dir"
 #: Parameters the runner sets (where the notebook declares them); a spec may not.
 RUNNER_PARAMETERS = ("study_path", "data_path", "run_id")
+#: Set by the planner from the pipeline (where declared): its ``alerts:`` as a JSON list.
+ALERT_RULES_PARAMETER = "alert_rules"
 #: The run folder's subfolder that is a run's output directory by default.
 ARTIFACTS = "artifacts"
 
@@ -68,11 +74,17 @@ class RunTask:
     export_html: bool = True
     runner_parameters: tuple[str, ...] = field(default_factory=tuple)
     fast: bool = False
+    inputs: tuple[tuple[str, str], ...] = ()
 
     @property
     def slot(self) -> str:
         """What a published run stands for within its study: ``notebook/label``."""
         return f"{self.notebook}/{self.label}"
+
+    @property
+    def needs(self) -> list[str]:
+        """Slots (``notebook/label``) of the runs whose output this run takes as input."""
+        return [slot for _, slot in self.inputs]
 
     @property
     def study_dir(self) -> Path:
@@ -175,7 +187,9 @@ def plan_runs(
 
     # --- notebooks and their declared parameters
     notebooks: list[tuple[int, Any, Path, dict[str, DeclaredParameter]]] = []
-    for j, nb in enumerate(spec.notebooks):
+    index = {id(nb): j for j, nb in enumerate(spec.notebooks)}
+    for nb in spec.notebook_order():  # each notebook's inputs before it
+        j = index[id(nb)]
         where = f"notebooks[{j}].path"
         path = spec.resolve(nb.path)
         if path.suffix != ".ipynb":
@@ -208,6 +222,8 @@ def plan_runs(
                         f"{where}: {path.name} declares {name!r} as "
                         f"`{declared[name].type_name}`; the runner passes a path as str"
                     )
+        for name in nb.inputs:
+            problems += _input_parameter(f"notebooks[{j}].inputs.{name}", path.name, name, declared)
         notebooks.append((j, nb, path, declared))
 
     # --- shared parameters must be declared by some notebook
@@ -248,6 +264,13 @@ def plan_runs(
                     ]
                 for where, params, strict in layers:
                     for name, value in params.items():
+                        if name in nb.inputs:
+                            if strict:
+                                problems.append(
+                                    f"{where}.{name}: the runner sets {name!r} of {nb_path.name} "
+                                    f"(notebooks[{j}].inputs); remove it here"
+                                )
+                            continue
                         if name in declared:
                             values[name] = (where, value)
                         elif strict:
@@ -262,6 +285,12 @@ def plan_runs(
                     if name in RUNNER_PARAMETERS:
                         problems += _runner_owned(where, name, runs)
                         continue
+                    if name == ALERT_RULES_PARAMETER:
+                        problems.append(
+                            f"{where}.{name}: the runner sets {name!r} (from the pipeline's "
+                            "`alerts:`); declare alert rules there"
+                        )
+                        continue
                     try:
                         value = coerce_parameter(declared[name], value)
                     except NotebookParameterError as exc:
@@ -275,6 +304,10 @@ def plan_runs(
                             output_subdir = sub
                         continue
                     final[name] = value
+                if ALERT_RULES_PARAMETER in declared:
+                    final[ALERT_RULES_PARAMETER] = json.dumps(
+                        [rule.model_dump(mode="json") for rule in spec.alerts]
+                    )
                 if loaded is None:
                     continue
                 study_hash = file_sha256(study_path)
@@ -319,11 +352,36 @@ def plan_runs(
                         runner_parameters=tuple(
                             n for n in (*RUNNER_PARAMETERS, OUTPUT_PARAMETER) if n in declared
                         ),
+                        inputs=tuple(
+                            (name, "/".join(nb.input_for(name, label))) for name in nb.inputs
+                        ),
                     )
                 )
     if problems:
         raise PipelineSpecError(spec.source, list(dict.fromkeys(problems)))
     return tasks
+
+
+def _input_parameter(
+    where: str, notebook: str, name: str, declared: dict[str, DeclaredParameter]
+) -> list[str]:
+    """Problems with a parameter that receives another notebook's output directory."""
+    if name == OUTPUT_PARAMETER or name in RUNNER_PARAMETERS:
+        return [f"{where}: the runner sets {name!r} itself; name another parameter for this input"]
+    if name not in declared:
+        return [
+            f"{where}: {notebook} does not declare a parameter {name!r} to receive the input's "
+            f"output folder (it declares: {', '.join(declared)})" + _did_you_mean(name, declared)
+            + f"; add `{name}: str = \"\"  # output folder of ...` to its parameters cell"
+        ]
+    try:
+        coerce_parameter(declared[name], "x")
+    except NotebookParameterError:
+        return [
+            f"{where}: {notebook} declares {name!r} as `{declared[name].type_name}`; the runner "
+            "passes the input's output folder as str"
+        ]
+    return []
 
 
 def _runner_owned(where: str, name: str, runs: Path) -> list[str]:

@@ -8,11 +8,14 @@ tests call. For each study it:
 2. takes the study's lock (a second runner waits ``wait_s`` or stops with a
    clear message), marks runs a killed runner left behind as ``aborted``;
 3. skips runs that are up to date (a finished run with the same data, study
-   spec, parameters, notebook and code exists), unless forced;
+   spec, parameters, notebook, code and inputs exists), unless forced;
 4. executes the others with papermill — one folder ``runs/<study>/<run-id>/``
    each, holding the executed notebook, its HTML export, the notebook's
    artifacts and ``manifest.json`` — locally (``jobs`` at a time) or on a Dask
-   cluster; a cell that runs longer than the execution timeout fails the run;
+   cluster; a cell that runs longer than the execution timeout fails the run.
+   A notebook's ``inputs`` (other notebooks' runs) come first: the runner passes
+   each one's output directory (that of its last succeeded run when it is up to
+   date), and a new input run makes the dependent run again;
 5. checks each finished run's quality gates;
 6. publishes the runs that finished and passed (never ``--fast`` smoke runs),
    by switching the study's pointer atomically, and mirrors catalog and tables
@@ -20,7 +23,8 @@ tests call. For each study it:
 
 A run's status is ``succeeded`` (finished, gates passed), ``failed`` (the
 notebook raised, timed out, or could not start), ``gated`` (finished, but a
-quality gate failed) or ``aborted`` (its runner was killed). Failed, gated and
+quality gate failed), ``aborted`` (its runner was killed) or ``blocked`` (not
+run: a run it takes as input failed, was gated or blocked). Failed, gated and
 aborted runs keep their folder and error; the published result stays as it was.
 """
 
@@ -67,7 +71,7 @@ MANIFEST_FILE = "manifest.json"
 #: Where notebook runs can execute.
 EXECUTORS = ("local", "dask")
 #: Statuses of a run that did not produce a publishable result.
-FAILED_STATUSES = ("failed", "gated", "aborted")
+FAILED_STATUSES = ("failed", "gated", "aborted", "blocked")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Keeps the kernel's own start-up chatter (e.g. transport warnings) off the terminal.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
@@ -82,7 +86,8 @@ class RunRecord:
     study, notebook, label : str
         What ran: study name, notebook name, parameter set.
     status : str
-        ``succeeded``, ``failed``, ``gated``, ``aborted``, or ``skipped`` (up to date).
+        ``succeeded``, ``failed``, ``gated``, ``aborted``, ``blocked`` (not run: an
+        input run failed), or ``skipped`` (up to date).
     run_id : str or None
         The run folder's name (for ``skipped``: the up-to-date run).
     run_dir : str or None
@@ -152,7 +157,7 @@ class PipelineResult:
 
     @property
     def failed(self) -> list[RunRecord]:
-        """Runs that failed, were gated or aborted."""
+        """Runs that failed, were gated, aborted or blocked."""
         return [r for r in self.records if r.status in FAILED_STATUSES]
 
     @property
@@ -180,13 +185,16 @@ class PipelineResult:
                 "failed": "FAILED",
                 "gated": "GATED",
                 "aborted": "ABORTED",
+                "blocked": "BLOCKED",
             }.get(r.status, r.status)
             note = r.run_id or ""
-            if r.status == "failed" and r.error:
+            if r.status == "blocked":
+                note = r.error or ""
+            elif r.status == "failed" and r.error:
                 note = f"{r.error}  [{r.run_dir}]"
             elif r.status == "gated":
                 note = "; ".join(r.gate_failures) + f"  [{r.run_dir}]"
-            time_s = f"{r.duration_s:.1f} s" if r.status != "skipped" else "-"
+            time_s = f"{r.duration_s:.1f} s" if r.status not in ("skipped", "blocked") else "-"
             rows.append((r.study, r.notebook, r.label, shown, time_s, note))
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
         widths[-1] = 0
@@ -243,6 +251,10 @@ def _base_manifest(task: RunTask, run_id: str, run_dir: Path, out_dir: Path) -> 
         "study_spec": {"path": task.study_path, "hash": task.key_parts["study_hash"]},
         "data": {"path": task.data_path, "hash": task.data_hash},
         "parameters": dict(task.parameters),
+        "inputs": {
+            name: {"slot": slot, "run_id": task.key_parts.get("inputs", {}).get(name)}
+            for name, slot in task.inputs
+        },
         "key": task.key,
         "code": {"version": code_version(), "planned": task.key_parts["code_version"]},
         "packages": package_versions(),
@@ -556,27 +568,30 @@ def run_pipeline(
             if on_record is not None:
                 on_record(record)
 
-        # --- up to date?
-        to_run: list[tuple[RunTask, str]] = []
-        reuse: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
+        # --- resolve every run, inputs first: up to date, blocked, or executed
+        done: dict[str, dict[str, dict[str, Any]]] = {}
         for name in studies:
-            done = {}
+            latest: dict[str, dict[str, Any]] = {}
             for manifest in _manifests(runs_root / name):
                 if manifest.get("status") == "succeeded":
-                    prev = done.get(manifest.get("key"))
+                    prev = latest.get(manifest.get("key"))
                     if prev is None or manifest["run_id"] > prev["run_id"]:
-                        done[manifest["key"]] = manifest
-            for task in (t for t in tasks if t.study == name):
-                existing = done.get(task.key)
-                if existing is not None and not force:
-                    reuse[name][task.slot] = existing
-                    report(RunRecord.from_manifest(existing, status="skipped"))
-                else:
-                    to_run.append((task, new_run_id(task)))
-
-        # --- execute
-        remaining = {s: sum(1 for t, _ in to_run if t.study == s) for s in studies}
+                        latest[manifest["key"]] = manifest
+            done[name] = latest
+        reuse: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
         finished: dict[str, list[dict[str, Any]]] = {s: [] for s in studies}
+        remaining = {s: sum(1 for t in tasks if t.study == s) for s in studies}
+        # (study, slot) -> the manifest of its usable run, or a RunRecord of why there is none
+        outcome: dict[tuple[str, str], dict[str, Any] | RunRecord] = {}
+        planned = {(t.study, t.slot) for t in tasks}
+        weight = _dependents(tasks)
+
+        def resolved(task: RunTask, value: dict[str, Any] | RunRecord) -> None:
+            outcome[(task.study, task.slot)] = value
+            remaining[task.study] -= 1
+            if remaining[task.study] == 0:
+                _publish_study(spec, runs_root / task.study, task.study, finished[task.study],
+                               reuse[task.study], store, result)
 
         def complete(task: RunTask, run_id: str, manifest: dict[str, Any]) -> None:
             try:
@@ -584,30 +599,72 @@ def run_pipeline(
             except Exception as exc:  # noqa: BLE001 - the run folder is the record; sync repairs
                 logger.warning("could not record run %s in the results store: %s", run_id, exc)
             finished[task.study].append(manifest)
-            report(RunRecord.from_manifest(manifest))
-            remaining[task.study] -= 1
-            if remaining[task.study] == 0:
-                _publish_study(spec, runs_root / task.study, task.study, finished[task.study],
-                               reuse[task.study], store, result)
+            record = RunRecord.from_manifest(manifest)
+            report(record)
+            resolved(task, manifest if record.ok else record)
 
-        for name in studies:  # studies with nothing to run still publish reused runs
-            if remaining[name] == 0:
-                _publish_study(spec, runs_root / name, name, [], reuse[name], store, result)
-        if to_run:
-            if executor == "dask":
-                _run_dask(to_run, scheduler, complete)
-            elif jobs == 1 or len(to_run) == 1:
-                for task, run_id in to_run:
-                    bar.set_postfix_str(f"{task.study} {task.slot}")
-                    try:
-                        manifest = execute_task(task, run_id)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - e.g. a full disk: record, go on
-                        manifest = _failure_manifest(task, run_id, exc)
-                    complete(task, run_id, manifest)
-            else:
-                _run_threads(to_run, jobs, complete)
+        def prepare(task: RunTask) -> RunTask | None:
+            """The task with its inputs filled in, or None when it is blocked or up to date."""
+            inputs: dict[str, dict[str, Any]] = {}
+            for param, slot in task.inputs:
+                got = outcome.get((task.study, slot))
+                if isinstance(got, RunRecord) or got is None:
+                    why = (
+                        f"its input {slot} was not planned" if got is None
+                        else f"its input {slot} is {got.status}"
+                        + (f" ({got.run_id})" if got.run_id else "")
+                    )
+                    record = RunRecord(task.study, task.notebook, task.label, "blocked",
+                                       error=f"not run: {why}")
+                    report(record)
+                    resolved(task, record)
+                    return None
+                inputs[param] = got
+            if inputs:
+                task = _with_inputs(task, inputs)
+            existing = done[task.study].get(task.key)
+            if existing is not None and not force:
+                reuse[task.study][task.slot] = existing
+                report(RunRecord.from_manifest(existing, status="skipped"))
+                resolved(task, existing)
+                return None
+            return task
+
+        waiting = list(tasks)
+        running: dict[Any, tuple[RunTask, str]] = {}
+        pool = stack.enter_context(_pool(executor, jobs, scheduler))
+        while waiting or running:
+            ready = [
+                t for t in waiting
+                if all((t.study, slot) in outcome or (t.study, slot) not in planned
+                       for slot in t.needs)
+            ]
+            ready.sort(key=lambda t: -weight.get((t.study, t.slot), 0))  # stable: plan order
+            for task in ready:
+                if len(running) >= pool.capacity:
+                    break
+                waiting.remove(task)
+                task = prepare(task)
+                if task is None:
+                    continue
+                run_id = new_run_id(task)
+                bar.set_postfix_str(f"{task.study} {task.slot}")
+                running[pool.submit(task, run_id)] = (task, run_id)
+            if not running:
+                if waiting and not ready:  # cannot happen for a validated plan; never spin
+                    for task in waiting:
+                        prepare(task)
+                    waiting = []
+                continue
+            for future in pool.wait(list(running)):
+                task, run_id = running.pop(future)
+                try:
+                    manifest = future.result()
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - e.g. a full disk, a lost worker
+                    manifest = _failure_manifest(task, run_id, exc)
+                complete(task, run_id, manifest)
 
     published = {
         s: {e["run_id"] for e in (p or {}).get("runs", {}).values()}
@@ -631,6 +688,8 @@ def _record_line(record: RunRecord) -> str:
     what = f"{record.study} {record.slot}"
     if record.status == "skipped":
         return f"= {what}: up to date ({record.run_id})"
+    if record.status == "blocked":
+        return f"✗ {what}: blocked, {record.error}"
     diag = _diagnostics_text(record.diagnostics)
     if record.status == "succeeded":
         return f"✓ {what}: succeeded in {record.duration_s:.1f} s{diag} ({record.run_id})"
@@ -680,46 +739,143 @@ def _publish_study(
         logger.error("publishing %s failed: %s", study, exc)
 
 
-def _run_threads(to_run, jobs: int, complete) -> None:
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+def _dependents(tasks: list[RunTask]) -> dict[tuple[str, str], int]:
+    """How many runs wait, directly or not, on each run: those start first."""
+    needs = {(t.study, t.slot): [(t.study, s) for s in t.needs] for t in tasks}
+    out: dict[tuple[str, str], int] = {}
+    for start in needs:
+        seen: set[tuple[str, str]] = set()
+        todo = list(needs[start])
+        while todo:
+            slot = todo.pop()
+            if slot not in seen:
+                seen.add(slot)
+                todo += needs.get(slot, [])
+        for slot in seen:
+            out[slot] = out.get(slot, 0) + 1
+    return out
 
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cx-run")
-    futures = {pool.submit(execute_task, task, run_id): (task, run_id) for task, run_id in to_run}
-    try:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                task, run_id = futures[future]
-                exc = future.exception()
-                manifest = _failure_manifest(task, run_id, exc) if exc else future.result()
-                complete(task, run_id, manifest)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+
+def _with_inputs(task: RunTask, inputs: dict[str, dict[str, Any]]) -> RunTask:
+    """The task with each input's output directory as its parameter, and its run id in the key.
+
+    A new run of an input gives a new key, so the dependent run is not up to date.
+    """
+    from dataclasses import replace
+
+    from cxlib.pipeline.provenance import run_key
+
+    key_parts = {
+        **task.key_parts,
+        "inputs": {param: manifest["run_id"] for param, manifest in inputs.items()},
+    }
+    parameters = {
+        **task.parameters,
+        **{param: str(Path(manifest["output_dir"]).resolve()) for param, manifest in inputs.items()},
+    }
+    return replace(task, parameters=parameters, key=run_key(**key_parts), key_parts=key_parts)
 
 
-def _run_dask(to_run, scheduler: str, complete) -> None:
-    from cxlib.errors import CxError
+class _Immediate:
+    """Runs one task at a time in this thread (``jobs=1``): Ctrl-C stops it at once."""
 
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - a dependency, but say so clearly
-        raise CxError("the dask executor needs dask.distributed: pip install 'dask[distributed]'") from None
-    try:
-        client = Client(scheduler, timeout="10s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise CxError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
-    try:
-        futures = {
-            client.submit(execute_task, task, run_id, key=f"cx-run-{run_id}", pure=False): (task, run_id)
-            for task, run_id in to_run
-        }
-        for future in as_completed(list(futures), loop=client.loop):
-            task, run_id = futures[future]
-            try:
-                manifest = future.result()
-            except Exception as exc:  # noqa: BLE001 - e.g. a worker without cxlib
-                manifest = _failure_manifest(task, run_id, exc)
-            complete(task, run_id, manifest)
-    finally:
-        client.close()
+    capacity = 1
+
+    def submit(self, task: RunTask, run_id: str):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        try:
+            future.set_result(execute_task(task, run_id))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded by the caller
+            future.set_exception(exc)
+        return future
+
+    def wait(self, futures: list) -> list:
+        return futures
+
+    def close(self) -> None:
+        pass
+
+
+class _Threads:
+    """``jobs`` runs at once, each a thread driving its own kernel process."""
+
+    def __init__(self, jobs: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.capacity = jobs
+        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cx-run")
+
+    def submit(self, task: RunTask, run_id: str):
+        return self.pool.submit(execute_task, task, run_id)
+
+    def wait(self, futures: list) -> list:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        return list(wait(futures, return_when=FIRST_COMPLETED).done)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Dask:
+    """Runs on a dask.distributed cluster; the cluster decides how many at once."""
+
+    capacity = 1_000_000
+
+    def __init__(self, scheduler: str):
+        from cxlib.errors import CxError
+
+        try:
+            import distributed
+        except ImportError:  # pragma: no cover - a dependency, but say so clearly
+            raise CxError(
+                "the dask executor needs dask.distributed: pip install 'dask[distributed]'"
+            ) from None
+        self.distributed = distributed
+        try:
+            self.client = distributed.Client(scheduler, timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise CxError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+
+    def submit(self, task: RunTask, run_id: str):
+        return self.client.submit(execute_task, task, run_id, key=f"cx-run-{run_id}", pure=False)
+
+    def wait(self, futures: list) -> list:
+        with self.client.as_current():  # the client is not the process's default
+            return list(self.distributed.wait(futures, return_when="FIRST_COMPLETED").done)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _pool:  # noqa: N801 - used as a context manager, like open()
+    """The executor: submit runs, wait for the first to finish; started on first use."""
+
+    def __init__(self, executor: str, jobs: int, scheduler: str | None):
+        self.executor, self.jobs, self.scheduler = executor, jobs, scheduler
+        self.capacity = _Dask.capacity if executor == "dask" else jobs
+        self.backend = None
+
+    def __enter__(self) -> _pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+    def submit(self, task: RunTask, run_id: str):
+        if self.backend is None:
+            if self.executor == "dask":
+                self.backend = _Dask(self.scheduler)
+            elif self.jobs == 1:
+                self.backend = _Immediate()
+            else:
+                self.backend = _Threads(self.jobs)
+        return self.backend.submit(task, run_id)
+
+    def wait(self, futures: list) -> list:
+        return self.backend.wait(futures)

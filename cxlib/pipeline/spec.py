@@ -133,10 +133,18 @@ class StudyEntry(_Strict):
 
 
 class NotebookEntry(_Strict):
-    """A notebook the pipeline runs, once per parameter set it uses."""
+    """A notebook the pipeline runs, once per parameter set it uses.
+
+    ``inputs`` declares what the notebook needs from other notebooks of the same
+    refresh: parameter -> notebook name (``02-experience-brand-loyalty``: its run
+    with the same parameter set) or ``notebook/set`` (its run with that set). The
+    runner runs those first and passes each one's output directory (an absolute
+    path) in the parameter; when one fails, the dependent run is ``blocked``.
+    """
 
     path: str
     parameter_sets: list[str] | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
     fast_parameters: dict[str, Any] = Field(default_factory=dict)
     gates: Gates | None = None
@@ -151,6 +159,11 @@ class NotebookEntry(_Strict):
     def stem(self) -> str:
         """The notebook's name without folder and suffix (``01-data-quality``)."""
         return Path(self.path).stem
+
+    def input_for(self, parameter: str, label: str) -> tuple[str, str]:
+        """The (notebook, parameter set) whose output ``parameter`` receives in run ``label``."""
+        notebook, _, fixed = self.inputs[parameter].partition("/")
+        return notebook, fixed or label
 
 
 class PipelineSpec(_Strict):
@@ -206,11 +219,80 @@ class PipelineSpec(_Strict):
         dupes = sorted({s for s in stems if stems.count(s) > 1})
         if dupes:
             raise ValueError(f"notebook {dupes[0]!r} is listed twice; list each notebook once")
+        self._check_inputs()
         names = [a.name for a in self.alerts]
         dupes = sorted({a for a in names if names.count(a) > 1})
         if dupes:
             raise ValueError(f"alert rule {dupes[0]!r} is declared twice")
         return self
+
+    def _labels_of(self, nb: NotebookEntry) -> list[str]:
+        return list(nb.parameter_sets or self.parameter_sets)
+
+    def _check_inputs(self) -> None:
+        """Inputs name listed notebooks and parameter sets they run, without cycles."""
+        by_stem = {nb.stem: nb for nb in self.notebooks}
+        for i, nb in enumerate(self.notebooks):
+            for param, ref in nb.inputs.items():
+                where = f"notebooks[{i}].inputs.{param}"
+                notebook, slash, fixed = str(ref).partition("/")
+                if notebook == nb.stem:
+                    raise ValueError(f"{where}: {nb.stem} cannot take its own output as an input")
+                if notebook not in by_stem:
+                    raise ValueError(
+                        f"{where}: {ref!r} names no notebook of the pipeline (they are: "
+                        f"{', '.join(by_stem)})" + _did_you_mean(notebook, by_stem)
+                    )
+                runs = self._labels_of(by_stem[notebook])
+                if slash:
+                    if fixed not in runs:
+                        raise ValueError(
+                            f"{where}: {notebook} runs no parameter set {fixed!r} (it runs: "
+                            f"{', '.join(runs)})" + _did_you_mean(fixed, runs)
+                        )
+                    continue
+                missing = [label for label in self._labels_of(nb) if label not in runs]
+                if missing:
+                    raise ValueError(
+                        f"{where}: {nb.stem} runs parameter set(s) {', '.join(map(repr, missing))} "
+                        f"that {notebook} does not (it runs: {', '.join(runs)}); give both the "
+                        f"same parameter_sets, or name one run as '{notebook}/<set>'"
+                    )
+        self.notebook_order()  # raises on a cycle
+
+    def notebook_order(self) -> list[NotebookEntry]:
+        """The notebooks with each one's inputs before it (otherwise in spec order).
+
+        Raises
+        ------
+        ValueError
+            When inputs form a cycle, naming it.
+        """
+        by_stem = {nb.stem: nb for nb in self.notebooks}
+        order: list[NotebookEntry] = []
+        state: dict[str, str] = {}
+
+        def visit(stem: str, path: list[str]) -> None:
+            if state.get(stem) == "done":
+                return
+            if state.get(stem) == "visiting":
+                cycle = path[path.index(stem):] + [stem]
+                raise ValueError(
+                    "notebook inputs form a cycle: " + " -> ".join(cycle)
+                    + "; a notebook can only take outputs of notebooks that do not need its own"
+                )
+            state[stem] = "visiting"
+            nb = by_stem[stem]
+            for ref in nb.inputs.values():
+                dep = str(ref).partition("/")[0]
+                if dep in by_stem:
+                    visit(dep, [*path, stem])
+            state[stem] = "done"
+            order.append(nb)
+
+        for nb in self.notebooks:
+            visit(nb.stem, [])
+        return order
 
     @property
     def base_dir(self) -> Path:

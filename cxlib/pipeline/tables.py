@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from cxlib.pipeline.inputs import ALL
 
-__all__ = ["data_quality_tables"]
+__all__ = [
+    "data_quality_tables",
+    "driver_tables",
+    "expectations_tables",
+    "label_table",
+    "sem_tables",
+    "study_overview",
+]
 
 
 def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> dict:
@@ -106,3 +113,194 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
         "data_quality_items": items,
         "data_quality_cells": cells,
     }
+
+
+def label_table(frame, *, study: str, segment: str = "", wave: str = ""):
+    """The table with ``study``, ``segment`` and ``wave`` columns in front.
+
+    Columns the table already has (e.g. a ``segment`` per row) are kept; the
+    others say which respondents the run used (``"all"`` when not filtered).
+    """
+    frame = frame.reset_index(drop=True).copy()
+    for name, value in reversed([("study", study), ("segment", segment or ALL), ("wave", wave or ALL)]):
+        if name not in frame.columns:
+            frame.insert(0, name, value)
+    front = ["study", "segment", "wave"]
+    return frame[front + [c for c in frame.columns if c not in front]]
+
+
+def sem_tables(
+    result, *, study: str, segment: str = "", wave: str = "", seed: int | None = None
+) -> dict:
+    """A fitted SEM's results as tidy tables (what ``02-experience-brand-loyalty`` publishes).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``sem_estimates``, ``sem_estimates_standardized`` (lavaan's columns),
+        ``sem_effects``, ``sem_r2``, ``sem_reliability`` (per construct) and
+        ``sem_fit`` (one row per fit measure: ``measure, value``), each labelled
+        with study, segment and wave.
+    """
+    import pandas as pd
+
+    fit = result.fit_measures(random_seed=seed)
+    if isinstance(fit, pd.Series):
+        fit = fit.rename("value").rename_axis("measure").reset_index()
+    elif isinstance(fit, dict):
+        fit = pd.DataFrame({"measure": list(fit), "value": list(fit.values())})
+    reliability = result.reliability().constructs
+    if not isinstance(reliability.index, pd.RangeIndex):
+        reliability = reliability.rename_axis(reliability.index.name or "construct").reset_index()
+    r2 = result.r2()
+    if not isinstance(r2.index, pd.RangeIndex):
+        r2 = r2.rename_axis(r2.index.name or "construct").reset_index()
+    tables = {
+        "sem_estimates": result.estimates(),
+        "sem_estimates_standardized": result.estimates(standardized=True),
+        "sem_effects": result.effects(standardized=True),
+        "sem_r2": r2,
+        "sem_reliability": reliability,
+        "sem_fit": fit,
+    }
+    return {k: label_table(v, study=study, segment=segment, wave=wave) for k, v in tables.items()}
+
+
+def expectations_tables(result, *, study: str, segment: str = "", wave: str = "") -> dict:
+    """A fitted expectations model's results as tidy tables (``03-technical-vs-emotional``).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``expectations_dimension_weights``, ``expectations_emotional_share``,
+        ``expectations_penalty_reward`` (per attribute and segment),
+        ``expectations_gap_closing`` and ``expectations_gaps``; rows keep the
+        model's own ``segment`` column.
+    """
+    tables = {
+        "expectations_dimension_weights": result.dimension_weights(),
+        "expectations_emotional_share": result.emotional_share(),
+        "expectations_penalty_reward": result.penalty_reward(by_segment=True),
+        "expectations_gap_closing": result.gap_closing(),
+        "expectations_gaps": result.gap_table(),
+    }
+    return {k: label_table(v, study=study, segment=segment, wave=wave) for k, v in tables.items()}
+
+
+def driver_tables(model, data, *, target: str = "Loyalty", segment: str = "", wave: str = "",
+                  seed: int | None = None) -> dict:
+    """Driver priorities (construct and item level) and what-if examples (``04-drivers-and-what-if``).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``driver_priorities`` (one row per driver x segment x wave, ``level``
+        ``construct`` or ``item``) and ``what_if_examples`` (each driver raised by
+        5 score points, per segment).
+    """
+    import pandas as pd
+
+    from cxlib import config
+    from cxlib.insights.drivers import driver_priorities, what_if_examples
+
+    seed = config.DEFAULT_SEED if seed is None else seed
+    priorities = pd.concat(
+        [driver_priorities(model, data, target=target, level=level, seed=seed)
+         for level in ("construct", "item")],
+        ignore_index=True,
+    )
+    name = data.study.name
+    return {
+        "driver_priorities": label_table(priorities, study=name, segment=segment, wave=wave),
+        "what_if_examples": label_table(
+            what_if_examples(model, data, target=target), study=name, segment=segment, wave=wave
+        ),
+    }
+
+
+def study_overview(
+    data, *, rules, model_dirs: dict, drivers_dir=None, segment: str = "",
+    wave: str = "", seed: int | None = None,
+) -> tuple[dict, dict]:
+    """KPIs, alerts and segment differences of a study (what ``00-study-overview`` publishes).
+
+    Parameters
+    ----------
+    data : SurveyData
+        The responses.
+    rules : list of AlertRule
+        The study's and the pipeline's alert rules.
+    model_dirs : dict
+        Model name -> output folder of its notebook (or None): their
+        ``diagnostics.json`` feed ``diagnostics_failed`` rules.
+    drivers_dir : Path, optional
+        Output folder of ``04-drivers-and-what-if``: its construct-level
+        ``driver_priorities`` feed ``fix_first`` rules.
+
+    Returns
+    -------
+    (dict of str to pandas.DataFrame, dict)
+        The tables ``kpis``, ``alerts``, ``segment_differences``, and the
+        ``overview`` document (study title, respondents, waves, models'
+        diagnostics status, alert rules that could not be evaluated).
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cxlib import config
+    from cxlib.insights.alerts import evaluate_alerts, rules_needing_missing_inputs
+    from cxlib.insights.kpis import estimate_kpis, segment_differences
+    from cxlib.pipeline.gates import read_diagnostics
+
+    study = data.study
+    kpis = estimate_kpis(data, seed=config.DEFAULT_SEED if seed is None else seed)
+    diagnostics = {}
+    for model, folder in model_dirs.items():
+        found = read_diagnostics(folder) if folder else None
+        if found is not None:
+            if "ok" not in found:
+                found = {**found, "ok": not found.get("problems")}
+            diagnostics[model] = found
+    priorities = None
+    if drivers_dir:
+        path = Path(drivers_dir) / "tables" / "driver_priorities.parquet"
+        if path.is_file():
+            priorities = pd.read_parquet(path)
+            priorities = priorities[priorities["level"] == "construct"]
+    skipped = rules_needing_missing_inputs(
+        rules, kpis=kpis, priorities=priorities, diagnostics=diagnostics
+    )
+    alerts = evaluate_alerts(
+        [r for r in rules if r.name not in skipped], study=study.name, kpis=kpis,
+        priorities=priorities, diagnostics=diagnostics,
+    )
+    tables = {
+        "kpis": label_table(kpis.table, study=study.name, segment=segment, wave=wave),
+        "alerts": label_table(alerts, study=study.name, segment=segment, wave=wave),
+        "segment_differences": label_table(
+            segment_differences(kpis), study=study.name, segment=segment, wave=wave
+        ),
+    }
+    overview = {
+        "study": study.name,
+        "title": study.title or study.name,
+        "segment": segment or ALL,
+        "wave": wave or ALL,
+        "respondents": int(data.n_respondents),
+        "waves": list(kpis.waves),
+        "segments": list(kpis.segments),
+        "models": {
+            model: {
+                "ok": bool(d.get("ok")),
+                "problems": list(d.get("problems") or []),
+                **{k: d.get(k) for k in ("max_r_hat", "min_ess_bulk", "divergences")},
+            }
+            for model, d in diagnostics.items()
+        },
+        "alerts_fired": int(alerts["fired"].sum()) if len(alerts) else 0,
+        "alert_rules_not_evaluated": skipped,
+    }
+    json.dumps(overview)  # plain data only
+    return tables, overview

@@ -1,0 +1,425 @@
+"""Survey data prepared for an SEM: checks, weights, groups and sufficient statistics.
+
+The continuous likelihood never touches respondents: it reads one weighted mean
+vector and covariance matrix per (group, missingness pattern). :func:`prepare_data`
+validates the items, normalizes the weights to sum to the number of respondents,
+standardizes every item by its pooled weighted mean and standard deviation (so that
+the default priors are on a common, unit-free scale), and computes those moments in
+one pass over the sorted rows (``O(N p^2)``, a few seconds for 1,000,000 respondents).
+
+:func:`saturated_em` estimates the unrestricted (H1) mean and covariance under
+missingness at random from the same moments, for the chi-square discrepancy of the
+fit measures.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cxlib.models.base import ModelSpecificationError, frame_hash
+
+__all__ = ["SEMData", "prepare_data", "saturated_em", "pattern_loglik_np"]
+
+LOG2PI = float(np.log(2 * np.pi))
+
+
+@dataclass
+class SEMData:
+    """Items, weights, groups and their sufficient statistics (standardized scale).
+
+    Attributes
+    ----------
+    items : list of str
+        Item columns, in model order.
+    y : numpy.ndarray
+        ``(N, p)`` standardized answers, NaN where missing.
+    weights : numpy.ndarray
+        ``(N,)`` respondent weights summing to N.
+    group_codes : numpy.ndarray
+        ``(N,)`` group index (all 0 without groups).
+    groups : list of str
+        Group labels.
+    center, scale : numpy.ndarray
+        ``(p,)`` pooled weighted mean and standard deviation of each item.
+    pattern_of : numpy.ndarray
+        ``(N,)`` index of each respondent's (group, missingness) pattern.
+    pat_mask, pat_group, pat_w, pat_n, pat_mean, pat_cov
+        Per pattern: observed items (bool), group, weight sum, respondents, weighted
+        mean (zeros where unobserved) and weighted covariance (zeros where unobserved).
+    data_hash : str
+        Hash of the data the moments came from.
+    respondent_ids : pandas.Index
+        Row labels of the respondents kept.
+    """
+
+    items: list[str]
+    y: np.ndarray
+    weights: np.ndarray
+    group_codes: np.ndarray
+    groups: list[str]
+    center: np.ndarray
+    scale: np.ndarray
+    pattern_of: np.ndarray
+    pat_mask: np.ndarray
+    pat_group: np.ndarray
+    pat_w: np.ndarray
+    pat_n: np.ndarray
+    pat_mean: np.ndarray
+    pat_cov: np.ndarray
+    data_hash: str
+    respondent_ids: pd.Index
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        """Respondents used."""
+        return int(self.y.shape[0])
+
+    @property
+    def n_patterns(self) -> int:
+        """Number of (group, missingness) patterns."""
+        return int(self.pat_w.size)
+
+    def group_sizes(self) -> np.ndarray:
+        """Respondents per group."""
+        return np.bincount(self.group_codes, minlength=len(self.groups))
+
+    def moments_dict(self) -> dict[str, np.ndarray]:
+        """The sufficient statistics as plain arrays (stored with the posterior)."""
+        return {
+            "pat_mask": self.pat_mask.astype(np.int8),
+            "pat_group": self.pat_group,
+            "pat_w": self.pat_w,
+            "pat_n": self.pat_n,
+            "pat_mean": self.pat_mean,
+            "pat_cov": self.pat_cov,
+            "center": self.center,
+            "scale": self.scale,
+        }
+
+
+def _did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def prepare_data(
+    data,
+    items: list[str],
+    *,
+    weights=None,
+    group: str | None = None,
+    data_hash: str | None = None,
+) -> SEMData:
+    """Validate data for an SEM and compute its sufficient statistics.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or cxlib.data.SurveyData
+        One row per respondent. With a ``SurveyData``, its study's weights are used
+        unless ``weights`` says otherwise, and its file hash becomes the data hash.
+    items : list of str
+        The model's items.
+    weights : str, array-like, False or None
+        A column name, an array of respondent weights, ``False`` for none, or None
+        (the study's weight column for ``SurveyData``; none for a DataFrame).
+    group : str, optional
+        Column defining groups (segments).
+    data_hash : str, optional
+        Overrides the computed hash.
+
+    Returns
+    -------
+    SEMData
+
+    Raises
+    ------
+    ModelSpecificationError
+        When an item or the group column is missing, an item is not numeric or
+        constant, the weights are invalid, or the sample covariance is not
+        positive definite.
+    """
+    frame, file_hash = _as_frame(data)
+    if weights is None and file_hash is not None:
+        wcol = data.study.columns.weight
+        weights = wcol if wcol and wcol in frame.columns else None
+    missing = [it for it in items if it not in frame.columns]
+    if missing:
+        hints = "; ".join(f"{m!r}{_did_you_mean(m, frame.columns)}" for m in missing)
+        raise ModelSpecificationError(
+            f"{len(missing)} item(s) of the model are not columns of the data: {hints}. "
+            "Rename the columns or fix the model syntax"
+        )
+    notes: list[str] = []
+    y = np.empty((len(frame), len(items)))
+    for j, it in enumerate(items):
+        col = frame[it]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise ModelSpecificationError(
+                f"item {it!r} is not numeric (dtype {col.dtype}); recode its answers as numbers"
+            )
+        y[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    # weights
+    if weights is None or weights is False:
+        w = np.ones(len(frame))
+    elif isinstance(weights, str):
+        if weights not in frame.columns:
+            raise ModelSpecificationError(
+                f"weight column {weights!r} is not in the data{_did_you_mean(weights, frame.columns)}"
+            )
+        w = frame[weights].to_numpy(dtype=float, na_value=np.nan)
+    else:
+        w = np.asarray(weights, dtype=float).ravel()
+        if w.size != len(frame):
+            raise ModelSpecificationError(
+                f"weights has {w.size} values but the data have {len(frame)} rows"
+            )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        bad = np.flatnonzero(~np.isfinite(w) | (w < 0))[:5]
+        raise ModelSpecificationError(
+            f"weights must be finite and not negative; rows {list(bad)} are not"
+        )
+    # groups
+    if group is not None:
+        if group not in frame.columns:
+            raise ModelSpecificationError(
+                f"group column {group!r} is not in the data{_did_you_mean(group, frame.columns)}"
+            )
+        gcol = frame[group]
+        if gcol.isna().any():
+            n_na = int(gcol.isna().sum())
+            notes.append(f"{n_na} respondents without a {group!r} value were left out")
+        cats = (
+            [c for c in gcol.cat.categories if (gcol == c).any()]
+            if isinstance(gcol.dtype, pd.CategoricalDtype)
+            else sorted(gcol.dropna().unique().tolist(), key=str)
+        )
+        lookup = {c: i for i, c in enumerate(cats)}
+        codes = gcol.map(lookup).to_numpy(dtype=float, na_value=np.nan)
+        groups = [str(c) for c in cats]
+    else:
+        codes = np.zeros(len(frame))
+        groups = ["all"]
+    keep = np.isfinite(codes) & (w > 0) & ~np.all(np.isnan(y), axis=1)
+    n_empty = int(np.sum(np.all(np.isnan(y), axis=1)))
+    if n_empty:
+        notes.append(f"{n_empty} respondents answered none of the model's items and were left out")
+    y, w, codes = y[keep], w[keep], codes[keep].astype(np.int64)
+    ids = frame.index[keep]
+    if y.shape[0] < 2:
+        raise ModelSpecificationError("fewer than two respondents answered the model's items")
+    w = w * (w.size / w.sum())
+    # pooled standardization (available cases)
+    obs = ~np.isnan(y)
+    yz0 = np.where(obs, y, 0.0)
+    wsum = (w[:, None] * obs).sum(0)
+    few = [items[j] for j in np.flatnonzero(wsum <= 1)]
+    if few:
+        raise ModelSpecificationError(f"item(s) {few} have fewer than two answers")
+    center = (w[:, None] * yz0).sum(0) / wsum
+    var = (w[:, None] * np.where(obs, (y - center) ** 2, 0.0)).sum(0) / wsum
+    const = [items[j] for j in np.flatnonzero(var <= 1e-12 * np.maximum(1.0, center**2))]
+    if const:
+        raise ModelSpecificationError(
+            f"item(s) {const} have the same answer from every respondent (zero variance); "
+            "leave them out of the model"
+        )
+    scale = np.sqrt(var)
+    z = (y - center) / scale
+    d = SEMData(
+        items=list(items),
+        y=z,
+        weights=w,
+        group_codes=codes,
+        groups=groups,
+        center=center,
+        scale=scale,
+        pattern_of=np.zeros(0, dtype=np.int64),
+        pat_mask=np.zeros((0, len(items)), dtype=bool),
+        pat_group=np.zeros(0, dtype=np.int64),
+        pat_w=np.zeros(0),
+        pat_n=np.zeros(0, dtype=np.int64),
+        pat_mean=np.zeros((0, len(items))),
+        pat_cov=np.zeros((0, len(items), len(items))),
+        data_hash=data_hash or file_hash or frame_hash(frame[items]),
+        respondent_ids=ids,
+        notes=notes,
+    )
+    _pattern_moments(d)
+    _check_positive_definite(d)
+    return d
+
+
+def _as_frame(data) -> tuple[pd.DataFrame, str | None]:
+    if isinstance(data, pd.DataFrame):
+        return data, None
+    frame = getattr(data, "frame", None)
+    if isinstance(frame, pd.DataFrame) and hasattr(data, "study"):
+        return frame, getattr(data, "data_hash", None)
+    raise ModelSpecificationError(
+        f"data must be a pandas DataFrame or cxlib SurveyData, got {type(data).__name__}"
+    )
+
+
+def _pattern_moments(d: SEMData) -> None:
+    n, p = d.y.shape
+    obs = ~np.isnan(d.y)
+    bits = np.packbits(obs, axis=1, bitorder="little").astype(np.int64)
+    combined = np.concatenate([d.group_codes[:, None].astype(np.int64), bits], axis=1)
+    uniq, inverse = np.unique(combined, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(uniq.shape[0] + 1))
+    n_pat = uniq.shape[0]
+    mask = np.zeros((n_pat, p), dtype=bool)
+    mean = np.zeros((n_pat, p))
+    cov = np.zeros((n_pat, p, p))
+    wsum = np.zeros(n_pat)
+    count = np.zeros(n_pat, dtype=np.int64)
+    for k in range(n_pat):
+        rows = order[bounds[k] : bounds[k + 1]]
+        o = obs[rows[0]]
+        mask[k] = o
+        yk = d.y[np.ix_(rows, np.flatnonzero(o))]
+        wk = d.weights[rows]
+        W = wk.sum()
+        m = wk @ yk / W
+        c = yk - m
+        S = (c * wk[:, None]).T @ c / W
+        idx = np.flatnonzero(o)
+        mean[k, idx] = m
+        cov[np.ix_([k], idx, idx)] = S[None]
+        wsum[k] = W
+        count[k] = rows.size
+    d.pattern_of = inverse
+    d.pat_mask = mask
+    d.pat_group = uniq[:, 0].astype(np.int64)
+    d.pat_w = wsum
+    d.pat_n = count
+    d.pat_mean = mean
+    d.pat_cov = cov
+
+
+def _check_positive_definite(d: SEMData) -> None:
+    if d.n_patterns == len(d.groups) and d.pat_mask.all():
+        covs = [d.pat_cov[g] for g in range(d.n_patterns)]
+        names = [d.groups[int(g)] for g in d.pat_group]
+    else:
+        _, sigma = saturated_em(d, max_iter=200, tol=1e-6)
+        covs, names = [sigma], ["all"]
+    for name, cov in zip(names, covs, strict=True):
+        sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
+        corr = cov / np.outer(sd, sd)
+        vals, vecs = np.linalg.eigh(corr)
+        if vals[0] < 1e-8:
+            v = vecs[:, 0]
+            involved = [d.items[j] for j in np.argsort(-np.abs(v))[:4] if abs(v[j]) > 0.2]
+            where = "" if name == "all" and len(d.groups) == 1 else f" in group {name!r}"
+            raise ModelSpecificationError(
+                f"the sample covariance matrix{where} is not positive definite (smallest "
+                f"eigenvalue {vals[0]:.2e}): items {', '.join(involved)} are (nearly) linear "
+                "combinations of each other. Drop a duplicated or derived item, or collect "
+                "more respondents than items"
+            )
+
+
+def pattern_loglik_np(
+    d: SEMData, mu: np.ndarray, sigma: np.ndarray, *, patterns=None
+) -> np.ndarray:
+    """Log-likelihood of each pattern given group means ``(G, p)`` and covariances ``(G, p, p)``."""
+    patterns = range(d.n_patterns) if patterns is None else patterns
+    out = []
+    for k in patterns:
+        o = np.flatnonzero(d.pat_mask[k])
+        g = d.pat_group[k]
+        S = sigma[g][np.ix_(o, o)]
+        L = np.linalg.cholesky(S)
+        Li = np.linalg.inv(L)
+        dvec = d.pat_mean[k, o] - mu[g][o]
+        tr = np.sum((Li @ d.pat_cov[k][np.ix_(o, o)]) * Li)
+        quad = np.sum((Li @ dvec) ** 2)
+        logdet = 2 * np.log(np.diag(L)).sum()
+        out.append(-0.5 * d.pat_w[k] * (o.size * LOG2PI + logdet + tr + quad))
+    return np.asarray(out)
+
+
+def saturated_em(
+    d: SEMData, *, group: int | None = None, max_iter: int = 1000, tol: float = 1e-9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood mean and covariance under missingness at random (EM).
+
+    Works from the pattern moments alone. With complete data it returns the
+    weighted sample moments in one step.
+
+    Parameters
+    ----------
+    d : SEMData
+    group : int, optional
+        Restrict to one group (default: all respondents pooled).
+    max_iter : int
+    tol : float
+        Stop when no mean or covariance changes by more than this.
+
+    Returns
+    -------
+    mu, sigma : numpy.ndarray
+        ``(p,)`` and ``(p, p)``, on the standardized scale.
+    """
+    sel = np.arange(d.n_patterns) if group is None else np.flatnonzero(d.pat_group == group)
+    p = len(d.items)
+    W = d.pat_w[sel].sum()
+    # start: available-case moments (pairwise covariances shrunk toward the diagonal)
+    mu = np.zeros(p)
+    msum = np.zeros(p)
+    wsum = np.zeros(p)
+    for k in sel:
+        o = d.pat_mask[k]
+        msum[o] += d.pat_w[k] * d.pat_mean[k, o]
+        wsum[o] += d.pat_w[k]
+    mu = msum / np.maximum(wsum, 1e-300)
+    sigma = np.eye(p)
+    complete = all(d.pat_mask[k].all() for k in sel)
+    for _ in range(1 if complete else max_iter):
+        s1 = np.zeros(p)
+        s2 = np.zeros((p, p))
+        for k in sel:
+            o = np.flatnonzero(d.pat_mask[k])
+            m = np.flatnonzero(~d.pat_mask[k])
+            wk = d.pat_w[k]
+            mo = d.pat_mean[k, o]
+            Moo = d.pat_cov[k][np.ix_(o, o)] + np.outer(mo, mo)
+            if m.size == 0:
+                s1 += wk * mo
+                s2 += wk * Moo
+                continue
+            Soo = sigma[np.ix_(o, o)]
+            Bm = np.linalg.solve(Soo, sigma[np.ix_(o, m)]).T  # (|m|, |o|)
+            c = mu[m] - Bm @ mu[o]
+            ym = Bm @ mo + c
+            cond = sigma[np.ix_(m, m)] - Bm @ sigma[np.ix_(o, m)]
+            s1[o] += wk * mo
+            s1[m] += wk * ym
+            s2[np.ix_(o, o)] += wk * Moo
+            om = Moo @ Bm.T + np.outer(mo, c)
+            s2[np.ix_(o, m)] += wk * om
+            s2[np.ix_(m, o)] += wk * om.T
+            mm = Bm @ Moo @ Bm.T + np.outer(Bm @ mo, c) + np.outer(c, Bm @ mo) + np.outer(c, c)
+            s2[np.ix_(m, m)] += wk * (mm + cond)
+        new_mu = s1 / W
+        new_sigma = s2 / W - np.outer(new_mu, new_mu)
+        delta = max(np.abs(new_mu - mu).max(), np.abs(new_sigma - sigma).max())
+        mu, sigma = new_mu, (new_sigma + new_sigma.T) / 2
+        if delta < tol:
+            break
+    else:
+        if not complete:
+            warnings.warn(
+                "the saturated (H1) model did not converge; fit measures are approximate",
+                stacklevel=2,
+            )
+    return mu, sigma

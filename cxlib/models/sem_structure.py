@@ -1,0 +1,427 @@
+r"""The parameter structure of a structural equation model, read from lavaan syntax.
+
+:class:`SEMStructure` turns a :class:`~cxlib.syntax.ParsedModel` into the LISREL-style
+matrices of an SEM with a mean structure,
+
+.. math::
+
+    \eta = \alpha + B\eta + \zeta,\quad y = \nu + \Lambda\eta + \epsilon,\quad
+    \operatorname{Cov}(\zeta) = \Psi,\ \operatorname{Cov}(\epsilon) = \Theta,
+
+applying lavaan's defaults (``sem()``/``cfa()``): item residual variances and
+intercepts free, covariances among exogenous latents free, residual covariances
+among endogenous latents that predict nothing free, latent means 0. Each latent is
+scaled by its first item (``scaling="marker"``, lavaan's default) or by a unit
+(residual) variance (``scaling="unit_variance"``, lavaan's ``std.lv=TRUE``; the first
+loading is then constrained positive so that chains cannot reflect).
+
+Every parameter is a :class:`Param` with its matrix position, its label and either
+a fixed value or an index into the vector of free parameters; parameters that share
+a label share one free value. :meth:`SEMStructure.check_identification` runs before
+sampling and says what to add when the model is not identified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cxlib.models.base import ModelSpecificationError
+from cxlib.syntax import ParsedModel
+
+__all__ = ["Param", "SEMStructure", "SCALINGS"]
+
+SCALINGS = ("marker", "unit_variance")
+
+#: the kinds of parameters, and the lavaan operator each is reported with
+KINDS = {
+    "loading": "=~",
+    "path": "~",
+    "item_cov": "~~",
+    "latent_cov": "~~",
+    "intercept": "~1",
+    "latent_mean": "~1",
+}
+
+
+@dataclass
+class Param:
+    """One parameter of the model.
+
+    Attributes
+    ----------
+    kind : str
+        ``loading``, ``path``, ``item_cov``, ``latent_cov``, ``intercept`` or ``latent_mean``.
+    lhs, op, rhs : str
+        The lavaan names (``Image =~ IMG1``, ``Loyalty ~ Image``, ``IMG1 ~~ IMG1``).
+    row, col : int
+        Position in its matrix (items or latents); ``col`` is -1 for vectors.
+    label : str or None
+        Label shared by equal parameters.
+    fixed : float or None
+        Fixed value, or None when free.
+    free : int
+        Index into the free-parameter vector of its kind (-1 when fixed).
+    positive : bool
+        Constrained positive (the sign convention on a first loading).
+    start : float or None
+        Starting value from the syntax.
+    """
+
+    kind: str
+    lhs: str
+    op: str
+    rhs: str
+    row: int
+    col: int = -1
+    label: str | None = None
+    fixed: float | None = None
+    free: int = -1
+    positive: bool = False
+    start: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``lhs op rhs`` as lavaan prints it."""
+        return f"{self.lhs} {self.op} {self.rhs}".strip()
+
+    @property
+    def is_free(self) -> bool:
+        """True when estimated."""
+        return self.fixed is None
+
+    @property
+    def is_variance(self) -> bool:
+        """True for a variance (``x ~~ x``)."""
+        return self.op == "~~" and self.lhs == self.rhs
+
+
+@dataclass
+class SEMStructure:
+    """Matrices, parameters and identification of an SEM.
+
+    Use :meth:`from_parsed`. ``params`` lists every parameter in lavaan's order;
+    ``free_names[kind]`` names the free values of each kind (one per label).
+    """
+
+    parsed: ParsedModel
+    items: list[str]
+    latents: list[str]
+    scaling: str
+    params: list[Param] = field(default_factory=list)
+    free_names: dict[str, list[str]] = field(default_factory=dict)
+    free_positive: dict[str, list[bool]] = field(default_factory=dict)
+    free_label: dict[str, list[str | None]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_parsed(cls, parsed: ParsedModel, *, scaling: str = "marker") -> SEMStructure:
+        """Read the structure from parsed lavaan syntax, with lavaan's defaults.
+
+        Parameters
+        ----------
+        parsed : ParsedModel
+            From :func:`cxlib.syntax.parse_model`.
+        scaling : {"marker", "unit_variance"}
+            How each latent gets its scale.
+
+        Raises
+        ------
+        ModelSpecificationError
+            For constructs without items, regressions or covariances on observed
+            items (not supported), unknown scaling, or a model that is not identified.
+        """
+        if scaling not in SCALINGS:
+            raise ModelSpecificationError(
+                f"scaling must be one of {SCALINGS}, got {scaling!r}"
+            )
+        latents = parsed.latents
+        if not latents:
+            raise ModelSpecificationError(
+                "the model has no latent variables: add measurement lines such as "
+                "'Image =~ IMG1 + IMG2 + IMG3'"
+            )
+        items: list[str] = []
+        for t in parsed.terms:
+            if t.op == "=~" and t.rhs not in latents and t.rhs not in items:
+                items.append(t.rhs)
+        latent_set, item_set = set(latents), set(items)
+        for t in parsed.terms:
+            if t.op == "=~" and t.rhs in latent_set:
+                raise ModelSpecificationError(
+                    f"line {t.line}: {t.lhs} =~ {t.rhs}: second-order factors are not supported yet"
+                )
+            if t.op == "~":
+                bad = [v for v in (t.lhs, t.rhs) if v not in latent_set]
+                if bad:
+                    raise ModelSpecificationError(
+                        f"line {t.line}: {t.lhs} ~ {t.rhs}: {', '.join(map(repr, bad))} is not a "
+                        "latent variable. Regressions are between constructs; for a single item "
+                        "write a one-item construct, e.g. 'NPS_f =~ 1*NPS' and 'NPS ~~ 0*NPS'"
+                    )
+            if t.op == "~~":
+                kinds = {v in latent_set for v in (t.lhs, t.rhs)}
+                unknown = [v for v in (t.lhs, t.rhs) if v not in latent_set | item_set]
+                if unknown:
+                    raise ModelSpecificationError(
+                        f"line {t.line}: {t.lhs} ~~ {t.rhs}: {', '.join(map(repr, unknown))} is "
+                        "neither a latent variable nor an item of a measurement line"
+                    )
+                if len(kinds) > 1:
+                    raise ModelSpecificationError(
+                        f"line {t.line}: {t.lhs} ~~ {t.rhs}: a covariance between an item and a "
+                        "latent variable is not supported"
+                    )
+            if t.op == "~1":
+                raise ModelSpecificationError(
+                    f"line {t.line}: intercepts ('{t.lhs} ~ 1') are estimated automatically "
+                    "(item intercepts free, latent means 0 or free across groups); remove the line"
+                )
+        s = cls(parsed=parsed, items=items, latents=latents, scaling=scaling)
+        s._collect()
+        return s
+
+    def _collect(self) -> None:
+        parsed, items, latents = self.parsed, self.items, self.latents
+        ii = {v: i for i, v in enumerate(items)}
+        li = {v: i for i, v in enumerate(latents)}
+        params: list[Param] = []
+
+        # loadings, with the scale convention on each latent's first loading
+        for lat in latents:
+            terms = [t for t in parsed.terms if t.op == "=~" and t.lhs == lat]
+            seen: set[str] = set()
+            for k, t in enumerate(terms):
+                if t.rhs in seen:
+                    raise ModelSpecificationError(
+                        f"line {t.line}: {lat} =~ {t.rhs} appears twice"
+                    )
+                seen.add(t.rhs)
+                fixed = t.fixed
+                positive = False
+                if k == 0 and fixed is None:
+                    if self.scaling == "marker" and not t.free_forced:
+                        fixed = 1.0
+                    else:
+                        positive = True
+                params.append(
+                    Param("loading", lat, "=~", t.rhs, ii[t.rhs], li[lat], t.label, fixed,
+                          positive=positive, start=t.start)
+                )
+        # regressions
+        seen_paths: set[tuple[str, str]] = set()
+        for t in parsed.regressions:
+            if (t.lhs, t.rhs) in seen_paths:
+                raise ModelSpecificationError(f"line {t.line}: {t.lhs} ~ {t.rhs} appears twice")
+            seen_paths.add((t.lhs, t.rhs))
+            params.append(
+                Param("path", t.lhs, "~", t.rhs, li[t.lhs], li[t.rhs], t.label, t.fixed,
+                      start=t.start)
+            )
+        endogenous = {t.lhs for t in parsed.regressions}
+        predictors = {t.rhs for t in parsed.regressions}
+        self._check_acyclic()
+
+        # user covariances, keyed by unordered pair
+        user_cov: dict[frozenset, object] = {}
+        for t in parsed.covariances:
+            key = frozenset((t.lhs, t.rhs))
+            if key in user_cov:
+                raise ModelSpecificationError(f"line {t.line}: {t.lhs} ~~ {t.rhs} appears twice")
+            user_cov[key] = t
+
+        def cov_param(kind, a, b, idx, default_fixed=None, user=None):
+            t = user
+            fixed = default_fixed if t is None else t.fixed
+            if t is not None and t.free_forced:
+                fixed = None
+            return Param(kind, a, "~~", b, idx[a], idx[b],
+                         None if t is None else t.label, fixed,
+                         start=None if t is None else t.start)
+
+        # item residual variances and covariances
+        for it in items:
+            params.append(cov_param("item_cov", it, it, ii, None, user_cov.pop(frozenset((it,)), None)))
+        for key, t in list(user_cov.items()):
+            if len(key) == 2 and all(v in ii for v in key):
+                a, b = sorted(key, key=lambda v: ii[v])
+                params.append(cov_param("item_cov", a, b, ii, None, t))
+                user_cov.pop(key)
+        # latent variances
+        for lat in latents:
+            default = 1.0 if self.scaling == "unit_variance" else None
+            params.append(
+                cov_param("latent_cov", lat, lat, li, default, user_cov.pop(frozenset((lat,)), None))
+            )
+        # latent covariances: exogenous pairs and pure-outcome residual pairs by default
+        exo = [v for v in latents if v not in endogenous]
+        pure_y = [v for v in latents if v in endogenous and v not in predictors]
+        for group in (exo, pure_y):
+            for i, a in enumerate(group):
+                for b in group[i + 1 :]:
+                    params.append(
+                        cov_param("latent_cov", a, b, li, None, user_cov.pop(frozenset((a, b)), None))
+                    )
+        for key, t in list(user_cov.items()):
+            a, b = sorted(key, key=lambda v: li[v])
+            params.append(cov_param("latent_cov", a, b, li, None, t))
+        # intercepts of items (free); latent means fixed 0 (freed per group by the model)
+        for it in items:
+            params.append(Param("intercept", it, "~1", "", ii[it]))
+        for lat in latents:
+            params.append(Param("latent_mean", lat, "~1", "", li[lat], fixed=0.0))
+        self.params = params
+        self._number_free()
+
+    def _number_free(self) -> None:
+        self.free_names = {k: [] for k in KINDS}
+        self.free_positive = {k: [] for k in KINDS}
+        self.free_label = {k: [] for k in KINDS}
+        by_label: dict[str, tuple[str, int]] = {}
+        for p in self.params:
+            if not p.is_free:
+                p.free = -1
+                continue
+            if p.label is not None and p.label in by_label:
+                kind, idx = by_label[p.label]
+                if kind != p.kind:
+                    raise ModelSpecificationError(
+                        f"the label {p.label!r} is used on a {kind.replace('_', ' ')} and on "
+                        f"{p.name} (a {p.kind.replace('_', ' ')}); equal parameters must be of "
+                        "one kind"
+                    )
+                if p.is_variance != (
+                    self.free_names[kind][idx].split(" ~~ ")[0]
+                    == self.free_names[kind][idx].split(" ~~ ")[-1]
+                ):
+                    raise ModelSpecificationError(
+                        f"the label {p.label!r} joins a variance and a covariance"
+                    )
+                p.free = idx
+                continue
+            p.free = len(self.free_names[p.kind])
+            self.free_names[p.kind].append(p.name)
+            self.free_positive[p.kind].append(p.positive)
+            self.free_label[p.kind].append(p.label)
+            if p.label is not None:
+                by_label[p.label] = (p.kind, p.free)
+
+    def _check_acyclic(self) -> None:
+        preds: dict[str, set[str]] = {}
+        for t in self.parsed.regressions:
+            preds.setdefault(t.lhs, set()).add(t.rhs)
+        state: dict[str, int] = {}
+
+        def visit(v: str, stack: list[str]) -> None:
+            if state.get(v) == 1:
+                cycle = stack[stack.index(v):] + [v]
+                raise ModelSpecificationError(
+                    "the regressions form a loop (" + " <- ".join(cycle) + "); cxlib fits "
+                    "recursive models only"
+                )
+            if state.get(v) == 2:
+                return
+            state[v] = 1
+            for w in preds.get(v, ()):
+                visit(w, [*stack, v])
+            state[v] = 2
+
+        for v in list(preds):
+            visit(v, [])
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_items(self) -> int:
+        """Number of observed items."""
+        return len(self.items)
+
+    @property
+    def n_latents(self) -> int:
+        """Number of latent variables."""
+        return len(self.latents)
+
+    @property
+    def endogenous(self) -> list[str]:
+        """Latents that are regressed on others."""
+        lhs = {t.lhs for t in self.parsed.regressions}
+        return [v for v in self.latents if v in lhs]
+
+    @property
+    def exogenous(self) -> list[str]:
+        """Latents that are not regressed on others."""
+        lhs = {t.lhs for t in self.parsed.regressions}
+        return [v for v in self.latents if v not in lhs]
+
+    def indicators(self, latent: str) -> list[str]:
+        """Items loading on ``latent``."""
+        return [p.rhs for p in self.params if p.kind == "loading" and p.lhs == latent]
+
+    def of_kind(self, kind: str) -> list[Param]:
+        """Parameters of one kind, in order."""
+        return [p for p in self.params if p.kind == kind]
+
+    @property
+    def n_free(self) -> int:
+        """Number of free parameters (one per label)."""
+        return sum(len(v) for v in self.free_names.values())
+
+    @property
+    def n_moments(self) -> int:
+        """Sample moments: p(p+1)/2 covariances plus p means."""
+        p = self.n_items
+        return p * (p + 1) // 2 + p
+
+    @property
+    def df(self) -> int:
+        """Degrees of freedom (moments minus free parameters)."""
+        return self.n_moments - self.n_free
+
+    def check_identification(self) -> None:
+        """Fail before sampling when the model cannot be identified.
+
+        Checks that each latent has a scale (a fixed loading or a fixed variance),
+        that one-item constructs fix their loading and residual variance, and that
+        the degrees of freedom are not negative.
+
+        Raises
+        ------
+        ModelSpecificationError
+            Saying what to add.
+        """
+        problems = []
+        for lat in self.latents:
+            loads = [p for p in self.params if p.kind == "loading" and p.lhs == lat]
+            var = next(p for p in self.params if p.kind == "latent_cov" and p.lhs == lat == p.rhs)
+            has_fixed_loading = any(p.fixed not in (None, 0.0) for p in loads)
+            if len(loads) == 1:
+                item = loads[0].rhs
+                resid = next(
+                    p for p in self.params if p.kind == "item_cov" and p.lhs == item == p.rhs
+                )
+                explicit = any(
+                    t.op == "=~" and t.lhs == lat and t.fixed is not None
+                    for t in self.parsed.terms
+                )
+                if not explicit or resid.is_free:
+                    problems.append(
+                        f"{lat} has one item ({item}) and no fixed loading: a single item cannot "
+                        f"separate the construct from measurement error. Write '{lat} =~ 1*{item}' "
+                        f"and fix the item's residual variance ('{item} ~~ 0*{item}', or a value "
+                        "from a known reliability), or add items"
+                    )
+                continue
+            if not has_fixed_loading and var.is_free:
+                problems.append(
+                    f"{lat} has no scale: fix one loading ('{lat} =~ 1*{loads[0].rhs} + ...') or "
+                    f"its variance ('{lat} ~~ 1*{lat}'), or use scaling='unit_variance'"
+                )
+        if problems:
+            raise ModelSpecificationError(
+                "the model is not identified:\n  - " + "\n  - ".join(problems)
+            )
+        if self.df < 0:
+            raise ModelSpecificationError(
+                f"the model is not identified: it has {self.n_free} free parameters but "
+                f"{self.n_items} items give only {self.n_moments} means and covariances "
+                f"(degrees of freedom {self.df}). Fix parameters (e.g. equal loadings with a "
+                "shared label) or add items"
+            )

@@ -1,0 +1,212 @@
+"""A published sample study for the dashboard tests and benchmark, built in seconds.
+
+No model is sampled: the artifacts the notebooks publish (``notebooks/README.md``) are
+written directly from cxlib computations on the sample data — KPIs, alerts, segment
+differences, a hand-built :class:`DriverModel` with its priorities and what-if
+baseline — into run folders with manifests, and published with the pipeline's
+own pointer switch.
+
+Two studies:
+
+- ``telecom``: everything (00, 02, 03, 04); Enterprise x 2025-Q4 is cut to 20
+  respondents, a small cell the dashboards must suppress;
+- ``telecom-pilot``: only 00 (the drivers and what-if are "not published yet"),
+  and a newer run of 00 that failed, so its page is flagged stale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxlib import config
+from cxlib.data import load_responses
+from cxlib.insights import (
+    DriverModel,
+    driver_priorities,
+    estimate_kpis,
+    evaluate_alerts,
+    what_if,
+)
+from cxlib.insights.drivers import what_if_baseline
+from cxlib.insights.kpis import segment_differences
+from cxlib.pipeline.artifacts import Artifacts
+from cxlib.pipeline.provenance import write_json_atomic
+from cxlib.pipeline.publish import switch_pointer
+from cxlib.study import load_study
+
+SMALL_SEGMENT, SMALL_WAVE, SMALL_N = "Enterprise", "2025-Q4", 20
+#: Structural paths of the hand-built driver model (to <- from).
+PATHS = {
+    ("Image", "Experience"): 0.40,
+    ("Image", "Technical"): 0.15,
+    ("Image", "Emotional"): 0.30,
+    ("Satisfaction", "Experience"): 0.30,
+    ("Satisfaction", "Technical"): 0.30,
+    ("Satisfaction", "Emotional"): 0.20,
+    ("Loyalty", "Image"): 0.35,
+    ("Loyalty", "Satisfaction"): 0.30,
+    ("Loyalty", "Experience"): 0.10,
+}
+
+
+@dataclass
+class SampleStudy:
+    """What the tests compare the pages with."""
+
+    runs_dir: Path
+    study: str
+    kpis: pd.DataFrame
+    priorities: pd.DataFrame
+    differences: pd.DataFrame
+    model: DriverModel
+    baseline: dict
+    min_cell_size: int
+
+
+def driver_model(study, n_draws: int = 200, seed: int = 3) -> DriverModel:
+    """A DriverModel over the study's constructs with known paths and a little noise."""
+    rng = np.random.default_rng(seed)
+    latents = list(study.constructs)
+    items = {c: list(study.constructs[c].item_names) for c in latents}
+    order = [i for c in latents for i in items[c]]
+    scales = {i: (study.item(i).scale.min, study.item(i).scale.max) for i in order}
+    B = np.zeros((n_draws, 1, len(latents), len(latents)))
+    for (to, frm), value in PATHS.items():
+        B[:, 0, latents.index(to), latents.index(frm)] = value + 0.03 * rng.standard_normal(n_draws)
+    total = np.linalg.inv(np.eye(len(latents)) - B)
+    sd = np.array([(scales[i][1] - scales[i][0]) / 4 for i in order])
+    loadings = np.zeros((n_draws, 1, len(order), len(latents)))
+    for k, c in enumerate(latents):
+        for i in items[c]:
+            j = order.index(i)
+            loadings[:, 0, j, k] = 0.8 * sd[j] * (1 + 0.02 * rng.standard_normal(n_draws))
+    item_sd = np.broadcast_to(sd, (n_draws, 1, len(order))).copy()
+    return DriverModel(latents, items, scales, total, loadings, item_sd, order)
+
+
+def _publish(study_dir: Path, study: str, notebook: str, write, *, stamp: str, status="succeeded",
+             diagnostics=None, publish=True) -> str:
+    run_id = f"{stamp}-{notebook}-all-{abs(hash((study, notebook, stamp))) % 16**6:06x}"
+    run_dir = study_dir / run_id
+    out = Artifacts(run_dir / "artifacts", notebook=notebook)
+    write(out)
+    if diagnostics:
+        out.diagnostics(diagnostics)
+    out.finish()
+    slot = f"{notebook}/all"
+    manifest = {
+        "run_id": run_id, "study": study, "pipeline": "dashboard-tests", "label": "all",
+        "slot": slot, "status": status, "fast": False, "notebook": {"name": notebook},
+        "diagnostics": diagnostics, "gate_failures": [], "run_dir": str(run_dir),
+        "output_dir": str(run_dir / "artifacts"), "timings": {"finished_at": stamp},
+    }
+    write_json_atomic(run_dir / "manifest.json", manifest)
+    if publish:
+        switch_pointer(study_dir, study, {slot: {"run_id": run_id, "notebook": notebook,
+                                                  "label": "all",
+                                                  "output_dir": f"{run_id}/artifacts"}})
+    return run_id
+
+
+def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
+    """Publish ``telecom`` and ``telecom-pilot`` under ``runs_dir`` (``work``: scratch)."""
+    study = load_study(config.SAMPLE_STUDY)
+    frame = pd.read_parquet(config.SAMPLE_STUDY.parent / "responses.parquet")
+    small = (frame["segment"] == SMALL_SEGMENT) & (frame["wave"] == SMALL_WAVE)
+    keep = ~small | (small.cumsum() <= SMALL_N)
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "responses.parquet"
+    frame[keep].to_parquet(path)
+    data = load_responses(study, path)
+    kpis = estimate_kpis(data, n_draws=400)
+    alerts = evaluate_alerts(
+        study.alerts, study=study.name, kpis=kpis, diagnostics={"sem": {"ok": True}}
+    )
+    differences = segment_differences(kpis)
+    model = driver_model(study)
+    pri = pd.concat(
+        [driver_priorities(model, data, level=lv) for lv in ("construct", "item")],
+        ignore_index=True,
+    )
+    baseline = what_if_baseline(model, data)
+    examples = pd.concat(
+        [
+            what_if(model, {d: 5.0}, data=data).table.assign(driver=d)
+            for d in model.drivers_of("Loyalty")
+        ],
+        ignore_index=True,
+    )
+    weights = pd.DataFrame(
+        {
+            "segment": np.repeat(["All", "Consumer", "Small business", "Enterprise"], 2),
+            "dimension": ["technical", "emotional"] * 4,
+            "weight": [0.42, 0.58, 0.45, 0.55, 0.50, 0.50, 0.61, 0.39],
+            "weight_low": [0.35, 0.50, 0.36, 0.46, 0.40, 0.40, 0.50, 0.28],
+            "weight_high": [0.50, 0.65, 0.54, 0.64, 0.60, 0.60, 0.72, 0.50],
+        }
+    )
+    ok_diag = {"max_r_hat": 1.004, "min_ess_bulk": 900.0, "divergences": 0}
+    overview = {
+        "study": study.name, "title": study.title, "respondents": int(len(data.frame)),
+        "waves": kpis.waves, "min_cell_size": study.min_cell_size,
+        "diagnostics": {"sem": {"ok": True}, "expectations": {"ok": True}},
+    }
+
+    def write_overview(out):
+        out.table("kpis", kpis.table)
+        out.table("alerts", alerts)
+        out.table("segment_differences", differences)
+        out.json("overview", overview)
+
+    def write_sem(out):
+        out.table("sem_effects", pd.DataFrame({"lhs": ["Loyalty"], "op": ["~"], "rhs": ["Image"],
+                                               "est": [0.35]}))
+        model.save(out.path / "driver_model.npz")
+
+    def write_expectations(out):
+        out.table("expectations_dimension_weights", weights)
+
+    def write_drivers(out):
+        out.table("driver_priorities", pri)
+        out.table("what_if_examples", examples)
+        model.save(out.path / "driver_model.npz")
+        out.json("what_if_baseline", baseline)
+
+    stamp = "20261120T060000Z"
+    study_dir = runs_dir / study.name
+    _publish(study_dir, study.name, "00-study-overview", write_overview, stamp=stamp)
+    _publish(study_dir, study.name, "02-experience-brand-loyalty", write_sem, stamp=stamp,
+             diagnostics=ok_diag)
+    _publish(study_dir, study.name, "03-technical-vs-emotional", write_expectations, stamp=stamp,
+             diagnostics=ok_diag)
+    _publish(study_dir, study.name, "04-drivers-and-what-if", write_drivers, stamp=stamp)
+
+    pilot = "telecom-pilot"
+    pilot_dir = runs_dir / pilot
+    pilot_overview = overview | {"study": pilot, "title": "Telecom pilot — overview only"}
+
+    def write_pilot(out):
+        out.table("kpis", kpis.table)
+        out.table("alerts", alerts)
+        out.json("overview", pilot_overview)
+
+    _publish(pilot_dir, pilot, "00-study-overview", write_pilot, stamp=stamp)
+    _publish(pilot_dir, pilot, "00-study-overview", write_pilot, stamp="20261121T060000Z",
+             status="failed", publish=False)
+    return SampleStudy(runs_dir, study.name, kpis.table, pri, differences, model, baseline,
+                       study.min_cell_size)
+
+
+if __name__ == "__main__":  # build one by hand: python -m tests.dashboard.sample DIR
+    import sys
+    import time
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/cx-dashboard-runs")
+    start = time.perf_counter()
+    sample = publish_sample(target, target / ".work")
+    print(json.dumps({"runs_dir": str(target), "seconds": round(time.perf_counter() - start, 1)}))

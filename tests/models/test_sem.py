@@ -1,0 +1,461 @@
+"""Tests of cxlib.models.sem: structure, likelihood, results, save/load, bad input.
+
+Fast tests use a small simulated data set and a few draws; the real-NUTS checks
+(agreement with semopy, recovery, coverage, ordinal, groups) are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxlib.errors import CxError, ModelSyntaxError
+from cxlib.models.base import (
+    ConvergenceWarning,
+    ModelFileError,
+    ModelSpecificationError,
+    merge_config,
+)
+from cxlib.models.sem import BayesianSEM, SEMResult
+from cxlib.models.sem_data import prepare_data, saturated_em
+from cxlib.models.sem_likelihood import GaussianPatternLogLik
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
+
+MODEL = """
+Experience =~ CX1 + CX2 + CX3
+Image      =~ IMG1 + IMG2 + IMG3
+Loyalty    =~ LOY1 + LOY2 + LOY3
+Image   ~ a*Experience
+Loyalty ~ b*Image + c*Experience
+indirect := a*b
+total := c + a*b
+"""
+
+TRUE_LOADING = 0.8
+TRUE_A, TRUE_B, TRUE_C = 0.5, 0.4, 0.2
+
+
+def simulate_small(n=400, seed=1, missing=0.0, groups=False):
+    """Standardized latents, items = 3 + 0.8 * latent + noise (variance 1)."""
+    rng = np.random.default_rng(seed)
+    exp = rng.standard_normal(n)
+    img = TRUE_A * exp + np.sqrt(1 - TRUE_A**2) * rng.standard_normal(n)
+    explained = TRUE_B**2 + TRUE_C**2 + 2 * TRUE_B * TRUE_C * TRUE_A
+    loy = TRUE_B * img + TRUE_C * exp + np.sqrt(1 - explained) * rng.standard_normal(n)
+    data = {}
+    for prefix, lat in (("CX", exp), ("IMG", img), ("LOY", loy)):
+        for k in range(1, 4):
+            noise = np.sqrt(1 - TRUE_LOADING**2) * rng.standard_normal(n)
+            data[f"{prefix}{k}"] = 3 + TRUE_LOADING * lat + noise
+    frame = pd.DataFrame(data)
+    if missing:
+        frame = frame.mask(rng.random(frame.shape) < missing)
+    if groups:
+        frame["segment"] = np.where(rng.random(n) < 0.97, "Consumer", "Enterprise")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def small_frame():
+    return simulate_small()
+
+
+@pytest.fixture(scope="module")
+def quick_result(small_frame):
+    """A quick fit (few draws; diagnostics are not expected to pass)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return BayesianSEM(MODEL).fit(
+            small_frame, draws=60, tune=60, chains=2, cores=1, random_seed=3
+        )
+
+
+# ----------------------------------------------------------------------------- structure
+def test_structure_applies_lavaan_defaults():
+    sem = BayesianSEM(MODEL)
+    st = sem.structure
+    assert st.items == ["CX1", "CX2", "CX3", "IMG1", "IMG2", "IMG3", "LOY1", "LOY2", "LOY3"]
+    first = [p for p in st.params if p.kind == "loading" and p.rhs == "CX1"][0]
+    assert first.fixed == 1.0
+    # 6 free loadings, 3 paths, 9 residual variances, 3 latent variances, 9 intercepts
+    assert st.n_free == 6 + 3 + 9 + 3 + 9
+    assert st.df == 54 - st.n_free
+    # no covariance between the endogenous Image and Loyalty
+    covs = {(p.lhs, p.rhs) for p in st.params if p.kind == "latent_cov" and p.lhs != p.rhs}
+    assert covs == set()
+
+
+def test_unit_variance_scaling_constrains_first_loading_positive():
+    sem = BayesianSEM(MODEL, scaling="unit_variance")
+    first = [p for p in sem.structure.params if p.kind == "loading" and p.rhs == "CX1"][0]
+    assert first.is_free and first.positive
+    var = [p for p in sem.structure.params if p.kind == "latent_cov" and p.lhs == p.rhs]
+    assert all(p.fixed == 1.0 for p in var)
+
+
+def test_syntax_error_names_the_line():
+    with pytest.raises(ModelSyntaxError, match="line 2"):
+        BayesianSEM("Image =~ IMG1 + IMG2 + IMG3\nLoyalty ~ b*Image +\n\nfoo bar")
+
+
+def test_one_item_construct_without_fixed_loading_fails():
+    with pytest.raises(ModelSpecificationError, match="one item") as err:
+        BayesianSEM(MODEL + "\nNPSf =~ NPS\nLoyalty ~ NPSf")
+    assert "NPSf =~ 1*NPS" in str(err.value)
+    assert isinstance(err.value, CxError)
+
+
+def test_latent_without_scale_fails():
+    text = "Image =~ NA*IMG1 + IMG2 + IMG3\nLoyalty =~ LOY1 + LOY2 + LOY3"
+    with pytest.raises(ModelSpecificationError, match="Image has no scale"):
+        BayesianSEM(text)
+
+
+def test_negative_degrees_of_freedom_fail():
+    with pytest.raises(ModelSpecificationError, match="degrees of freedom"):
+        BayesianSEM("F =~ x1 + x2\nG =~ x3 + x4\nx1 ~~ x3\nx2 ~~ x4\nx1 ~~ x4\nx2 ~~ x3")
+
+
+def test_regression_on_an_item_explains_what_to_do():
+    with pytest.raises(ModelSpecificationError, match="one-item construct"):
+        BayesianSEM("Image =~ IMG1 + IMG2 + IMG3\nImage ~ NPS")
+
+
+def test_study_spec_builds_the_sample_model(study):
+    sem = BayesianSEM(study)
+    assert sem.structure.latents[:2] == ["Image", "Experience"]
+    assert [d.name for d in sem.parsed.defined] == ["indirect_via_image", "total_experience"]
+    assert BayesianSEM.from_study(study).syntax == study.lavaan_model
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_merge_and_per_parameter_prior():
+    assert merge_config({"a": {"dist": "Normal", "sigma": 1}}, {"a": {"sigma": 2}}) == {
+        "a": {"dist": "Normal", "sigma": 2}
+    }
+    sem = BayesianSEM(MODEL, model_config={"path": {"sigma": 0.5}, "Loyalty ~ Image": {"mu": 0.3}})
+    assert sem.model_config["path"] == {"dist": "Normal", "mu": 0.0, "sigma": 0.5}
+    spec = sem._prior_arrays("path", sem.structure.free_names["path"])
+    np.testing.assert_allclose(spec["mu"], [0.0, 0.3, 0.0])
+    with pytest.raises(ModelSpecificationError, match="unknown key"):
+        BayesianSEM(MODEL, model_config={"loadings": {}})
+    with pytest.raises(ModelSpecificationError, match="names no free parameter"):
+        BayesianSEM(MODEL, model_config={"Loyalty ~ Satisfaction": {"mu": 0.3}})
+
+
+# ----------------------------------------------------------------------------- data
+def test_missing_item_is_named_with_a_suggestion(small_frame):
+    frame = small_frame.rename(columns={"IMG2": "IMG_2"})
+    with pytest.raises(ModelSpecificationError, match=r"'IMG2' \(did you mean 'IMG_2'\?\)"):
+        prepare_data(frame, BayesianSEM(MODEL).structure.items)
+
+
+def test_non_positive_definite_covariance_is_explained(small_frame):
+    frame = small_frame.copy()
+    frame["CX3"] = frame["CX1"] + frame["CX2"]
+    with pytest.raises(ModelSpecificationError, match="not positive definite") as err:
+        prepare_data(frame, BayesianSEM(MODEL).structure.items)
+    assert "CX3" in str(err.value)
+
+
+def test_weights_are_validated(small_frame):
+    items = BayesianSEM(MODEL).structure.items
+    with pytest.raises(ModelSpecificationError, match="not negative"):
+        prepare_data(small_frame, items, weights=-np.ones(len(small_frame)))
+    with pytest.raises(ModelSpecificationError, match="weight column 'w'"):
+        prepare_data(small_frame, items, weights="w")
+
+
+def test_patterns_and_weighted_moments():
+    frame = simulate_small(n=300, missing=0.1)
+    items = list(frame.columns)
+    w = np.random.default_rng(0).uniform(0.5, 2, len(frame))
+    d = prepare_data(frame, items, weights=w)
+    assert d.pat_w.sum() == pytest.approx(len(frame))
+    assert d.n_patterns > 10
+    # EM agrees with complete-data moments when nothing is missing
+    full = prepare_data(simulate_small(n=300), items)
+    mu, sigma = saturated_em(full)
+    np.testing.assert_allclose(sigma, full.pat_cov[0], atol=1e-10)
+
+
+def test_likelihood_equals_sum_of_respondent_densities():
+    from scipy.stats import multivariate_normal
+
+    frame = simulate_small(n=150, missing=0.15)
+    items = list(frame.columns)
+    d = prepare_data(frame, items)
+    rng = np.random.default_rng(2)
+    p = len(items)
+    A = rng.normal(size=(p, p))
+    sigma = A @ A.T / p + np.eye(p)
+    mu = rng.normal(size=p) * 0.2
+    op = GaussianPatternLogLik(d.moments_dict())
+    value, gmu, gsig = op.evaluate_direct(mu[None], sigma[None])
+    expected = 0.0
+    for row in d.y:
+        o = ~np.isnan(row)
+        expected += multivariate_normal(mu[o], sigma[np.ix_(o, o)]).logpdf(row[o])
+    assert value == pytest.approx(expected, rel=1e-10)
+    # the Schur-complement route gives the same value and gradients
+    v2, gmu2, gsig2 = op.evaluate_schur(mu[None], sigma[None])
+    assert v2 == pytest.approx(value, rel=1e-10)
+    np.testing.assert_allclose(gmu2, gmu, atol=1e-8)
+    np.testing.assert_allclose(gsig2, gsig, atol=1e-8)
+    # and the gradient matches finite differences
+    eps = 1e-6
+    E = np.zeros_like(sigma)
+    E[1, 4] = E[4, 1] = eps
+    num = (op.evaluate_direct(mu[None], (sigma + E)[None])[0]
+           - op.evaluate_direct(mu[None], (sigma - E)[None])[0]) / (2 * eps)
+    assert num == pytest.approx(gsig[0, 1, 4] + gsig[0, 4, 1], rel=1e-5)
+    assert op.evaluate_direct(mu[None], -sigma[None])[0] == -np.inf
+
+
+# ----------------------------------------------------------------------------- results
+def test_estimates_table_has_lavaan_columns(quick_result):
+    est = quick_result.estimates()
+    assert list(est.columns) == [
+        "lhs", "op", "rhs", "label", "mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"
+    ]
+    row = est[(est.lhs == "Loyalty") & (est.op == "~") & (est.rhs == "Image")].iloc[0]
+    assert row["label"] == "b"
+    fixed = est[(est.op == "=~") & (est.rhs == "CX1")].iloc[0]
+    assert fixed["mean"] == 1.0 and fixed["sd"] == 0 and np.isnan(fixed["r_hat"])
+    defined = est[est.op == ":="]
+    assert list(defined.lhs) == ["indirect", "total"]
+    std = quick_result.estimates(standardized=True)
+    lam = std[std.op == "=~"]["mean"]
+    assert lam.between(0.6, 0.95).all()
+    assert std.set_index(["lhs", "op", "rhs"]).loc[("indirect", ":=", "a*b"), "mean"] == (
+        pytest.approx(TRUE_A * TRUE_B, abs=0.12)
+    )
+
+
+def test_effects_r2_reliability_scores(quick_result, small_frame):
+    eff = quick_result.effects(standardized=True)
+    row = eff[(eff["from"] == "Experience") & (eff["to"] == "Loyalty")]
+    kinds = set(row["effect"])
+    assert {"direct", "indirect", "total", "specific indirect", "proportion mediated"} <= kinds
+    spec = row[row.effect == "specific indirect"].iloc[0]
+    assert spec["path"] == "Experience → Image → Loyalty"
+    assert 0 <= spec["p_positive"] <= 1
+    r2 = quick_result.r2()
+    assert set(r2[r2.kind == "latent"].variable) == {"Image", "Loyalty"}
+    rel = quick_result.reliability()
+    assert list(rel.constructs.index) == ["Experience", "Image", "Loyalty"]
+    assert rel.constructs["alpha"].between(0.7, 0.95).all()
+    assert (rel.constructs["omega_low"] <= rel.constructs["omega"]).all()
+    assert rel.htmt.loc["Experience", "Image"] < 0.85
+    scores = quick_result.scores()
+    assert scores.shape == (len(small_frame), 3)
+    assert np.corrcoef(scores["Experience"], small_frame[["CX1", "CX2", "CX3"]].mean(1))[0, 1] > 0.9
+
+
+def test_fit_measures(quick_result):
+    fm = quick_result.fit_measures(n_replicates=40)
+    assert fm["df"] == 54 - 30
+    assert 0 <= fm["ppp"] <= 1
+    assert 0 <= fm["brmsea"] < 0.1
+    assert fm["bcfi"] > 0.9
+
+
+def test_diagnostics_flag_and_warn(small_frame):
+    with pytest.warns(ConvergenceWarning, match="did not converge: .*(R-hat|ESS)"):
+        result = BayesianSEM(MODEL).fit(small_frame, draws=20, tune=20, chains=2, cores=1)
+    assert not result.ok
+    d = result.diagnostics
+    assert d.low_ess and all(" " in name for name in d.low_ess)  # lavaan-style names
+    assert {"r_hat", "ess_bulk"} <= set(d.to_frame().columns)
+
+
+def test_sign_disagreement_is_detected():
+    arr = np.stack([np.full((100, 1), 0.8), np.full((100, 1), -0.8)])
+    arr = arr + np.random.default_rng(0).normal(0, 0.02, arr.shape)
+    assert SEMResult._sign_disagreement(["F =~ x2"], arr) == ["F =~ x2"]
+    assert SEMResult._sign_disagreement(["F =~ x2"], np.abs(arr)) == []
+
+
+def test_save_and_load_round_trip(quick_result, small_frame, tmp_path):
+    path = quick_result.save(tmp_path / "sem.nc")
+    loaded = BayesianSEM.load(path)
+    assert isinstance(loaded, SEMResult)
+    assert loaded.model.syntax == quick_result.model.syntax
+    attrs = loaded.attrs
+    assert attrs["model_type"] == "BayesianSEM" and attrs["cxlib_version"]
+    assert json.loads(attrs["model_config"])["path"]["sigma"] == 1.0
+    pd.testing.assert_frame_equal(loaded.estimates(), quick_result.estimates())
+    assert loaded.fit_measures(n_replicates=10)["df"] == 24
+    with pytest.raises(ModelSpecificationError, match="needs the data"):
+        loaded.scores()
+    np.testing.assert_allclose(loaded.scores(small_frame).to_numpy(),
+                               quick_result.scores().to_numpy(), atol=1e-8)
+
+
+def test_load_refuses_other_models_and_versions(quick_result, tmp_path):
+    idata = quick_result.idata.copy()
+    idata.attrs["model_type"] = "ExpectationGapModel"
+    idata.to_netcdf(str(tmp_path / "other.nc"))
+    with pytest.raises(ModelFileError, match="ExpectationGapModel model, not a BayesianSEM"):
+        BayesianSEM.load(tmp_path / "other.nc")
+    idata.attrs["model_type"] = "BayesianSEM"
+    idata.attrs["cxlib_version"] = "0.0.1"
+    idata.to_netcdf(str(tmp_path / "old.nc"))
+    with pytest.raises(ModelFileError, match="saved by cxlib 0.0.1"):
+        BayesianSEM.load(tmp_path / "old.nc")
+    with pytest.raises(ModelFileError, match="not found"):
+        BayesianSEM.load(tmp_path / "missing.nc")
+
+
+def test_small_group_is_pooled_with_a_warning():
+    frame = simulate_small(n=600, groups=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(UserWarning, match="too few respondents .*'Enterprise'"):
+            result = BayesianSEM(MODEL).fit(frame, group="segment", draws=10, tune=10,
+                                            chains=1, cores=1)
+    assert result.grouped and result.model.fit_options["pooled_groups"] == ["Enterprise"]
+    b = result.idata.posterior["B"]
+    assert b.dims[2] == "group"
+    assert "alpha" in result.idata.posterior  # segment latent means
+    assert "group" in result.estimates().columns
+    diff = result.group_differences()
+    assert set(diff.columns) >= {"lhs", "rhs", "group", "versus", "mean", "p_positive"}
+
+
+# ----------------------------------------------------------------------------- slow
+def _compare_with_semopy(desc, data, latents):
+    import semopy
+
+    ml = semopy.Model(desc)
+    ml.fit(data)
+    ins = ml.inspect()
+    result = BayesianSEM(desc).fit(data, draws=1000, tune=1000, chains=2, cores=1,
+                                   random_seed=7)
+    assert result.ok, str(result.diagnostics)
+    est = result.estimates().set_index(["lhs", "op", "rhs"])
+    checked = 0
+    for _, row in ins.iterrows():
+        lhs, op, rhs = row["lval"], row["op"], row["rval"]
+        if op == "~" and rhs in latents and lhs not in latents:
+            lhs, op, rhs = rhs, "=~", lhs
+        key = (lhs, op, rhs) if (lhs, op, rhs) in est.index else (rhs, op, lhs)
+        e = est.loc[key]
+        ml_value = float(row["Estimate"])
+        close = abs(e["mean"] - ml_value) <= max(2 * e["sd"], 0.05)
+        assert close, f"{key}: posterior {e['mean']:.3f} (sd {e['sd']:.3f}) vs ML {ml_value:.3f}"
+        assert e["hdi_low"] - 1e-9 <= ml_value <= e["hdi_high"] + 1e-9, key
+        checked += 1
+    assert checked == len(ins)
+
+
+@pytest.mark.slow
+def test_agrees_with_semopy_holzinger_swineford():
+    from semopy.examples import holzinger39
+
+    _compare_with_semopy(holzinger39.get_model(), holzinger39.get_data(),
+                         {"visual", "textual", "speed"})
+
+
+@pytest.mark.slow
+def test_agrees_with_semopy_political_democracy():
+    from semopy.examples import political_democracy
+
+    _compare_with_semopy(political_democracy.get_model(), political_democracy.get_data(),
+                         {"ind60", "dem60", "dem65"})
+
+
+@pytest.mark.slow
+def test_recovers_the_sample_study(study, truth):
+    """Experience -> image -> loyalty on continuous data from cxlib.simulate."""
+    from cxlib.simulate import Missingness, simulate_responses
+
+    truth = truth.model_copy(update={
+        "segments": {}, "waves": {},
+        "missing": Missingness(rate=0.0, blocks=truth.missing.blocks),
+    })
+    frame = simulate_responses(study, truth, n=3000, seed=5, discretize=False)
+    result = BayesianSEM(study, scaling="unit_variance").fit(
+        frame, draws=1000, tune=1000, chains=2, cores=2, weights=False, random_seed=5
+    )
+    assert result.ok, str(result.diagnostics)
+    est = result.estimates(standardized=True)
+    table = est.merge(truth.parameter_table(study), on=["lhs", "op", "rhs"])
+    table = table[table.op.isin(["=~", "~", ":="])]
+    assert len(table) == 27 + 9 + 2
+    inside = (table.hdi_low <= table.value) & (table.value <= table.hdi_high)
+    assert inside.mean() >= 0.85, table[~inside]
+    assert (table["mean"] - table["value"]).abs().max() < 0.08
+    key = table.set_index("lhs").loc["indirect_via_image"]
+    assert key["hdi_low"] <= 0.45 * 0.40 <= key["hdi_high"]
+
+
+@pytest.mark.slow
+def test_interval_coverage_over_repeated_simulations():
+    inside, total = 0, 0
+    for seed in range(8):
+        frame = simulate_small(n=500, seed=100 + seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            result = BayesianSEM(MODEL, scaling="unit_variance").fit(
+                frame, draws=500, tune=500, chains=2, cores=1, random_seed=seed
+            )
+        est = result.estimates(standardized=True, hdi_prob=0.90)
+        truth = {("Image", "~", "Experience"): TRUE_A, ("Loyalty", "~", "Image"): TRUE_B,
+                 ("Loyalty", "~", "Experience"): TRUE_C}
+        for _, row in est.iterrows():
+            key = (row.lhs, row.op, row.rhs)
+            value = TRUE_LOADING if row.op == "=~" else truth.get(key)
+            if row.op == ":=" and row.lhs == "indirect":
+                value = TRUE_A * TRUE_B
+            if value is None:
+                continue
+            inside += row.hdi_low <= value <= row.hdi_high
+            total += 1
+    coverage = inside / total
+    assert 0.80 <= coverage <= 0.98, coverage
+
+
+@pytest.mark.slow
+def test_segment_paths_with_partial_pooling(study, truth):
+    from cxlib.simulate import Missingness, simulate_responses
+
+    truth = truth.model_copy(update={"waves": {}, "missing": Missingness()})
+    frame = simulate_responses(study, truth, n=4000, seed=8, discretize=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = BayesianSEM(study).fit(frame, group="segment", draws=500, tune=500,
+                                        chains=2, cores=2, weights=False)
+    diff = result.group_differences().set_index(["lhs", "rhs", "group", "versus"])
+    # Small business: Loyalty ~ Image is 0.10 higher than for consumers (standardized truth)
+    row = diff.loc[("Loyalty", "Image", "Small business", "Consumer")]
+    assert row["p_positive"] > 0.8
+
+
+@pytest.mark.slow
+def test_ordinal_recovers_thresholds_and_paths():
+    rng = np.random.default_rng(4)
+    n = 2500
+    frame = simulate_small(n=n, seed=4)
+    cuts = np.array([-1.5, -0.5, 0.5, 1.5])
+    latent = (frame - 3.0)  # standardized latent responses
+    answers = latent.apply(lambda col: 1 + np.searchsorted(cuts, col.to_numpy()))
+    del rng
+    result = BayesianSEM(MODEL, scaling="unit_variance").fit(
+        answers, ordinal=True, draws=1000, tune=1000, chains=2, cores=1, random_seed=2
+    )
+    assert result.ok, str(result.diagnostics)
+    est = result.estimates(standardized=True).set_index(["lhs", "op", "rhs"])
+    for key, value in {("Image", "~", "Experience"): TRUE_A, ("Loyalty", "~", "Image"): TRUE_B,
+                       ("Loyalty", "~", "Experience"): TRUE_C}.items():
+        row = est.loc[key]
+        assert row["hdi_low"] <= value <= row["hdi_high"], (key, row["mean"])
+    th = est.xs("|", level="op")
+    assert (th["mean"].to_numpy().reshape(9, 4) - cuts).__abs__().max() < 0.12
+    loadings = est.xs("=~", level="op")["mean"]
+    assert (loadings - TRUE_LOADING).abs().max() < 0.08
