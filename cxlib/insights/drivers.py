@@ -268,8 +268,11 @@ def _score_columns(
             for j, item in enumerate(items):
                 out[item] = rescaled[:, j]
         else:
-            with np.errstate(invalid="ignore"):
-                out[d] = np.nanmean(rescaled, axis=1) if rescaled.shape[1] > 1 else rescaled[:, 0]
+            # respondents who answered none of the items get NaN (skipped later), not a warning
+            answered = np.isfinite(rescaled).sum(axis=1)
+            total = np.nansum(rescaled, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[d] = np.where(answered > 0, total / answered, np.nan)
     return out
 
 
