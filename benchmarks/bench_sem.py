@@ -117,8 +117,14 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
         model = semopy.Model(desc)
         model.fit(frame)
         t_fit = time.perf_counter()
-        out.update(import_s=t_import - t0, data_s=t_data - t_import, compile_s=0.0,
-                   sampling_s=t_fit - t_data, min_ess_per_s=np.nan, max_r_hat=np.nan)
+        out.update(
+            import_s=t_import - t0,
+            data_s=t_data - t_import,
+            compile_s=0.0,
+            sampling_s=t_fit - t_data,
+            min_ess_per_s=np.nan,
+            max_r_hat=np.nan,
+        )
         return out
     import arviz as az
     import pymc as pm
@@ -132,8 +138,15 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
         if method == "cxlib-ordinal":
             frame = frame.apply(lambda col: 1 + np.searchsorted(CUTS, col.to_numpy()))
         sem = BayesianSEM(MODEL)
-        result = sem.fit(frame, draws=draws, tune=tune, chains=2, cores=2,
-                         ordinal=method == "cxlib-ordinal", random_seed=1)
+        result = sem.fit(
+            frame,
+            draws=draws,
+            tune=tune,
+            chains=2,
+            cores=2,
+            ordinal=method == "cxlib-ordinal",
+            random_seed=1,
+        )
         t_fit = time.perf_counter()
         sampling = float(result.idata.posterior.attrs.get("sampling_time", np.nan))
         d = result.diagnostics
@@ -141,8 +154,9 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
     elif method == "latent":
         y = frame.to_numpy()
         n = y.shape[0]
-        with pm.Model(coords={"latent": ["Experience", "Image", "Loyalty"],
-                              "item": list(frame.columns)}) as model:
+        with pm.Model(
+            coords={"latent": ["Experience", "Image", "Loyalty"], "item": list(frame.columns)}
+        ) as model:
             lam_free = pm.Normal("lam", 1.0, 1.0, shape=(3, 3))  # first loading fixed 1
             a = pm.Normal("a", 0, 1)
             b = pm.Normal("b", 0, 1)
@@ -164,20 +178,37 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
             )
             pm.Normal("y", mu, theta, observed=y)
             pm.Deterministic("indirect", a * b)
-            idata = pm.sample(draws=draws, tune=tune, chains=2, cores=2, random_seed=1,
-                              progressbar=False, compute_convergence_checks=False)
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=2,
+                cores=2,
+                random_seed=1,
+                progressbar=False,
+                compute_convergence_checks=False,
+            )
         t_fit = time.perf_counter()
         sampling = float(idata.posterior.attrs.get("sampling_time", np.nan))
-        summ = az.summary(idata, var_names=["lam", "a", "b", "c", "sd_exp", "sd_img",
-                                            "sd_loy", "nu", "theta"], kind="diagnostics",
-                          round_to="none")
-        out.update(max_r_hat=float(summ["r_hat"].max()), min_ess=float(summ["ess_bulk"].min()),
-                   divergences=int(idata.sample_stats["diverging"].sum()))
+        summ = az.summary(
+            idata,
+            var_names=["lam", "a", "b", "c", "sd_exp", "sd_img", "sd_loy", "nu", "theta"],
+            kind="diagnostics",
+            round_to="none",
+        )
+        out.update(
+            max_r_hat=float(summ["r_hat"].max()),
+            min_ess=float(summ["ess_bulk"].min()),
+            divergences=int(idata.sample_stats["diverging"].sum()),
+        )
     else:
         raise ValueError(method)
-    out.update(import_s=t_import - t0, data_s=t_data - t_import,
-               compile_s=(t_fit - t_data) - sampling, sampling_s=sampling,
-               min_ess_per_s=out["min_ess"] / sampling)
+    out.update(
+        import_s=t_import - t0,
+        data_s=t_data - t_import,
+        compile_s=(t_fit - t_data) - sampling,
+        sampling_s=sampling,
+        min_ess_per_s=out["min_ess"] / sampling,
+    )
     return out
 
 
@@ -185,8 +216,9 @@ def run_child(method: str, path: str, draws: int, tune: int, timeout: int) -> di
     cmd = [sys.executable, __file__, "--child", method, path, str(draws), str(tune)]
     start = time.perf_counter()
     # own session, so that a timeout also ends the sampler's worker processes
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -211,18 +243,23 @@ def main() -> None:
         print("RESULT " + json.dumps(res, default=float))
         return
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+",
-                        default=[250, 2500, 25_000, 250_000, 1_000_000])
-    parser.add_argument("--methods", nargs="+",
-                        default=["semopy", "cxlib", "cxlib-2nd", "latent", "cxlib-ordinal"])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[250, 2500, 25_000, 250_000, 1_000_000]
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["semopy", "cxlib", "cxlib-2nd", "latent", "cxlib-ordinal"]
+    )
     parser.add_argument("--latent-max", type=int, default=2500)
     parser.add_argument("--ordinal-max", type=int, default=2500)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--out", default=str(HERE / ".work" / "bench_sem.json"))
-    parser.add_argument("--write-results", action="store_true",
-                        help="replace the SEM section of benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--write-results",
+        action="store_true",
+        help="replace the SEM section of benchmarks/RESULTS.md",
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,8 +292,10 @@ def main() -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| N | method | wall s | import s | compile s | sampling s | min ESS/s | max R-hat "
-            "| divergences | peak MB |")
+    head = (
+        "| N | method | wall s | import s | compile s | sampling s | min ESS/s | max R-hat "
+        "| divergences | peak MB |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         if "error" in r:

@@ -124,8 +124,9 @@ class OrdinalData:
         out = []
         for j in range(len(self.items)):
             obs = self.codes[:, j] >= 0
-            share = np.bincount(self.codes[obs, j], weights=self.weights[obs],
-                                minlength=self.n_cat[j])
+            share = np.bincount(
+                self.codes[obs, j], weights=self.weights[obs], minlength=self.n_cat[j]
+            )
             cum = np.cumsum(share)[:-1] / share.sum()
             cum = np.clip(cum, 1e-3, 1 - 1e-3)
             t = norm.ppf(cum)
@@ -155,6 +156,7 @@ def bivariate_normal_cdf(pt, h, k, rho):
     ``Phi(h) Phi(k) + int_0^rho phi2(h, k; r) dr`` by 12-point Gauss-Legendre
     quadrature; differentiable in ``h``, ``k`` and ``rho``.
     """
+
     def std_cdf(x):
         return 0.5 * (1.0 + pt.erf(x / np.sqrt(2.0)))
 
@@ -194,8 +196,7 @@ def _cell_log_probs(pt, od: OrdinalData, thresholds_ext, corr):
     return pt.log(pt.maximum(prob, 1e-300))
 
 
-def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, Theta_y,
-                           initvals):
+def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, Theta_y, initvals):
     """Add thresholds and the (curvature-adjusted) pairwise likelihood to ``model``.
 
     Called by :meth:`BayesianSEM.build_model` inside the model context. The item
@@ -236,9 +237,14 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
         init = np.stack([starts[j] for j in idx])
         from pymc.distributions.transforms import ordered
 
-        rv = pm.Normal(name, mu=spec.get("mu", 0.0), sigma=spec.get("sigma", 2.0),
-                       dims=(dims_item, f"{name}_cut"), transform=ordered,
-                       initval=init)
+        rv = pm.Normal(
+            name,
+            mu=spec.get("mu", 0.0),
+            sigma=spec.get("sigma", 2.0),
+            dims=(dims_item, f"{name}_cut"),
+            transform=ordered,
+            initval=init,
+        )
         initvals[name] = init
         for r, j in enumerate(idx):
             per_item[j] = rv[r]
@@ -305,7 +311,7 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
     ip = model.initial_point()
     for v in value_vars:
         size = int(np.prod(ip[v.name].shape)) if ip[v.name].shape else 1
-        pieces[v] = x[start:start + size].reshape(ip[v.name].shape)
+        pieces[v] = x[start : start + size].reshape(ip[v.name].shape)
         start += size
     cl_x, cells_x = pytensor.clone_replace([cl_v, cells_v], replace=pieces)
     f = pytensor.function([x], [cl_x, pytensor.grad(cl_x, x), cells_x])
@@ -324,8 +330,13 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
             "the starting values of the ordinal model imply item communalities above 1; "
             "give smaller start() values for the loadings"
         )
-    res = minimize(objective, x0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15})
+    res = minimize(
+        objective,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15},
+    )
     theta_hat = res.x
     # curvature and per-cell score Jacobian by central differences of the exact
     # gradient and cell log-probabilities (2 d evaluations; no symbolic Hessian to compile)
@@ -345,13 +356,13 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
     J = np.zeros((d, d))
     Kk = od.n_cat[od.pairs[:, 1]]
     for lo in range(0, uniq.shape[0], 20000):
-        block = uniq[lo:lo + 20000]
+        block = uniq[lo : lo + 20000]
         score = np.zeros((block.shape[0], d))
         for q, (j, k) in enumerate(od.pairs):
             both = (block[:, j] >= 0) & (block[:, k] >= 0)
             cell = od.cell_offset[q] + block[both, j] * Kk[q] + block[both, k]
             score[both] += Gc[cell]
-        J += (score * w2[lo:lo + 20000, None]).T @ score
+        J += (score * w2[lo : lo + 20000, None]).T @ score
     H = (H + H.T) / 2
     # guard: H must be positive definite at the maximum
     evals = np.linalg.eigvalsh(H)
@@ -365,8 +376,18 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
     M = np.linalg.cholesky(H).T
     MG = np.linalg.cholesky((G + G.T) / 2).T
     C = np.linalg.solve(M, MG)
-    return theta_hat, C, {"H": H, "J": J, "G": G, "value_vars": [v.name for v in value_vars],
-                          "message": str(res.message), "converged": bool(res.success)}
+    return (
+        theta_hat,
+        C,
+        {
+            "H": H,
+            "J": J,
+            "G": G,
+            "value_vars": [v.name for v in value_vars],
+            "message": str(res.message),
+            "converged": bool(res.success),
+        },
+    )
 
 
 def adjusted_potential(model, cl, theta_hat: np.ndarray, C: np.ndarray):
@@ -383,15 +404,19 @@ def adjusted_potential(model, cl, theta_hat: np.ndarray, C: np.ndarray):
     for v in value_vars:
         shape = ip[v.name].shape
         size = int(np.prod(shape)) if shape else 1
-        pieces[v] = star[start:start + size].reshape(shape) if shape else star[start]
+        pieces[v] = star[start : start + size].reshape(shape) if shape else star[start]
         start += size
     return pytensor.clone_replace(cl_v, replace=pieces)
 
 
 def ordinal_pair_frame(od: OrdinalData) -> pd.DataFrame:
     """The pair tables as a tidy frame (for inspection)."""
-    return pd.DataFrame({
-        "item": [od.items[od.pairs[q, 0]] for q in od.cell_pair],
-        "item_": [od.items[od.pairs[q, 1]] for q in od.cell_pair],
-        "a": od.cell_a, "b": od.cell_b, "count": od.counts,
-    })
+    return pd.DataFrame(
+        {
+            "item": [od.items[od.pairs[q, 0]] for q in od.cell_pair],
+            "item_": [od.items[od.pairs[q, 1]] for q in od.cell_pair],
+            "a": od.cell_a,
+            "b": od.cell_b,
+            "count": od.counts,
+        }
+    )

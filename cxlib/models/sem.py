@@ -133,7 +133,9 @@ class BayesianSEM(CxModel):
             self.study = model
             text = model.lavaan_model
         elif isinstance(model, Path) or (
-            isinstance(model, str) and model.strip().endswith((".yaml", ".yml")) and "\n" not in model
+            isinstance(model, str)
+            and model.strip().endswith((".yaml", ".yml"))
+            and "\n" not in model
         ):
             from cxlib.study import load_study
 
@@ -228,19 +230,20 @@ class BayesianSEM(CxModel):
         return self.result
 
     # ------------------------------------------------------------------ building
-    def _units(self, data: SEMData, *, latent_response: bool = False
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def _units(
+        self, data: SEMData, *, latent_response: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Item SDs and latent scales (the unit of each latent on the data's scale)."""
         s = np.ones(len(data.items)) if latent_response else data.scale
         c = np.ones(self.structure.n_latents)
         for k, lat in enumerate(self.structure.latents):
             loads = [
-                p for p in self.structure.params
+                p
+                for p in self.structure.params
                 if p.kind == "loading" and p.lhs == lat and p.fixed not in (None, 0.0)
             ]
             var = next(
-                p for p in self.structure.params
-                if p.kind == "latent_cov" and p.lhs == lat == p.rhs
+                p for p in self.structure.params if p.kind == "latent_cov" and p.lhs == lat == p.rhs
             )
             if loads:
                 c[k] = s[loads[0].row] / abs(loads[0].fixed)
@@ -271,8 +274,9 @@ class BayesianSEM(CxModel):
             )
         return spec
 
-    def build_model(self, data: SEMData, *, ordinal: bool | list[str] = False,
-                    invariance: str = "loadings"):
+    def build_model(
+        self, data: SEMData, *, ordinal: bool | list[str] = False, invariance: str = "loadings"
+    ):
         """Build the PyMC model for prepared data.
 
         Parameters
@@ -306,8 +310,12 @@ class BayesianSEM(CxModel):
             )
         pooled = self._pooled_groups(data) if grouped else np.zeros(G, dtype=bool)
 
-        coords: dict[str, Any] = {"item": items, "item_": items, "latent": latents,
-                                  "latent_": latents}
+        coords: dict[str, Any] = {
+            "item": items,
+            "item_": items,
+            "latent": latents,
+            "latent_": latents,
+        }
         free = st.free_names
         load_params = st.of_kind("loading")
         pos_idx = [i for i, pos in enumerate(st.free_positive["loading"]) if pos]
@@ -380,8 +388,9 @@ class BayesianSEM(CxModel):
                 path_vals = raw * path_unit
                 initvals["path"] = self._start("path", range(n_path), path_unit, default=0.0)
                 if grouped:
-                    tau = make_prior("path_group_sd", self.model_config["path_group_sd"],
-                                     dims="path_free")
+                    tau = make_prior(
+                        "path_group_sd", self.model_config["path_group_sd"], dims="path_free"
+                    )
                     z = pm.Normal("path_group_z", 0.0, 1.0, dims=("group", "path_free"))
                     keep = (~pooled).astype(float)[:, None]
                     path_vals_g = path_vals[None, :] + keep * tau * path_unit * z
@@ -398,13 +407,15 @@ class BayesianSEM(CxModel):
                 ic_vals = pt.set_subtensor(ic_vals[item_var_slots], 1.0)
             elif item_var_slots:
                 iu = np.array([unit("item_cov", i) for i in item_var_slots])
-                raw = make_prior("item_sd", self._prior_arrays("item_sd", coords["item_var_free"]),
-                                 dims="item_var_free")
+                raw = make_prior(
+                    "item_sd",
+                    self._prior_arrays("item_sd", coords["item_var_free"]),
+                    dims="item_var_free",
+                )
                 ic_vals = pt.set_subtensor(ic_vals[item_var_slots], (raw * iu) ** 2)
                 initvals["item_sd"] = np.full(len(item_var_slots), 0.6)
             if item_cov_slots:
-                raw = make_prior("item_corr", self.model_config["item_corr"],
-                                 dims="item_cov_free")
+                raw = make_prior("item_corr", self.model_config["item_corr"], dims="item_cov_free")
                 ic_vals = pt.set_subtensor(ic_vals[item_cov_slots], raw)  # correlation for now
                 initvals["item_corr"] = np.zeros(len(item_cov_slots))
             # ---- latent variances / covariances
@@ -412,22 +423,26 @@ class BayesianSEM(CxModel):
             lc_vals = pt.zeros(n_lc)
             if lat_var_slots:
                 lu = np.array([unit("latent_cov", i) for i in lat_var_slots])
-                raw = make_prior("latent_sd",
-                                 self._prior_arrays("latent_sd", coords["latent_var_free"]),
-                                 dims="latent_var_free")
+                raw = make_prior(
+                    "latent_sd",
+                    self._prior_arrays("latent_sd", coords["latent_var_free"]),
+                    dims="latent_var_free",
+                )
                 lc_vals = pt.set_subtensor(lc_vals[lat_var_slots], (raw * lu) ** 2)
                 initvals["latent_sd"] = np.full(len(lat_var_slots), 0.7)
             if lat_cov_slots:
-                raw = make_prior("latent_corr", self.model_config["latent_corr"],
-                                 dims="latent_cov_free")
+                raw = make_prior(
+                    "latent_corr", self.model_config["latent_corr"], dims="latent_cov_free"
+                )
                 lc_vals = pt.set_subtensor(lc_vals[lat_cov_slots], raw)
                 initvals["latent_corr"] = np.zeros(len(lat_cov_slots))
 
             # ---- matrices on the data (y) scale
             Lambda_y = _fill(pt, (p, m), load_params, load_vals)
             if grouped and invariance == "none" and unc_idx:
-                tau_l = make_prior("loading_group_sd", self.model_config["loading_group_sd"],
-                                   dims="loading_free")
+                tau_l = make_prior(
+                    "loading_group_sd", self.model_config["loading_group_sd"], dims="loading_free"
+                )
                 zl = pm.Normal("loading_group_z", 0.0, 1.0, dims=("group", "loading_free"))
                 dev = pt.zeros((G, n_load))
                 dev = pt.set_subtensor(dev[:, unc_idx], tau_l * load_unit[unc_idx] * zl)
@@ -439,8 +454,10 @@ class BayesianSEM(CxModel):
             path_params = st.of_kind("path")
             if n_path:
                 B_g = pt.stack(
-                    [_fill(pt, (m, m), path_params, path_vals_g[g])
-                     for g in range(G if grouped else 1)]
+                    [
+                        _fill(pt, (m, m), path_params, path_vals_g[g])
+                        for g in range(G if grouped else 1)
+                    ]
                 )
             else:
                 B_g = pt.as_tensor_variable(np.zeros((1, m, m)))
@@ -458,14 +475,18 @@ class BayesianSEM(CxModel):
                 nu_y = pt.zeros(p)
                 alpha = pt.zeros((G, m))
             else:
-                raw_nu = make_prior("intercept", self._prior_arrays("intercept", items),
-                                    dims="item")
+                raw_nu = make_prior(
+                    "intercept", self._prior_arrays("intercept", items), dims="item"
+                )
                 initvals["intercept"] = np.zeros(p)
                 nu_z = raw_nu
                 nu_y = data.center + data.scale * nu_z
                 if grouped:
-                    raw_a = make_prior("latent_mean", self.model_config["latent_mean"],
-                                       dims=("group_free", "latent"))
+                    raw_a = make_prior(
+                        "latent_mean",
+                        self.model_config["latent_mean"],
+                        dims=("group_free", "latent"),
+                    )
                     initvals["latent_mean"] = np.zeros((G - 1, m))
                     alpha = pt.concatenate([pt.zeros((1, m)), raw_a * c], axis=0)
                 else:
@@ -476,18 +497,26 @@ class BayesianSEM(CxModel):
                 from cxlib.models.sem_likelihood import implied_moments, pattern_loglik
 
                 mu_z, sigma_z = implied_moments(
-                    Lambda_z, B_g, pt.broadcast_to(Psi, (G, m, m)), Theta_z, nu_z, alpha,
+                    Lambda_z,
+                    B_g,
+                    pt.broadcast_to(Psi, (G, m, m)),
+                    Theta_z,
+                    nu_z,
+                    alpha,
                     _depth(st),
                 )
                 ll = pattern_loglik(mu_z, sigma_z, data.moments_dict())
                 pm.Potential("likelihood", ll)
 
             gdims = ("group",) if grouped else ()
-            pm.Deterministic("Lambda", Lambda_g if grouped and invariance == "none" else Lambda_y,
-                             dims=(*gdims, "item", "latent") if grouped and invariance == "none"
-                             else ("item", "latent"))
-            pm.Deterministic("B", B_g if grouped else B_g[0],
-                             dims=(*gdims, "latent", "latent_"))
+            pm.Deterministic(
+                "Lambda",
+                Lambda_g if grouped and invariance == "none" else Lambda_y,
+                dims=(*gdims, "item", "latent")
+                if grouped and invariance == "none"
+                else ("item", "latent"),
+            )
+            pm.Deterministic("B", B_g if grouped else B_g[0], dims=(*gdims, "latent", "latent_"))
             pm.Deterministic("Psi", Psi, dims=("latent", "latent_"))
             pm.Deterministic("Theta", Theta_y, dims=("item", "item_"))
             pm.Deterministic("nu", nu_y, dims=("item",))
@@ -498,8 +527,11 @@ class BayesianSEM(CxModel):
                     self._defined_tensor(pt, Lambda_g[g], B_g[g], Psi, Theta_y)
                     for g in range(G if grouped else 1)
                 ]
-                pm.Deterministic("defined", pt.stack(values) if grouped else values[0],
-                                 dims=(*gdims, "defined_parameter"))
+                pm.Deterministic(
+                    "defined",
+                    pt.stack(values) if grouped else values[0],
+                    dims=(*gdims, "defined_parameter"),
+                )
             pm.Deterministic("loglik", ll)
         for name, value in initvals.items():
             model.set_initval(model[name], value)
@@ -612,7 +644,8 @@ class BayesianSEM(CxModel):
             from cxlib.models.ordinal import prepare_ordinal
 
             self._ordinal_data = prepare_ordinal(
-                prepared.y * prepared.scale + prepared.center, prepared.weights,
+                prepared.y * prepared.scale + prepared.center,
+                prepared.weights,
                 self.structure.items,
             )
         self.build_model(prepared, ordinal=ordinal_items, invariance=invariance)
@@ -627,8 +660,9 @@ class BayesianSEM(CxModel):
             )
             self._ordinal_info = info
             with self.model:
-                pm.Potential("likelihood", adjusted_potential(self.model, graph["cl"],
-                                                              theta_hat, C))
+                pm.Potential(
+                    "likelihood", adjusted_potential(self.model, graph["cl"], theta_hat, C)
+                )
             # start every chain at the pairwise-likelihood maximum, without jitter (a
             # jitter of +-1 on the unconstrained scale can leave the feasible region)
             self._initvals = _constrained_point(self.model, theta_hat)
@@ -638,7 +672,8 @@ class BayesianSEM(CxModel):
             "groups": prepared.groups,
             "pooled_groups": [prepared.groups[g] for g in np.flatnonzero(self._pooled)],
             "invariance": invariance,
-            "weighted": weights is not False and weights is not None
+            "weighted": weights is not False
+            and weights is not None
             or (weights is None and hasattr(data, "study") and bool(data.study.columns.weight)),
             "n_respondents": prepared.n,
         }
@@ -655,14 +690,20 @@ class BayesianSEM(CxModel):
                 kwargs.pop(key, None)
         initvals = self._initvals
         mass = kwargs.pop("mass_matrix", "laplace")
-        if (not ordinal_items and mass == "laplace" and "step" not in kwargs
-                and nuts_sampler == "pymc"):
+        if (
+            not ordinal_items
+            and mass == "laplace"
+            and "step" not in kwargs
+            and nuts_sampler == "pymc"
+        ):
             laplace = _laplace(self.model)
             if laplace is not None:
                 mode, cov = laplace
                 potential = QuadPotentialFullAdapt_(cov.shape[0], mode, cov)
                 kwargs["step"] = pm.NUTS(
-                    vars=self.model.value_vars, potential=potential, model=self.model,
+                    vars=self.model.value_vars,
+                    potential=potential,
+                    model=self.model,
                     target_accept=kwargs.pop("target_accept", 0.85),
                 )
                 kwargs.pop("init", None)
@@ -671,7 +712,9 @@ class BayesianSEM(CxModel):
                 n_chains = int(kwargs.get("chains", 2))
                 chol = np.linalg.cholesky(cov)
                 initvals = [
-                    _constrained_point(self.model, mode + 1.5 * chol @ rng.standard_normal(mode.size))
+                    _constrained_point(
+                        self.model, mode + 1.5 * chol @ rng.standard_normal(mode.size)
+                    )
                     for _ in range(n_chains)
                 ]
         if ordinal_items and "step" not in kwargs and nuts_sampler == "pymc":
@@ -681,7 +724,9 @@ class BayesianSEM(CxModel):
             cov = np.linalg.inv((G + G.T) / 2)
             potential = QuadPotentialFullAdapt_(cov.shape[0], theta_hat, cov)
             kwargs["step"] = pm.NUTS(
-                vars=self.model.value_vars, potential=potential, model=self.model,
+                vars=self.model.value_vars,
+                potential=potential,
+                model=self.model,
                 target_accept=kwargs.pop("target_accept", 0.85),
             )
             kwargs.pop("init", None)
@@ -725,7 +770,7 @@ def _flat_logp(model):
     for v in model.value_vars:
         shape = ip[v.name].shape
         size = int(np.prod(shape)) if shape else 1
-        pieces[v] = x[start:start + size].reshape(shape)
+        pieces[v] = x[start : start + size].reshape(shape)
         start += size
     logp = pytensor.clone_replace(model.logp(), replace=pieces)
     f = pytensor.function([x], [logp, pytensor.grad(logp, x)])
@@ -751,8 +796,13 @@ def _laplace(model):
         return -val / scale, -grad / scale
 
     scale = max(1.0, abs(float(f(x0)[0])))
-    res = minimize(objective, x0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15})
+    res = minimize(
+        objective,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15},
+    )
     mode = res.x
     d = mode.size
     H = np.zeros((d, d))
@@ -782,7 +832,7 @@ def _constrained_point(model, flat: np.ndarray) -> dict[str, np.ndarray]:
     for v in model.value_vars:
         shape = ip[v.name].shape
         size = int(np.prod(shape)) if shape else 1
-        values.append(flat[start:start + size].reshape(shape))
+        values.append(flat[start : start + size].reshape(shape))
         start += size
     exprs = model.replace_rvs_by_values(model.free_RVs)
     fn = pytensor.function(model.value_vars, exprs, on_unused_input="ignore")
@@ -1076,8 +1126,13 @@ class SEMResult(ModelResult):
                 if prm.kind == "latent_mean" and g == 0:
                     if free_only:
                         continue
-                if free_only and g > 0 and prm.kind not in ("path", "latent_mean") and not (
-                    prm.kind == "loading" and self.model.fit_options.get("invariance") == "none"
+                if (
+                    free_only
+                    and g > 0
+                    and prm.kind not in ("path", "latent_mean")
+                    and not (
+                        prm.kind == "loading" and self.model.fit_options.get("invariance") == "none"
+                    )
                 ):
                     continue
                 rows.append((prm, g))
@@ -1106,8 +1161,10 @@ class SEMResult(ModelResult):
         if not free_only:
             for g in range(len(self.groups)):
                 for d, x in self._defined_draws(mats, g, standardized):
-                    names.append(f"{d.name} := {d.expression}" + (
-                        f" [{self.groups[g]}]" if self.grouped else ""))
+                    names.append(
+                        f"{d.name} := {d.expression}"
+                        + (f" [{self.groups[g]}]" if self.grouped else "")
+                    )
                     cols.append(x)
         arr = np.stack(cols, axis=-1) if cols else np.zeros(mats["B"].shape[:2] + (0,))
         return names, arr
@@ -1161,8 +1218,9 @@ class SEMResult(ModelResult):
             out.append((d, np.broadcast_to(np.asarray(value, dtype=float), mats["B"].shape[:2])))
         return out
 
-    def estimates(self, standardized: bool = False, *, hdi_prob: float = config.HDI_PROB
-                  ) -> pd.DataFrame:
+    def estimates(
+        self, standardized: bool = False, *, hdi_prob: float = config.HDI_PROB
+    ) -> pd.DataFrame:
         """The parameter table, named as lavaan's ``parameterEstimates()``.
 
         Parameters
@@ -1190,19 +1248,34 @@ class SEMResult(ModelResult):
         rows_meta = self._rows()
         i = 0
         for prm, g in rows_meta:
-            rows.append({"lhs": prm.lhs, "op": prm.op, "rhs": prm.rhs, "label": prm.label or "",
-                         "group": self.groups[g]})
+            rows.append(
+                {
+                    "lhs": prm.lhs,
+                    "op": prm.op,
+                    "rhs": prm.rhs,
+                    "label": prm.label or "",
+                    "group": self.groups[g],
+                }
+            )
             i += 1
         if self.ordinal and "thresholds" in self.idata.posterior:
             for name in names[i:]:
                 if " | " in name:
                     it, t = name.split(" | ")
-                    rows.append({"lhs": it, "op": "|", "rhs": t, "label": "",
-                                 "group": self.groups[0]})
+                    rows.append(
+                        {"lhs": it, "op": "|", "rhs": t, "label": "", "group": self.groups[0]}
+                    )
         for g in range(len(self.groups)):
             for d in self.structure.parsed.defined:
-                rows.append({"lhs": d.name, "op": ":=", "rhs": d.expression, "label": d.name,
-                             "group": self.groups[g]})
+                rows.append(
+                    {
+                        "lhs": d.name,
+                        "op": ":=",
+                        "rhs": d.expression,
+                        "label": d.name,
+                        "group": self.groups[g],
+                    }
+                )
         table = pd.DataFrame(rows)
         table = pd.concat([table, summary], axis=1)
         if not self.grouped:
@@ -1211,8 +1284,9 @@ class SEMResult(ModelResult):
         return table.copy()
 
     # ------------------------------------------------------------------ effects
-    def effects(self, standardized: bool = False, *, hdi_prob: float = config.HDI_PROB
-                ) -> pd.DataFrame:
+    def effects(
+        self, standardized: bool = False, *, hdi_prob: float = config.HDI_PROB
+    ) -> pd.DataFrame:
         """Direct, indirect and total effects of every construct on every other.
 
         Parameters
@@ -1279,21 +1353,37 @@ class SEMResult(ModelResult):
                         )
                     if mediated:
                         with np.errstate(divide="ignore", invalid="ignore"):
-                            entries.append(("proportion mediated", "all mediated paths",
-                                            indirect / total))
+                            entries.append(
+                                ("proportion mediated", "all mediated paths", indirect / total)
+                            )
                             for c in mediated if len(mediated) > 1 else []:
                                 prod = np.ones_like(total)
                                 for a, b in zip(c, c[1:], strict=False):
                                     prod = prod * B[..., b, a]
-                                entries.append(("proportion mediated",
-                                                " → ".join(latents[i] for i in c),
-                                                prod * scale / total))
+                                entries.append(
+                                    (
+                                        "proportion mediated",
+                                        " → ".join(latents[i] for i in c),
+                                        prod * scale / total,
+                                    )
+                                )
                     for effect, path, draws in entries:
                         rows.append({**base, "effect": effect, "path": path})
                         cols.append(np.broadcast_to(draws, B.shape[:2]))
         if not cols:
-            return pd.DataFrame(columns=["from", "to", "effect", "path", "mean", "sd",
-                                         "hdi_low", "hdi_high", "p_positive"])
+            return pd.DataFrame(
+                columns=[
+                    "from",
+                    "to",
+                    "effect",
+                    "path",
+                    "mean",
+                    "sd",
+                    "hdi_low",
+                    "hdi_high",
+                    "p_positive",
+                ]
+            )
         arr = np.stack(cols, axis=-1)
         summary = _summarize(arr, hdi_prob, diagnostics=False)
         summary["p_positive"] = (arr.reshape(-1, arr.shape[-1]) > 0).mean(0)
@@ -1319,10 +1409,18 @@ class SEMResult(ModelResult):
         for prm in self.structure.of_kind("path"):
             for a in range(G):
                 for b in range(a + 1, G):
-                    diff = mats["B"][:, :, b, prm.row, prm.col] - mats["B"][:, :, a, prm.row,
-                                                                          prm.col]
-                    rows.append({"lhs": prm.lhs, "op": "~", "rhs": prm.rhs,
-                                 "group": self.groups[b], "versus": self.groups[a]})
+                    diff = (
+                        mats["B"][:, :, b, prm.row, prm.col] - mats["B"][:, :, a, prm.row, prm.col]
+                    )
+                    rows.append(
+                        {
+                            "lhs": prm.lhs,
+                            "op": "~",
+                            "rhs": prm.rhs,
+                            "group": self.groups[b],
+                            "versus": self.groups[a],
+                        }
+                    )
                     cols.append(diff)
         arr = np.stack(cols, axis=-1)
         summary = _summarize(arr, hdi_prob, diagnostics=False)
@@ -1391,11 +1489,19 @@ class SEMResult(ModelResult):
             ave = (std_l**2).mean(-1)
             so = _summarize(omega[..., None], hdi_prob, diagnostics=False).iloc[0]
             sa = _summarize(ave[..., None], hdi_prob, diagnostics=False).iloc[0]
-            rows.append({
-                "construct": lat, "items": kk, "alpha": alpha,
-                "omega": so["mean"], "omega_low": so["hdi_low"], "omega_high": so["hdi_high"],
-                "ave": sa["mean"], "ave_low": sa["hdi_low"], "ave_high": sa["hdi_high"],
-            })
+            rows.append(
+                {
+                    "construct": lat,
+                    "items": kk,
+                    "alpha": alpha,
+                    "omega": so["mean"],
+                    "omega_low": so["hdi_low"],
+                    "omega_high": so["hdi_high"],
+                    "ave": sa["mean"],
+                    "ave_low": sa["hdi_low"],
+                    "ave_high": sa["hdi_high"],
+                }
+            )
         sd = np.sqrt(np.diag(cov))
         corr = np.abs(cov / np.outer(sd, sd))
         htmt = pd.DataFrame(np.nan, index=st.latents, columns=st.latents)
@@ -1422,8 +1528,13 @@ class SEMResult(ModelResult):
             self._cache[key] = saturated_em(self.data, group=group)
         return self._cache[key]
 
-    def fit_measures(self, *, n_replicates: int = 500, random_seed: int | None = None,
-                     hdi_prob: float = config.HDI_PROB) -> pd.Series:
+    def fit_measures(
+        self,
+        *,
+        n_replicates: int = 500,
+        random_seed: int | None = None,
+        hdi_prob: float = config.HDI_PROB,
+    ) -> pd.Series:
         """Posterior predictive p-value of the chi-square discrepancy, BRMSEA and BCFI.
 
         The discrepancy of each posterior draw is the likelihood-ratio chi-square
@@ -1508,8 +1619,13 @@ class SEMResult(ModelResult):
                 mrep = mu + L @ rng.standard_normal(p) / np.sqrt(Wg)
                 Linv = np.linalg.inv(L)
                 dev = Linv @ (mrep - mu)
-                F = (2 * np.log(np.diag(L)).sum() + np.sum((Linv @ Srep) * Linv)
-                     - np.linalg.slogdet(Srep)[1] - p + dev @ dev)
+                F = (
+                    2 * np.log(np.diag(L)).sum()
+                    + np.sum((Linv @ Srep) * Linv)
+                    - np.linalg.slogdet(Srep)[1]
+                    - p
+                    + dev @ dev
+                )
                 rep += Wg * F
             exceed.append(rep >= chisq[idx])
         ppp = float(np.mean(exceed))
@@ -1523,15 +1639,31 @@ class SEMResult(ModelResult):
             out[name] = sm["mean"]
             out[f"{name}_low"] = sm["hdi_low"]
             out[f"{name}_high"] = sm["hdi_high"]
-        out.update({"chisq_null": chisq_null, "npar": npar, "n_moments": n_moments,
-                    "n_obs": int(d.pat_n.sum())})
+        out.update(
+            {
+                "chisq_null": chisq_null,
+                "npar": npar,
+                "n_moments": n_moments,
+                "n_obs": int(d.pat_n.sum()),
+            }
+        )
         return pd.Series(out, dtype=float)
 
     def _n_free_total(self) -> int:
         post = self.idata.posterior
         total = 0
-        for name in ("loading", "loading_positive", "path", "item_sd", "item_corr",
-                     "latent_sd", "latent_corr", "intercept", "latent_mean", "threshold"):
+        for name in (
+            "loading",
+            "loading_positive",
+            "path",
+            "item_sd",
+            "item_corr",
+            "latent_sd",
+            "latent_corr",
+            "intercept",
+            "latent_mean",
+            "threshold",
+        ):
             if name in post:
                 total += int(np.prod(post[name].shape[2:]))
         if self.grouped:
@@ -1545,8 +1677,9 @@ class SEMResult(ModelResult):
         return np.array([g in pooled for g in self.groups])
 
     # ------------------------------------------------------------------ scores
-    def scores(self, data=None, *, n_draws: int = 200, random_seed: int | None = None
-               ) -> pd.DataFrame:
+    def scores(
+        self, data=None, *, n_draws: int = 200, random_seed: int | None = None
+    ) -> pd.DataFrame:
         """Posterior mean latent scores per respondent.
 
         The expected latent value given a respondent's answers (the regression
@@ -1580,8 +1713,7 @@ class SEMResult(ModelResult):
                     "result.scores(data)"
                 )
             group = self.model.fit_options.get("group")
-            fresh = prepare_data(data, self.structure.items,
-                                 weights=False, group=group)
+            fresh = prepare_data(data, self.structure.items, weights=False, group=group)
             stored = self.idata.attrs.get("data_hash", "")
             if hasattr(data, "data_hash") and stored and data.data_hash != stored:
                 raise ModelSpecificationError(
@@ -1602,8 +1734,9 @@ class SEMResult(ModelResult):
             a = mats[name]
             return a.reshape((S,) + a.shape[2:])[pick]
 
-        Lam, cov_eta, sigma, mu, mean_eta = (flat(n) for n in
-                                             ("Lambda", "cov_eta", "sigma", "mu", "mean_eta"))
+        Lam, cov_eta, sigma, mu, mean_eta = (
+            flat(n) for n in ("Lambda", "cov_eta", "sigma", "mu", "mean_eta")
+        )
         # to standardized item scale
         s, ctr = d.scale, d.center
         Lam_z = Lam / s[None, None, :, None]
@@ -1652,8 +1785,9 @@ def _summarize(arr: np.ndarray, hdi_prob: float, *, diagnostics: bool = True) ->
 
     chains, draws_, k = arr.shape
     flat = arr.reshape(-1, k)
-    out = pd.DataFrame({"mean": flat.mean(0), "sd": flat.std(0, ddof=1) if flat.shape[0] > 1
-                        else np.zeros(k)})
+    out = pd.DataFrame(
+        {"mean": flat.mean(0), "sd": flat.std(0, ddof=1) if flat.shape[0] > 1 else np.zeros(k)}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hdi = az.hdi(arr, hdi_prob=hdi_prob) if k else np.zeros((0, 2))

@@ -115,8 +115,15 @@ class GaussianPatternLogLik(Op):
                     continue
                 mi = np.stack([np.flatnonzero(~self.mask[b]) for b in idx]).astype(np.int64)
                 self.by_missing.append((g, idx, mi))
-        self.key = hash((self.mask.tobytes(), self.w.tobytes(), self.mean.tobytes(),
-                         self.cov.tobytes(), self.group.tobytes()))
+        self.key = hash(
+            (
+                self.mask.tobytes(),
+                self.w.tobytes(),
+                self.mean.tobytes(),
+                self.cov.tobytes(),
+                self.group.tobytes(),
+            )
+        )
 
     def make_node(self, mu, sigma):
         """Inputs: group means ``(G, p)`` and covariances ``(G, p, p)``."""
@@ -169,9 +176,7 @@ class GaussianPatternLogLik(Op):
             [wd[self.group == g].T @ dev[self.group == g] for g in range(G)]
         )
         W_group = self.W_group
-        value = self.const - 0.5 * float(
-            np.sum(W_group * logdet_full) + np.sum(K * M_sum)
-        )
+        value = self.const - 0.5 * float(np.sum(W_group * logdet_full) + np.sum(K * M_sum))
         gsig = -0.5 * (W_group[:, None, None] * K - K @ M_sum @ K)
         gmu = (K @ (self.onehot.T @ wd)[:, :, None])[..., 0]
         for gg, idx, mi in self.by_missing:

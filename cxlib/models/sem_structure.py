@@ -131,9 +131,7 @@ class SEMStructure:
             items (not supported), unknown scaling, or a model that is not identified.
         """
         if scaling not in SCALINGS:
-            raise ModelSpecificationError(
-                f"scaling must be one of {SCALINGS}, got {scaling!r}"
-            )
+            raise ModelSpecificationError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
         latents = parsed.latents
         if not latents:
             raise ModelSpecificationError(
@@ -192,9 +190,7 @@ class SEMStructure:
             seen: set[str] = set()
             for k, t in enumerate(terms):
                 if t.rhs in seen:
-                    raise ModelSpecificationError(
-                        f"line {t.line}: {lat} =~ {t.rhs} appears twice"
-                    )
+                    raise ModelSpecificationError(f"line {t.line}: {lat} =~ {t.rhs} appears twice")
                 seen.add(t.rhs)
                 fixed = t.fixed
                 positive = False
@@ -204,8 +200,18 @@ class SEMStructure:
                     else:
                         positive = True
                 params.append(
-                    Param("loading", lat, "=~", t.rhs, ii[t.rhs], li[lat], t.label, fixed,
-                          positive=positive, start=t.start)
+                    Param(
+                        "loading",
+                        lat,
+                        "=~",
+                        t.rhs,
+                        ii[t.rhs],
+                        li[lat],
+                        t.label,
+                        fixed,
+                        positive=positive,
+                        start=t.start,
+                    )
                 )
         # regressions
         seen_paths: set[tuple[str, str]] = set()
@@ -214,8 +220,9 @@ class SEMStructure:
                 raise ModelSpecificationError(f"line {t.line}: {t.lhs} ~ {t.rhs} appears twice")
             seen_paths.add((t.lhs, t.rhs))
             params.append(
-                Param("path", t.lhs, "~", t.rhs, li[t.lhs], li[t.rhs], t.label, t.fixed,
-                      start=t.start)
+                Param(
+                    "path", t.lhs, "~", t.rhs, li[t.lhs], li[t.rhs], t.label, t.fixed, start=t.start
+                )
             )
         endogenous = {t.lhs for t in parsed.regressions}
         predictors = {t.rhs for t in parsed.regressions}
@@ -234,13 +241,23 @@ class SEMStructure:
             fixed = default_fixed if t is None else t.fixed
             if t is not None and t.free_forced:
                 fixed = None
-            return Param(kind, a, "~~", b, idx[a], idx[b],
-                         None if t is None else t.label, fixed,
-                         start=None if t is None else t.start)
+            return Param(
+                kind,
+                a,
+                "~~",
+                b,
+                idx[a],
+                idx[b],
+                None if t is None else t.label,
+                fixed,
+                start=None if t is None else t.start,
+            )
 
         # item residual variances and covariances
         for it in items:
-            params.append(cov_param("item_cov", it, it, ii, None, user_cov.pop(frozenset((it,)), None)))
+            params.append(
+                cov_param("item_cov", it, it, ii, None, user_cov.pop(frozenset((it,)), None))
+            )
         for key, t in list(user_cov.items()):
             if len(key) == 2 and all(v in ii for v in key):
                 a, b = sorted(key, key=lambda v: ii[v])
@@ -250,7 +267,9 @@ class SEMStructure:
         for lat in latents:
             default = 1.0 if self.scaling == "unit_variance" else None
             params.append(
-                cov_param("latent_cov", lat, lat, li, default, user_cov.pop(frozenset((lat,)), None))
+                cov_param(
+                    "latent_cov", lat, lat, li, default, user_cov.pop(frozenset((lat,)), None)
+                )
             )
         # latent covariances: exogenous pairs and pure-outcome residual pairs by default
         exo = [v for v in latents if v not in endogenous]
@@ -259,7 +278,9 @@ class SEMStructure:
             for i, a in enumerate(group):
                 for b in group[i + 1 :]:
                     params.append(
-                        cov_param("latent_cov", a, b, li, None, user_cov.pop(frozenset((a, b)), None))
+                        cov_param(
+                            "latent_cov", a, b, li, None, user_cov.pop(frozenset((a, b)), None)
+                        )
                     )
         for key, t in list(user_cov.items()):
             a, b = sorted(key, key=lambda v: li[v])
@@ -313,7 +334,7 @@ class SEMStructure:
 
         def visit(v: str, stack: list[str]) -> None:
             if state.get(v) == 1:
-                cycle = stack[stack.index(v):] + [v]
+                cycle = stack[stack.index(v) :] + [v]
                 raise ModelSpecificationError(
                     "the regressions form a loop (" + " <- ".join(cycle) + "); cxlib fits "
                     "recursive models only"
@@ -398,8 +419,7 @@ class SEMStructure:
                     p for p in self.params if p.kind == "item_cov" and p.lhs == item == p.rhs
                 )
                 explicit = any(
-                    t.op == "=~" and t.lhs == lat and t.fixed is not None
-                    for t in self.parsed.terms
+                    t.op == "=~" and t.lhs == lat and t.fixed is not None for t in self.parsed.terms
                 )
                 if not explicit or resid.is_free:
                     problems.append(
