@@ -444,8 +444,10 @@ def test_interval_coverage_over_repeated_simulations():
 @pytest.mark.slow
 @pytest.mark.xfail(
     reason="known issue: the segment difference in Loyalty ~ Image (+0.10 in the "
-    "truth) is not recovered (P(diff > 0) = 0.17); under investigation",
-    strict=False,
+    "truth) is not recovered (P(diff > 0) = 0.17); under investigation. Not run by "
+    "default (6 minutes of sampling); run it with --runxfail when working on group=.",
+    strict=True,
+    run=False,
 )
 def test_segment_paths_with_partial_pooling(study, truth):
     from cxlib.simulate import Missingness, simulate_responses
