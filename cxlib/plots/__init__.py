@@ -7,7 +7,16 @@ export exactly what they see with :func:`export_table`.
 from __future__ import annotations
 
 from cxlib.plots.drivers import priority_map, what_if_bars
+from cxlib.plots.expectations import dimension_weights_chart, dimension_weights_long
 from cxlib.plots.export import export_table
 from cxlib.plots.kpis import kpi_trend, segment_comparison
 
-__all__ = ["export_table", "kpi_trend", "priority_map", "segment_comparison", "what_if_bars"]
+__all__ = [
+    "dimension_weights_chart",
+    "dimension_weights_long",
+    "export_table",
+    "kpi_trend",
+    "priority_map",
+    "segment_comparison",
+    "what_if_bars",
+]

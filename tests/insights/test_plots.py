@@ -60,3 +60,29 @@ def test_priority_map_and_what_if_bars():
     )
     bars = what_if_bars(res.table)
     assert list(bars.data["outcome"]) == ["target_score", "top2_box", "nps"]
+
+
+def test_dimension_weights_chart():
+    import pandas as pd
+
+    from cxlib.plots import dimension_weights_chart
+
+    wide = pd.DataFrame(
+        {
+            "segment": ["Consumer", "Enterprise"],
+            "technical": [2.0, 3.0],
+            "technical_hdi_low": [1.5, 2.5],
+            "technical_hdi_high": [2.5, 3.5],
+            "emotional": [4.0, 1.0],
+            "emotional_hdi_low": [3.5, 0.5],
+            "emotional_hdi_high": [4.5, 1.5],
+            "p_emotional_greater": [0.99, 0.02],
+        }
+    )
+    chart = dimension_weights_chart(wide)
+    data = chart.data.set_index(["segment", "dimension"])
+    assert data.loc[("Enterprise", "technical"), "weight"] == 3.0
+    assert data.loc[("Consumer", "emotional"), "hdi_high"] == 4.5
+    assert len(chart.to_dict()["layer"]) == 2
+    with pytest.raises(CxError, match="p_emotional_greater"):
+        dimension_weights_chart(wide.drop(columns="p_emotional_greater"))
