@@ -36,6 +36,7 @@ __all__ = [
     "ModelFileError",
     "ModelResult",
     "ModelSpecificationError",
+    "as_frame",
     "diagnose",
     "frame_hash",
     "make_prior",
@@ -125,6 +126,18 @@ def frame_hash(values: np.ndarray | pd.DataFrame) -> str:
     else:
         raw = np.ascontiguousarray(values).tobytes()
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def as_frame(data) -> tuple[pd.DataFrame, str | None]:
+    """The respondent frame of a DataFrame or :class:`cxlib.data.SurveyData`, and its data hash."""
+    if isinstance(data, pd.DataFrame):
+        return data, None
+    frame = getattr(data, "frame", None)
+    if isinstance(frame, pd.DataFrame) and hasattr(data, "study"):
+        return frame, getattr(data, "data_hash", None)
+    raise ModelSpecificationError(
+        f"data must be a pandas DataFrame or cxlib SurveyData, got {type(data).__name__}"
+    )
 
 
 # ----------------------------------------------------------------------------- diagnostics

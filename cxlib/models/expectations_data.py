@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxlib.models.base import ModelSpecificationError, frame_hash
+from cxlib.models.base import ModelSpecificationError, as_frame, frame_hash
 from cxlib.study import Study
 
 __all__ = ["GAP_STATS", "ExpectationsData", "prepare_expectations_data"]
@@ -269,17 +269,6 @@ def _did_you_mean(name: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _as_frame(data) -> tuple[pd.DataFrame, str | None]:
-    if isinstance(data, pd.DataFrame):
-        return data, None
-    frame = getattr(data, "frame", None)
-    if isinstance(frame, pd.DataFrame) and hasattr(data, "study"):
-        return frame, getattr(data, "data_hash", None)
-    raise ModelSpecificationError(
-        f"data must be a pandas DataFrame or cxlib SurveyData, got {type(data).__name__}"
-    )
-
-
 def _column(frame: pd.DataFrame, name: str, role: str) -> np.ndarray:
     if name not in frame.columns:
         raise ModelSpecificationError(
@@ -438,7 +427,7 @@ def prepare_expectations_data(
         Naming the column at fault: a missing column, a constant outcome, an
         attribute nobody answered, invalid weights, too few respondents.
     """
-    frame, file_hash = _as_frame(data)
+    frame, file_hash = as_frame(data)
     notes: list[str] = []
     if not study.attributes:
         raise ModelSpecificationError(

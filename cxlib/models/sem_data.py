@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxlib.models.base import ModelSpecificationError, frame_hash
+from cxlib.models.base import ModelSpecificationError, as_frame, frame_hash
 
 __all__ = ["SEMData", "prepare_data", "saturated_em", "pattern_loglik_np"]
 
@@ -144,7 +144,7 @@ def prepare_data(
         constant, the weights are invalid, or the sample covariance is not
         positive definite.
     """
-    frame, file_hash = _as_frame(data)
+    frame, file_hash = as_frame(data)
     if weights is None and file_hash is not None:
         wcol = data.study.columns.weight
         weights = wcol if wcol and wcol in frame.columns else None
@@ -253,17 +253,6 @@ def prepare_data(
     _pattern_moments(d)
     _check_positive_definite(d)
     return d
-
-
-def _as_frame(data) -> tuple[pd.DataFrame, str | None]:
-    if isinstance(data, pd.DataFrame):
-        return data, None
-    frame = getattr(data, "frame", None)
-    if isinstance(frame, pd.DataFrame) and hasattr(data, "study"):
-        return frame, getattr(data, "data_hash", None)
-    raise ModelSpecificationError(
-        f"data must be a pandas DataFrame or cxlib SurveyData, got {type(data).__name__}"
-    )
 
 
 def _pattern_moments(d: SEMData) -> None:
