@@ -40,6 +40,7 @@ __all__ = [
     "diagnose",
     "frame_hash",
     "make_prior",
+    "maximize_logp",
     "merge_config",
 ]
 
@@ -137,6 +138,40 @@ def as_frame(data) -> tuple[pd.DataFrame, str | None]:
         return frame, getattr(data, "data_hash", None)
     raise ModelSpecificationError(
         f"data must be a pandas DataFrame or cxlib SurveyData, got {type(data).__name__}"
+    )
+
+
+def maximize_logp(value_and_grad, x0: np.ndarray, scale: float):
+    """Maximize a log density with L-BFGS-B, given its value and gradient.
+
+    Parameters
+    ----------
+    value_and_grad : callable
+        ``z -> (value, gradient)`` on the unconstrained scale; non-finite values are
+        treated as a wall.
+    x0 : numpy.ndarray
+        Starting point.
+    scale : float
+        The objective is divided by it, so that gradients are of order 1.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+    """
+    from scipy.optimize import minimize
+
+    def objective(z):
+        val, grad = value_and_grad(z)
+        if not np.isfinite(val):
+            return 1e10, np.zeros_like(z)
+        return -val / scale, -grad / scale
+
+    return minimize(
+        objective,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15},
     )
 
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxlib.models.base import ModelSpecificationError
+from cxlib.models.base import ModelSpecificationError, maximize_logp
 
 __all__ = ["OrdinalData", "prepare_ordinal", "bivariate_normal_cdf", "add_ordinal_likelihood"]
 
@@ -301,7 +301,6 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
     import pytensor
     import pytensor.tensor as pt
     from pymc.blocking import DictToArrayBijection
-    from scipy.optimize import minimize
 
     od: OrdinalData = sem._ordinal_data
     value_vars = model.value_vars
@@ -317,26 +316,13 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
     f = pytensor.function([x], [cl_x, pytensor.grad(cl_x, x), cells_x])
     x0 = DictToArrayBijection.map({v.name: ip[v.name] for v in value_vars}).data
 
-    scale = float(od.counts.sum())  # objective per pair answer: gradients of order 1
-
-    def objective(z):
-        val, grad, _ = f(z)
-        if not np.isfinite(val):
-            return 1e10, np.zeros_like(z)
-        return -val / scale, -grad / scale
-
     if not np.isfinite(f(x0)[0]):
         raise ModelSpecificationError(
             "the starting values of the ordinal model imply item communalities above 1; "
             "give smaller start() values for the loadings"
         )
-    res = minimize(
-        objective,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15},
-    )
+    # objective per pair answer: gradients of order 1
+    res = maximize_logp(lambda z: f(z)[:2], x0, scale=float(od.counts.sum()))
     theta_hat = res.x
     # curvature and per-cell score Jacobian by central differences of the exact
     # gradient and cell log-probabilities (2 d evaluations; no symbolic Hessian to compile)

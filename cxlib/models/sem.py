@@ -68,6 +68,7 @@ from cxlib.models.base import (
     count_divergences,
     diagnose,
     make_prior,
+    maximize_logp,
 )
 from cxlib.models.sem_data import SEMData, prepare_data, saturated_em
 from cxlib.models.sem_structure import SEMStructure
@@ -785,24 +786,8 @@ def _laplace(model):
     close to Gaussian; its covariance as NUTS's starting mass matrix removes most of
     the tuning and cuts the leapfrog steps per draw several-fold.
     """
-    from scipy.optimize import minimize
-
     f, x0 = _flat_logp(model)
-
-    def objective(z):
-        val, grad = f(z)
-        if not np.isfinite(val):
-            return 1e10, np.zeros_like(z)
-        return -val / scale, -grad / scale
-
-    scale = max(1.0, abs(float(f(x0)[0])))
-    res = minimize(
-        objective,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15},
-    )
+    res = maximize_logp(f, x0, scale=max(1.0, abs(float(f(x0)[0]))))
     mode = res.x
     d = mode.size
     H = np.zeros((d, d))
