@@ -24,7 +24,9 @@ help:
 run: $(VENV)/.installed-run
 	$(BIN)/cx sample
 	$(BIN)/cx validate --study data/telecom/study.yaml
-	$(BIN)/cx run pipelines/demo.yaml || \
+	@echo "refreshing the sample study: the models sample their full posteriors, which takes"
+	@echo "several minutes on 2 cores the first time (later runs skip what is up to date)"
+	$(BIN)/cx run pipelines/demo.yaml --jobs 2 || \
 	  echo "cx run: some runs failed (summary above); serving the last published results"
 	$(BIN)/cx serve
 

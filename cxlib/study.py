@@ -175,6 +175,10 @@ class Source(_Strict):
     ``delimiter`` and ``encoding`` describe text exports; cxlib does not guess
     them silently, so a file that does not match says so and names the fix.
     ``wave_order`` orders waves chronologically (else they sort as text).
+    ``touchpoint_costs`` names a CSV of the cost of one point of each touchpoint's
+    performance (``touchpoint, cost_per_point[, max_improvement]``) and
+    ``internal_assessment`` a CSV of the company's own rating of each touchpoint
+    (``touchpoint, rating[, rater]``); both resolve against the spec's folder.
     """
 
     file: str | None = None
@@ -182,6 +186,8 @@ class Source(_Strict):
     encoding: str = "utf-8"
     sheet: str | None = None
     wave_order: list[str] = Field(default_factory=list)
+    touchpoint_costs: str | None = None
+    internal_assessment: str | None = None
 
 
 class Study(_Strict):
@@ -393,6 +399,16 @@ class Study(_Strict):
         if not self.source.file:
             return None
         file = Path(self.source.file)
+        if not file.is_absolute() and self.path is not None:
+            file = self.path.parent / file
+        return file
+
+    def source_path(self, key: str) -> Path | None:
+        """A file named in ``source`` (``touchpoint_costs``, ...), resolved against the spec's folder."""
+        value = getattr(self.source, key)
+        if not value:
+            return None
+        file = Path(value)
         if not file.is_absolute() and self.path is not None:
             file = self.path.parent / file
         return file

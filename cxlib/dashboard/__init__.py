@@ -15,6 +15,7 @@ from cxlib.dashboard.dashboards import (
     SegmentsDashboard,
     WhatIfDashboard,
 )
+from cxlib.dashboard.journey import JourneyDashboard
 from cxlib.dashboard.results import (
     PublishedResults,
     StudyNotPublishedError,
@@ -29,6 +30,7 @@ __all__ = [
     "ChartView",
     "Dashboard",
     "DriversDashboard",
+    "JourneyDashboard",
     "OverviewDashboard",
     "PublishedResults",
     "SegmentsDashboard",

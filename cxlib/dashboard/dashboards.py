@@ -129,7 +129,9 @@ class OverviewDashboard(_Wired):
             self.all_kpis = kpis
             with _Quiet(self):
                 _set_options(self.segment, list(dict.fromkeys(kpis["segment"].astype(str))))
-                available = [(KPI_LABELS.get(k, k), k) for k in HEADLINE_KPIS if k in set(kpis["kpi"])]
+                available = [
+                    (KPI_LABELS.get(k, k), k) for k in HEADLINE_KPIS if k in set(kpis["kpi"])
+                ]
                 _set_options(self.kpi, available)
             self.suppressed.value = suppressed_note(self.cells, results.min_cell_size)
         self.alerts.value = self._alerts_html()
@@ -228,7 +230,17 @@ class DriversDashboard(_Wired):
         self.table = widgets.HTML()
         self.suppressed = widgets.HTML()
         self.weights = widgets.HTML()
-        self.body.children = [self.segment, self.suppressed, self.map, self.table, self.weights]
+        self.weights_chart = ChartView()
+        self.weights_chart.add_class("cx-weights-chart")
+        self.dimension_weights, self.weights_suppressed, self.weights_ok = None, set(), False
+        self.body.children = [
+            self.segment,
+            self.suppressed,
+            self.map,
+            self.table,
+            self.weights,
+            self.weights_chart,
+        ]
         self._wire(self.segment)
 
     def render(self) -> None:
@@ -249,10 +261,11 @@ class DriversDashboard(_Wired):
             with _Quiet(self):
                 _set_options(self.segment, list(dict.fromkeys(pri["segment"].astype(str))))
             self.suppressed.value = suppressed_note(cells, results.min_cell_size)
+        self.safely(self._render_weights)  # a broken weights table leaves the map standing
         self.update()
 
     def update(self) -> None:
-        """Redraw the map, the table and the weights for the chosen segment."""
+        """Redraw the map, the table and the weights' summary for the chosen segment."""
         from cxlib.plots import priority_map
 
         segment = self.segment.value
@@ -293,23 +306,56 @@ class DriversDashboard(_Wired):
             "cx-priorities",
         )
 
-    def _weights_html(self, segment: str | None) -> str:
-        weights = self.results.table("expectations", "expectations_dimension_weights")
-        if weights is None:
-            return "<h3>Technical vs. emotional</h3>" + not_published(
-                "Technical vs. emotional weights", "expectations"
+    def _render_weights(self) -> None:
+        """The technical vs. emotional chart: every segment side by side (from 03)."""
+        from cxlib.plots.expectations import dimension_weights_chart
+
+        self.dimension_weights, self.weights_suppressed, self.weights_ok = None, set(), False
+        table = self.results.table("expectations", "expectations_dimension_weights")
+        weights, cells = suppress_small_cells(
+            table, self.results.min_cell_size, n_column="n_respondents"
+        )
+        if table is None:
+            self.weights_chart.show(None)
+        elif weights.empty:
+            self.weights_chart.show(
+                None, suppressed_note(cells, self.results.min_cell_size) or note("No segment.")
             )
-        weights, _ = suppress_small_cells(weights, self.results.min_cell_size)
-        if segment is not None and "segment" in weights.columns:
-            chosen = weights[weights["segment"].astype(str) == segment]
-            weights = chosen if not chosen.empty else weights
-        shown = [c for c in weights.columns if c not in ("study", "run_id")][:8]
-        body = [
-            [fmt(v, 3) if isinstance(v, float) else esc(v) for v in row]
-            for row in weights[shown].itertuples(index=False)
+        else:
+            self.weights_chart.show(
+                dimension_weights_chart(weights), suppressed_note(cells, self.results.min_cell_size)
+            )
+        self.dimension_weights = weights
+        self.weights_suppressed = set(cells["segment"].astype(str)) if "segment" in cells else set()
+        self.weights_ok = True
+
+    def _weights_html(self, segment: str | None) -> str:
+        """The heading, and the chosen segment's weights in words (every segment for "All")."""
+        head = "<h3>Technical vs. emotional</h3>"
+        weights = self.dimension_weights
+        if not self.weights_ok:
+            return head + note("The technical vs. emotional weights could not be shown.", "bad")
+        if weights is None:
+            return head + not_published("Technical vs. emotional weights", "expectations")
+        if segment in self.weights_suppressed:
+            return head + note(
+                f"{segment} has fewer than {self.results.min_cell_size} respondents: suppressed."
+            )
+        chosen = weights[weights["segment"].astype(str) == str(segment)]
+        rows = chosen if not chosen.empty else weights  # "All": every segment
+        lines = [
+            f'<div class="cx-weight" data-segment="{esc(r["segment"])}">{esc(r["segment"])}: '
+            f"emotional {fmt(r['emotional'], 2)} [{fmt(r['emotional_hdi_low'], 2)}, "
+            f"{fmt(r['emotional_hdi_high'], 2)}] vs. technical {fmt(r['technical'], 2)} "
+            f"[{fmt(r['technical_hdi_low'], 2)}, {fmt(r['technical_hdi_high'], 2)}]; "
+            'P(emotional > technical) = <span data-field="p_emotional_greater">'
+            f"{fmt(r['p_emotional_greater'], 2)}</span></div>"
+            for r in rows.to_dict("records")
         ]
-        return "<h3>Technical vs. emotional</h3>" + _html_table(
-            body, [esc(c) for c in shown], "cx-weights"
+        return (
+            head
+            + '<div class="cx-muted">Outcome change per scale point of gap (94% intervals).</div>'
+            + f'<div class="cx-weights">{"".join(lines)}</div>'
         )
 
 
@@ -328,8 +374,10 @@ class WhatIfDashboard(_Wired):
         self.chart = ChartView()
         self.body.children = [
             self.segment,
-            widgets.HTML("<div class='cx-muted'>Move a driver's score (0-100 points) to see "
-                         "what it would buy; computed from the stored posterior draws.</div>"),
+            widgets.HTML(
+                "<div class='cx-muted'>Move a driver's score (0-100 points) to see "
+                "what it would buy; computed from the stored posterior draws.</div>"
+            ),
             self.sliders_box,
             self.reset,
             self.outcomes,
@@ -435,9 +483,10 @@ class WhatIfDashboard(_Wired):
             f"<h3>Predicted change for {esc(segment)} ({moved})</h3>"
             + _html_table(rows, ["outcome", "change", "94% interval", "P(increase)"], "cx-whatif")
         )
-        from cxlib.plots import what_if_bars
+        if not self.chart.show_data(result.table):  # the bars exist: swap their rows only
+            from cxlib.plots import what_if_bars
 
-        self.chart.show(what_if_bars(result.table))
+            self.chart.show(what_if_bars(result.table))
 
 
 # ----------------------------------------------------------------------------- segments

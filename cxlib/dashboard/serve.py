@@ -88,7 +88,10 @@ def serve(
 
     runs = Path(runs_dir or config.RUNS_DIR).resolve()
     os.environ["CX_RUNS_DIR"] = str(runs)
-    paths = [str(TEMPLATE_ROOT), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
+    paths = [
+        str(TEMPLATE_ROOT),
+        *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep)),
+    ]
     os.environ["JUPYTER_PATH"] = os.pathsep.join(paths)
     studies = published_studies(runs)
     echo(
@@ -96,6 +99,8 @@ def serve(
         f"{', '.join(studies) or 'no published study yet'} ({runs})"
     )
     echo(f"open {dashboard_url(host, port)}  (Ctrl-C stops)")
+    for name in sorted(p.stem for p in folder.glob("*.ipynb") if p.stem != "overview"):
+        echo(f"  and  {dashboard_url(host, port, name)}")
     from voila.app import Voila
 
     Voila.launch_instance(argv=voila_argv(port, host, folder))

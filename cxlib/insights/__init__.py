@@ -13,6 +13,14 @@ from cxlib.insights.alerts import (
     parse_rule,
     rules_needing_missing_inputs,
 )
+from cxlib.insights.allocation import (
+    AllocationError,
+    AllocationPlan,
+    TouchpointGains,
+    allocate_budget,
+    read_cost_table,
+)
+from cxlib.insights.delivery_gap import DeliveryGap, delivery_gap, read_internal_assessment
 from cxlib.insights.drivers import (
     QUADRANTS,
     DriverError,
@@ -28,6 +36,14 @@ from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis, se
 
 __all__ = [
     "ALL",
+    "AllocationError",
+    "AllocationPlan",
+    "DeliveryGap",
+    "TouchpointGains",
+    "allocate_budget",
+    "delivery_gap",
+    "read_cost_table",
+    "read_internal_assessment",
     "KPI_LABELS",
     "AlertRule",
     "AlertRuleError",

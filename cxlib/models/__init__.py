@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["BayesianSEM", "ExpectationsModel"]
+__all__ = ["BayesianSEM", "ExpectationsModel", "TouchpointModel"]
 
-_LAZY = {"BayesianSEM": "cxlib.models.sem", "ExpectationsModel": "cxlib.models.expectations"}
+_LAZY = {
+    "BayesianSEM": "cxlib.models.sem",
+    "ExpectationsModel": "cxlib.models.expectations",
+    "TouchpointModel": "cxlib.models.touchpoints",
+}
 
 
 def __getattr__(name: str):

@@ -14,10 +14,14 @@ are aggregated into patterns with summed weights.
 
 Missing answers are handled, not dropped:
 
-* expectation missing (perception answered): the gap is measured against the
-  segment's mean expectation (the segment norm);
-* perception missing: the respondent's shortfall and surplus of that attribute are
-  set to the segment's mean shortfall and surplus (mean imputation, counted);
+* a missing expectation or perception answer (``missing="model"``, the default):
+  the respondent's likelihood is a mixture over the likely values of the missing
+  answers given their other answers (see :mod:`.expectations_missing`); such
+  respondents are kept apart in :class:`~.expectations_missing.IncompleteRows` and
+  the sufficient statistics hold the complete respondents only.
+  ``missing="mean_imputation"`` (for comparison only: it attenuates the slopes)
+  measures a missing expectation against the segment's mean expectation and sets the
+  shortfall and surplus of a missing perception to the segment's means;
 * outcome missing: a construct score is the mean of the answered items; a
   respondent with no outcome answer at all stays in the gap table but not in the
   likelihood (counted in ``notes``).
@@ -34,9 +38,17 @@ import numpy as np
 import pandas as pd
 
 from cxlib.models.base import ModelSpecificationError, as_frame, frame_hash
+from cxlib.models.expectations_missing import (
+    IncompleteRows,
+    fit_item_model,
+    missing_value_combinations,
+)
 from cxlib.study import Study
 
-__all__ = ["GAP_STATS", "ExpectationsData", "prepare_expectations_data"]
+__all__ = ["GAP_STATS", "MISSING_ROUTES", "ExpectationsData", "prepare_expectations_data"]
+
+#: How missing attribute answers enter the likelihood.
+MISSING_ROUTES = ("model", "mean_imputation")
 
 #: Columns of the per-(segment, attribute) gap statistics.
 GAP_STATS = (
@@ -80,11 +92,19 @@ class ExpectationsData:
     y_center, y_scale : float
         Weighted mean and standard deviation of the outcome (the Gaussian model works
         on the standardized outcome).
-    xtwx, xtwy, ytwy, sum_w : numpy.ndarray
+    xtwx, xtwy, ytwy : numpy.ndarray
         Per segment sufficient statistics of the standardized outcome with the
-        likelihood weights (features ``[1, shortfalls, surpluses]``).
+        likelihood weights (features ``[1, shortfalls, surpluses]``), over the
+        respondents with complete attribute answers.
+    sum_w : numpy.ndarray
+        Per segment sum of the likelihood weights of all respondents in the likelihood
+        (Kish's effective sample size).
     n_likelihood : numpy.ndarray
         Respondents per segment in the likelihood (with an outcome).
+    feature_mean, feature_cov : numpy.ndarray
+        Per segment weighted mean ``(G, 2A)`` and covariance ``(G, 2A, 2A)`` of the
+        gap features over all respondents in the likelihood (missing answers at their
+        expected value under the item model).
     population_share : numpy.ndarray
         Each segment's share of the total respondent weight.
     gap_stats : numpy.ndarray
@@ -123,6 +143,8 @@ class ExpectationsData:
     cf_x: np.ndarray
     cf_segment: np.ndarray
     cf_weight: np.ndarray
+    feature_mean: np.ndarray | None = None
+    feature_cov: np.ndarray | None = None
     pat_x: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
     pat_segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pat_y: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -132,6 +154,10 @@ class ExpectationsData:
     #: respondent rows (features, standardized outcome, likelihood weight, segment); kept
     #: only for the row-wise likelihood (checks and benchmarks), never saved
     rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: respondents with missing attribute answers (mixture likelihood); never saved
+    incomplete: IncompleteRows | None = None
+    #: how missing attribute answers were handled (see MISSING_ROUTES)
+    missing: str = "model"
 
     @property
     def features(self) -> list[str]:
@@ -149,6 +175,8 @@ class ExpectationsData:
 
     def feature_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Per segment weighted mean ``(G, 2A)`` and covariance ``(G, 2A, 2A)`` of the gap features."""
+        if self.feature_mean is not None and self.feature_cov is not None:
+            return self.feature_mean, self.feature_cov
         m = self.xtwx[:, 0, 1:] / self.sum_w[:, None]
         second = self.xtwx[:, 1:, 1:] / self.sum_w[:, None, None]
         cov = second - m[:, :, None] * m[:, None, :]
@@ -216,6 +244,7 @@ class ExpectationsData:
                 "y_scale",
                 "notes",
                 "data_hash",
+                "missing",
             )
         }
         return xr.Dataset(
@@ -230,11 +259,18 @@ class ExpectationsData:
                 "cf_x": (("cf_row", "feature"), self.cf_x),
                 "cf_segment": (("cf_row",), self.cf_segment.astype(np.int64)),
                 "cf_weight": (("cf_row",), self.cf_weight),
+                "feature_mean": (("segments", "gap_feature"), self.feature_moments()[0]),
+                "feature_cov": (
+                    ("segments", "gap_feature", "gap_feature_col"),
+                    self.feature_moments()[1],
+                ),
             },
             coords={
                 "segments": self.segments,
                 "feature": feats,
                 "feature_col": feats,
+                "gap_feature": feats[1:],
+                "gap_feature_col": feats[1:],
                 "attributes": self.attributes,
                 "gap_segment": [*self.segments, ALL],
                 "gap_stat": list(GAP_STATS),
@@ -259,6 +295,12 @@ class ExpectationsData:
             cf_x=np.asarray(ds["cf_x"].values, dtype=float),
             cf_segment=np.asarray(ds["cf_segment"].values, dtype=np.int64),
             cf_weight=np.asarray(ds["cf_weight"].values, dtype=float),
+            feature_mean=(
+                np.asarray(ds["feature_mean"].values, dtype=float) if "feature_mean" in ds else None
+            ),
+            feature_cov=(
+                np.asarray(ds["feature_cov"].values, dtype=float) if "feature_cov" in ds else None
+            ),
             **meta,
         )
 
@@ -390,6 +432,7 @@ def prepare_expectations_data(
     n_counterfactual: int = 1000,
     seed: int = 0,
     keep_rows: bool = False,
+    missing: str = "model",
 ) -> ExpectationsData:
     """Validate the data and compute gaps, features and sufficient statistics.
 
@@ -416,6 +459,10 @@ def prepare_expectations_data(
         Seed of that sample.
     keep_rows : bool
         Keep the respondent rows (for the row-wise likelihood).
+    missing : {"model", "mean_imputation"}
+        How missing attribute answers enter the likelihood: integrated over their
+        distribution given the respondent's other answers (default), or the old mean
+        imputation within the segment (biased; kept for comparison).
 
     Returns
     -------
@@ -427,6 +474,10 @@ def prepare_expectations_data(
         Naming the column at fault: a missing column, a constant outcome, an
         attribute nobody answered, invalid weights, too few respondents.
     """
+    if missing not in MISSING_ROUTES:
+        raise ModelSpecificationError(
+            f"missing={missing!r} is not supported; use one of {', '.join(MISSING_ROUTES)}"
+        )
     frame, file_hash = as_frame(data)
     notes: list[str] = []
     if not study.attributes:
@@ -479,6 +530,13 @@ def prepare_expectations_data(
     stat = {k: i for i, k in enumerate(GAP_STATS)}
     n_resp = np.append(_group_sum(codes_safe, in_segment.astype(float), n_groups), in_segment.sum())
     n_imputed_total = 0
+    # the answers behind each gap, for the model of the items (missing="model")
+    item_names: list[str] = []
+    item_values: list[np.ndarray] = []
+    item_levels: list[np.ndarray] = []
+    item_of = np.full((A, 2), -1, dtype=np.int64)  # (perception, expectation) columns
+    fixed_ref = np.full((n, A), np.nan)  # reference of an attribute without expectation
+    affected = np.zeros((n, A), dtype=bool)  # a missing answer behind the gap
     for ai, name in enumerate(names):
         attr = study.attributes[name]
         scale = study.item(attr.perception).scale
@@ -520,6 +578,20 @@ def prepare_expectations_data(
             ref_imputed = np.zeros(n, dtype=bool)
             observed_gap = p - ref
             at_ceiling = np.where(np.isfinite(p), (p >= scale.max).astype(float), np.nan)
+        levels = np.arange(scale.min, scale.max + 1, dtype=float)
+        item_of[ai, 0] = len(item_names)
+        item_names.append(attr.perception)
+        item_values.append(p)
+        item_levels.append(levels)
+        if attr.expectation is not None:
+            item_of[ai, 1] = len(item_names)
+            item_names.append(attr.expectation)
+            item_values.append(e)
+            item_levels.append(levels)
+            affected[:, ai] = in_segment & ~(np.isfinite(p) & np.isfinite(e))
+        else:
+            fixed_ref[:, ai] = ref
+            affected[:, ai] = in_segment & ~np.isfinite(p)
         gap = p - ref
         s = np.maximum(-gap, 0.0)
         u = np.maximum(gap, 0.0)
@@ -569,16 +641,17 @@ def prepare_expectations_data(
                 f"{references[-1]}"
             )
     n_ref_imp = int(gap_stats[-1, :, stat["n_reference_imputed"]].sum())
-    if n_ref_imp:
-        notes.append(
-            f"{n_ref_imp} missing expectation answer(s) were replaced by the segment's mean "
-            "expectation"
-        )
-    if n_imputed_total:
-        notes.append(
-            f"{n_imputed_total} missing perception answer(s): the shortfall and surplus were set "
-            "to the segment's mean"
-        )
+    if missing == "mean_imputation":
+        if n_ref_imp:
+            notes.append(
+                f"{n_ref_imp} missing expectation answer(s) were replaced by the segment's mean "
+                "expectation"
+            )
+        if n_imputed_total:
+            notes.append(
+                f"{n_imputed_total} missing perception answer(s): the shortfall and surplus were "
+                "set to the segment's mean"
+            )
 
     # -- likelihood rows
     keep = in_segment & np.isfinite(y) & (w > 0)
@@ -594,6 +667,11 @@ def prepare_expectations_data(
             "the model needs at least 10"
         )
     yk, wk, ck = y[keep], w[keep], codes[keep]
+    if missing == "model":
+        # the gaps of attributes with a missing answer are integrated out (mixture
+        # likelihood): zero here, added per combination of the missing answers
+        S = np.where(affected, 0.0, S)
+        U = np.where(affected, 0.0, U)
     Xk = np.column_stack([np.ones(yk.size), S[keep], U[keep]])
     y_center = float(np.average(yk, weights=wk))
     y_var = float(np.average((yk - y_center) ** 2, weights=wk))
@@ -611,11 +689,35 @@ def prepare_expectations_data(
         factor = np.where(sw2 > 0, sw / sw2, 0.0)
     wl = wk * factor[ck]
     K = Xk.shape[1]
+    # respondents with a missing answer behind a gap (missing="model"): mixture likelihood
+    is_incomplete = affected[keep].any(1) if missing == "model" else np.zeros(yk.size, bool)
+    incomplete = None
+    if is_incomplete.any():
+        item_model = fit_item_model(
+            np.column_stack(item_values), codes, n_groups, item_names, item_levels
+        )
+        incomplete = _incomplete_rows(
+            item_model,
+            np.column_stack(item_values)[keep][is_incomplete],
+            ck[is_incomplete],
+            Xk[is_incomplete],
+            ys[is_incomplete],
+            wl[is_incomplete],
+            item_of,
+            fixed_ref[keep][is_incomplete],
+        )
+        n_answers = int((~np.isfinite(np.column_stack(item_values)[keep])).sum())
+        notes.append(
+            f"{incomplete.n_rows} respondent(s) with {n_answers} missing expectation or "
+            "perception answer(s): their likelihood averages over the likely values of the "
+            "missing answers given their other answers (a normal model of the items per "
+            "segment), instead of imputing them"
+        )
     xtwx = np.zeros((n_groups, K, K))
     xtwy = np.zeros((n_groups, K))
     ytwy = np.zeros(n_groups)
     for g in range(n_groups):
-        m = ck == g
+        m = (ck == g) & ~is_incomplete
         Xg, wg, yg = Xk[m], wl[m], ys[m]
         xtwx[g] = (Xg * wg[:, None]).T @ Xg
         xtwy[g] = Xg.T @ (wg * yg)
@@ -628,6 +730,19 @@ def prepare_expectations_data(
             "leave them out (filter the data) or merge them with another segment"
         )
     share = sw / sw.sum()
+    # moments of the features over everyone in the likelihood (expected values for the
+    # incomplete respondents)
+    sum_w = np.bincount(ck, weights=wl, minlength=n_groups)
+    second = xtwx.copy()
+    X_cf = Xk.copy()
+    if incomplete is not None:
+        _, second_inc = incomplete.expected_features(2 * A)
+        second[: second_inc.shape[0]] += second_inc
+        X_cf[is_incomplete] = incomplete.sample_features(2 * A, np.random.default_rng(seed + 1))
+    feature_mean = second[:, 0, 1:] / sum_w[:, None]
+    feature_cov = second[:, 1:, 1:] / sum_w[:, None, None] - (
+        feature_mean[:, :, None] * feature_mean[:, None, :]
+    )
 
     # -- counterfactual sample
     rng = np.random.default_rng(seed)
@@ -656,21 +771,26 @@ def prepare_expectations_data(
         xtwx=xtwx,
         xtwy=xtwy,
         ytwy=ytwy,
-        sum_w=xtwx[:, 0, 0].copy(),
+        sum_w=sum_w,
         n_likelihood=n_lik,
         population_share=share,
         gap_stats=gap_stats,
-        cf_x=Xk[cf],
+        cf_x=X_cf[cf],
         cf_segment=ck[cf],
         cf_weight=wk[cf],
+        feature_mean=feature_mean,
+        feature_cov=feature_cov,
         notes=notes,
+        incomplete=incomplete,
+        missing=missing,
         data_hash=file_hash
         or frame_hash(
             frame[[c for c in frame.columns if c in _used(study, y_items, seg_col, weights)]]
         ),
     )
     if keep_rows:
-        d.rows = (Xk, ys, wl, ck)
+        c = ~is_incomplete
+        d.rows = (Xk[c], ys[c], wl[c], ck[c])
     if family == "ordinal":
         if kind != "item":
             raise ModelSpecificationError(
@@ -678,13 +798,95 @@ def prepare_expectations_data(
                 "(use family='normal' for its score, or name one of its items)"
             )
         yi = np.rint(yk - oscale.min).astype(np.int64)
-        table = np.column_stack([ck.astype(float), Xk[:, 1:], yi.astype(float)])
+        if incomplete is not None:
+            incomplete.y = yi[is_incomplete].astype(float)
+        c = ~is_incomplete
+        table = np.column_stack([ck[c].astype(float), Xk[c, 1:], yi[c].astype(float)])
         uniq, inverse = np.unique(table, axis=0, return_inverse=True)
         d.pat_segment = uniq[:, 0].astype(np.int64)
         d.pat_x = np.column_stack([np.ones(len(uniq)), uniq[:, 1:-1]])
         d.pat_y = uniq[:, -1].astype(np.int64)
-        d.pat_w = np.bincount(inverse.ravel(), weights=wl, minlength=len(uniq))
+        d.pat_w = np.bincount(inverse.ravel(), weights=wl[c], minlength=len(uniq))
     return d
+
+
+def _incomplete_rows(
+    item_model,
+    values: np.ndarray,
+    segment: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    item_of: np.ndarray,
+    fixed_ref: np.ndarray,
+) -> IncompleteRows:
+    """Combinations of the missing answers and the gap features they imply.
+
+    Respondents sharing a segment and a pattern of missing items are handled together.
+    """
+    A = item_of.shape[0]
+    miss = ~np.isfinite(values)
+    keys = np.column_stack([segment, miss]).astype(np.int64)
+    patterns, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    # affected attributes of each pattern: a missing perception or expectation
+    p_col, e_col = item_of[:, 0], item_of[:, 1]
+    rows_out, short_out, surp_out, logp_out, attr_out = [], [], [], [], []
+    n_entries = 1
+    for k, key in enumerate(patterns):
+        g, pat = int(key[0]), key[1:].astype(bool)
+        idx = np.flatnonzero(inverse == k)
+        combos, logp = missing_value_combinations(item_model, g, values[idx], pat)
+        R, K = logp.shape
+        pos = np.full(values.shape[1], -1)
+        pos[pat] = np.arange(pat.sum())
+        attrs = [a for a in range(A) if pat[p_col[a]] or (e_col[a] >= 0 and pat[e_col[a]])]
+        short = np.zeros((R, K, len(attrs)))
+        surp = np.zeros((R, K, len(attrs)))
+        for t, a in enumerate(attrs):
+            if pat[p_col[a]]:
+                per = combos[:, :, pos[p_col[a]]]
+            else:
+                per = np.broadcast_to(values[idx, p_col[a]][:, None], (R, K))
+            if e_col[a] < 0:
+                ref = np.broadcast_to(fixed_ref[idx, a][:, None], (R, K))
+            elif pat[e_col[a]]:
+                ref = combos[:, :, pos[e_col[a]]]
+            else:
+                ref = np.broadcast_to(values[idx, e_col[a]][:, None], (R, K))
+            gap = per - ref
+            short[:, :, t] = np.maximum(-gap, 0.0)
+            surp[:, :, t] = np.maximum(gap, 0.0)
+        ok = np.isfinite(logp)
+        rows_out.append(np.broadcast_to(idx[:, None], (R, K))[ok])
+        short_out.append(short[ok])
+        surp_out.append(surp[ok])
+        logp_out.append(logp[ok])
+        attr_out.append((idx, attrs))
+        n_entries = max(n_entries, len(attrs))
+    C = sum(r.size for r in rows_out)
+    shortfall = np.zeros((C, n_entries))
+    surplus = np.zeros((C, n_entries))
+    attribute = np.full((x.shape[0], n_entries), -1, dtype=np.int64)
+    at = 0
+    for sh, su, (idx, attrs) in zip(short_out, surp_out, attr_out, strict=True):
+        shortfall[at : at + sh.shape[0], : sh.shape[1]] = sh
+        surplus[at : at + su.shape[0], : su.shape[1]] = su
+        attribute[idx, : len(attrs)] = attrs
+        at += sh.shape[0]
+    row = np.concatenate(rows_out)
+    order = np.argsort(row, kind="stable")
+    return IncompleteRows(
+        x=x,
+        y=y,
+        w=w,
+        segment=segment.astype(np.int64),
+        attribute=attribute,
+        combo_row=row[order],
+        combo_shortfall=shortfall[order],
+        combo_surplus=surplus[order],
+        combo_logp=np.concatenate(logp_out)[order],
+    )
 
 
 def _used(study: Study, y_items: list[str], seg_col: str | None, weights) -> set[str]:

@@ -17,7 +17,10 @@ This module draws data from exactly the model's assumptions instead:
   construct score, equal the latent level exactly: the truth is linear in the gap
   features, as the model assumes;
 * NPS (0-10) as ``2.5 * (level - 1)`` stochastically rounded;
-* answers missing completely at random.
+* answers missing completely at random (``missing_mechanism="mcar"``), or at random
+  given other answers (``"mar"``: expectation answers complete, a perception answer
+  missing more often the higher the respondent's expectations, the outcome's items
+  missing completely at random).
 
 >>> from cxlib.study import load_study
 >>> from cxlib.models.expectations_simulate import simulate_expectations
@@ -60,7 +63,13 @@ class ExpectationsTruth:
     segment_share, segment_weight : dict of str to float
         Share of respondents and design weight per segment.
     missing_rate : float
-        Share of answers missing completely at random.
+        Share of answers missing (on average over the items).
+    missing_mechanism : {"mcar", "mar"}
+        ``mcar``: every item's answers missing completely at random. ``mar``: the
+        expectation items complete; respondent ``i``'s perception answers missing with
+        probability ``2 * missing_rate * expit(2 z_i)``, ``z_i`` their standardized mean
+        expectation (high expectations, more skipped perceptions: missing at random
+        given the expectations); the outcome's items missing completely at random.
     """
 
     penalty: dict[str, float]
@@ -74,6 +83,7 @@ class ExpectationsTruth:
     segment_share: dict[str, float] = field(default_factory=dict)
     segment_weight: dict[str, float] = field(default_factory=dict)
     missing_rate: float = 0.02
+    missing_mechanism: str = "mcar"
 
     def penalty_for(self, study: Study, attribute: str, segment: str) -> float:
         """True penalty of an attribute in a segment."""
@@ -273,7 +283,20 @@ def simulate_expectations(
     if seg_col is not None:
         frame[seg_col] = pd.Categorical(frame[seg_col], categories=levels)
     items = [c for c in frame.columns if c in study.all_items]
-    if truth.missing_rate > 0:
+    if truth.missing_mechanism not in ("mcar", "mar"):
+        raise ValueError(f"missing_mechanism={truth.missing_mechanism!r}: use 'mcar' or 'mar'")
+    if truth.missing_rate > 0 and truth.missing_mechanism == "mcar":
         for item in items:
             frame.loc[rng.random(n) < truth.missing_rate, item] = np.nan
+    elif truth.missing_rate > 0:
+        expectations = [a.expectation for a in study.attributes.values() if a.expectation]
+        perceptions = [a.perception for a in study.attributes.values()]
+        mean_exp = frame[expectations].mean(axis=1).to_numpy()
+        z = (mean_exp - mean_exp.mean()) / max(mean_exp.std(), 1e-9)
+        p_missing = np.clip(2 * truth.missing_rate / (1 + np.exp(-2 * z)), 0, 1)
+        for item in items:
+            if item in expectations:
+                continue
+            p = p_missing if item in perceptions else truth.missing_rate
+            frame.loc[rng.random(n) < p, item] = np.nan
     return frame, truth

@@ -39,8 +39,9 @@ Defaults (:attr:`BayesianSEM.default_model_config`), keyed by PyMC variable name
 ``latent_sd``             latent (residual) standard deviations
 ``latent_corr``           latent (residual) correlations
 ``latent_mean``           latent means of groups after the first
-``path_group_sd``         between-group SD of paths (partial pooling)
-``loading_group_sd``      between-group SD of loadings (``invariance="none"``)
+``path_group_sd``         between-group SD of paths (partial pooling; a number
+                          fixes it, a prior dict estimates it)
+``loading_group_sd``      between-group SD of loadings (``invariance="none"``; same)
 ``threshold``             ordinal thresholds (standard-normal scale)
 ========================  =====================================================
 
@@ -173,8 +174,12 @@ class BayesianSEM(CxModel):
             "latent_sd": {"dist": "HalfNormal", "sigma": 1.0},
             "latent_corr": {"dist": "Uniform", "lower": -1.0, "upper": 1.0},
             "latent_mean": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-            "path_group_sd": {"dist": "HalfNormal", "sigma": 0.25},
-            "loading_group_sd": {"dist": "HalfNormal", "sigma": 0.1},
+            # segment deviations from the common path / loading, in standardized units:
+            # a number fixes their SD; a prior dict such as {"dist": "HalfNormal",
+            # "sigma": 0.25} estimates it (hierarchical, but with a handful of segments
+            # the estimated SD forms a funnel with the deviations that NUTS mixes badly)
+            "path_group_sd": 0.25,
+            "loading_group_sd": 0.1,
             "threshold": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
             "min_group_size": 50,
         }
@@ -389,12 +394,23 @@ class BayesianSEM(CxModel):
                 path_vals = raw * path_unit
                 initvals["path"] = self._start("path", range(n_path), path_unit, default=0.0)
                 if grouped:
-                    tau = make_prior(
-                        "path_group_sd", self.model_config["path_group_sd"], dims="path_free"
-                    )
-                    z = pm.Normal("path_group_z", 0.0, 1.0, dims=("group", "path_free"))
+                    tau = self._group_sd("path_group_sd", "path_free")
                     keep = (~pooled).astype(float)[:, None]
-                    path_vals_g = path_vals[None, :] + keep * tau * path_unit * z
+                    if isinstance(tau, float):
+                        # fixed SD: centered segment paths (the data pin each segment's
+                        # paths, so this is close to Gaussian; the non-centered form
+                        # correlates the common path with every deviation)
+                        seg = pm.Normal(
+                            "path_group",
+                            mu=raw[None, :],
+                            sigma=tau,
+                            dims=("group", "path_free"),
+                        )
+                        initvals["path_group"] = np.tile(initvals["path"], (G, 1))
+                        path_vals_g = (keep * seg + (1 - keep) * raw[None, :]) * path_unit
+                    else:
+                        z = pm.Normal("path_group_z", 0.0, 1.0, dims=("group", "path_free"))
+                        path_vals_g = path_vals[None, :] + keep * tau * path_unit * z
                 else:
                     path_vals_g = path_vals[None, :]
             else:
@@ -441,9 +457,7 @@ class BayesianSEM(CxModel):
             # ---- matrices on the data (y) scale
             Lambda_y = _fill(pt, (p, m), load_params, load_vals)
             if grouped and invariance == "none" and unc_idx:
-                tau_l = make_prior(
-                    "loading_group_sd", self.model_config["loading_group_sd"], dims="loading_free"
-                )
+                tau_l = self._group_sd("loading_group_sd", "loading_free")
                 zl = pm.Normal("loading_group_z", 0.0, 1.0, dims=("group", "loading_free"))
                 dev = pt.zeros((G, n_load))
                 dev = pt.set_subtensor(dev[:, unc_idx], tau_l * load_unit[unc_idx] * zl)
@@ -540,6 +554,22 @@ class BayesianSEM(CxModel):
         self._initvals = initvals
         self._pooled = pooled
         return model
+
+    def _group_sd(self, key: str, dims: str):
+        """Between-group SD of deviations: fixed (a number) or a prior (a dict)."""
+        spec = self.model_config[key]
+        if isinstance(spec, dict):
+            return make_prior(key, spec, dims=dims)
+        try:
+            value = float(spec)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            raise ModelSpecificationError(
+                f"model_config[{key!r}] must be a positive number (a fixed SD) or a prior "
+                f"dict such as {{'dist': 'HalfNormal', 'sigma': 0.25}}; got {spec!r}"
+            )
+        return value
 
     def _start(self, kind: str, slots, units: np.ndarray, *, default: float) -> np.ndarray:
         """Starting values (standardized units): syntax ``start()`` values or a default."""
@@ -697,16 +727,20 @@ class BayesianSEM(CxModel):
             and "step" not in kwargs
             and nuts_sampler == "pymc"
         ):
-            laplace = _laplace(self.model)
+            # compile logp + gradient once: the NUTS step's function also finds the mode
+            step = pm.NUTS(
+                vars=self.model.value_vars,
+                model=self.model,
+                target_accept=kwargs.get("target_accept", 0.85),
+            )
+            laplace = _laplace(self.model, step)
             if laplace is not None:
                 mode, cov = laplace
-                potential = QuadPotentialFullAdapt_(cov.shape[0], mode, cov)
-                kwargs["step"] = pm.NUTS(
-                    vars=self.model.value_vars,
-                    potential=potential,
-                    model=self.model,
-                    target_accept=kwargs.pop("target_accept", 0.85),
-                )
+                potential = QuadPotentialFullAdapt_(cov.shape[0], mode, cov, tune)
+                step.potential = potential
+                step.integrator._potential = potential
+                kwargs["step"] = step
+                kwargs.pop("target_accept", None)
                 kwargs.pop("init", None)
                 # overdispersed starts: one draw per chain from the Laplace approximation
                 rng = np.random.default_rng(seed)
@@ -723,7 +757,7 @@ class BayesianSEM(CxModel):
             # covariance as its mass matrix, so it needs a few leapfrog steps per draw
             G = self._ordinal_info["G"]
             cov = np.linalg.inv((G + G.T) / 2)
-            potential = QuadPotentialFullAdapt_(cov.shape[0], theta_hat, cov)
+            potential = QuadPotentialFullAdapt_(cov.shape[0], theta_hat, cov, tune)
             kwargs["step"] = pm.NUTS(
                 vars=self.model.value_vars,
                 potential=potential,
@@ -750,22 +784,50 @@ class BayesianSEM(CxModel):
         return self.result
 
 
-def QuadPotentialFullAdapt_(n: int, mean: np.ndarray, cov: np.ndarray):  # noqa: N802
-    """A dense mass matrix started at ``cov`` (weight 10 n draws), adapted during tuning."""
+def QuadPotentialFullAdapt_(n: int, mean: np.ndarray, cov: np.ndarray, tune: int = 1000):  # noqa: N802
+    """A dense mass matrix started at ``cov`` (weight 10 n draws), adapted during tuning.
+
+    PyMC's ``QuadPotentialFullAdapt`` replaces its estimate by the covariance of the
+    last window's draws alone (no initial weight) after every ``adaptation_window``
+    draws: with the default window of 101 the Laplace covariance was thrown away after
+    101 early tuning draws and replaced by a noisy ~100-draw estimate in ~100-135
+    dimensions (small step sizes, tree depth 5, slow mixing of segment models). A
+    window longer than the tuning keeps the initial covariance in the running,
+    weighted estimate for the whole tuning phase.
+    """
     from pymc.step_methods.hmc.quadpotential import QuadPotentialFullAdapt
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*experimental feature.*")
-        return QuadPotentialFullAdapt(n, mean, (cov + cov.T) / 2, initial_weight=10 * n)
+        return QuadPotentialFullAdapt(
+            n,
+            mean,
+            (cov + cov.T) / 2,
+            initial_weight=10 * n,
+            adaptation_window=max(101, int(tune) + 1),
+        )
 
 
-def _flat_logp(model):
-    """``f(x) -> (logp, grad)`` over the flat vector of unconstrained values, and ``x0``."""
+def _flat_logp(model, step=None):
+    """``f(x) -> (logp, grad)`` over the flat vector of unconstrained values, and ``x0``.
+
+    With a NUTS ``step`` over ``model.value_vars``, its compiled function is reused.
+    """
     import pytensor
     import pytensor.tensor as pt
     from pymc.blocking import DictToArrayBijection
 
     ip = model.initial_point()
+    if step is not None:
+        fn = step._logp_dlogp_func._pytensor_function
+        x0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
+
+        def value_and_grad(x):
+            # copies: a compiled function may hand out its output buffers again
+            logp, grad = fn(np.asarray(x, dtype=x0.dtype))
+            return float(logp), np.array(grad, copy=True)
+
+        return value_and_grad, x0
     x = pt.vector("x")
     pieces, start = {}, 0
     for v in model.value_vars:
@@ -779,14 +841,15 @@ def _flat_logp(model):
     return f, x0
 
 
-def _laplace(model):
+def _laplace(model, step=None):
     """Posterior mode and inverse negative Hessian (unconstrained), or None on failure.
 
     The likelihood is a function of a few sufficient statistics, so the posterior is
     close to Gaussian; its covariance as NUTS's starting mass matrix removes most of
-    the tuning and cuts the leapfrog steps per draw several-fold.
+    the tuning and cuts the leapfrog steps per draw several-fold. ``step`` (a NUTS
+    step over ``model.value_vars``) lends its compiled logp and gradient.
     """
-    f, x0 = _flat_logp(model)
+    f, x0 = _flat_logp(model, step)
     res = maximize_logp(f, x0, scale=max(1.0, abs(float(f(x0)[0]))))
     mode = res.x
     d = mode.size
@@ -812,15 +875,20 @@ def _constrained_point(model, flat: np.ndarray) -> dict[str, np.ndarray]:
     """Map a flat vector of unconstrained values to constrained values per RV name."""
     import pytensor
 
-    ip = model.initial_point()
+    cached = getattr(model, "_cx_constrain", None)
+    if cached is None:
+        # compiled once per model (one call per chain start)
+        ip = model.initial_point()
+        shapes = [ip[v.name].shape for v in model.value_vars]
+        exprs = model.replace_rvs_by_values(model.free_RVs)
+        fn = pytensor.function(model.value_vars, exprs, on_unused_input="ignore")
+        cached = model._cx_constrain = (shapes, fn)
+    shapes, fn = cached
     values, start = [], 0
-    for v in model.value_vars:
-        shape = ip[v.name].shape
+    for shape in shapes:
         size = int(np.prod(shape)) if shape else 1
         values.append(flat[start : start + size].reshape(shape))
         start += size
-    exprs = model.replace_rvs_by_values(model.free_RVs)
-    fn = pytensor.function(model.value_vars, exprs, on_unused_input="ignore")
     return {rv.name: np.asarray(x) for rv, x in zip(model.free_RVs, fn(*values), strict=True)}
 
 
@@ -1074,11 +1142,21 @@ class SEMResult(ModelResult):
         import xarray as xr
 
         da = xr.DataArray(arr, dims=("chain", "draw", "param"), coords={"param": names})
-        return diagnose(
-            da,
-            divergences=count_divergences(self.idata),
-            sign_disagreement=self._sign_disagreement(names, arr),
-        )
+        # ArViZ's numba kernels cost ~1 s of JIT compiling per process for a few
+        # dozen parameters, more than the NumPy versions take to run
+        from arviz.utils import Numba
+
+        was = Numba.numba_flag
+        Numba.disable_numba()
+        try:
+            return diagnose(
+                da,
+                divergences=count_divergences(self.idata),
+                sign_disagreement=self._sign_disagreement(names, arr),
+            )
+        finally:
+            if was:
+                Numba.enable_numba()
 
     @staticmethod
     def _sign_disagreement(names: list[str], arr: np.ndarray) -> list[str]:

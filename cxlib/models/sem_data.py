@@ -205,24 +205,36 @@ def prepare_data(
     else:
         codes = np.zeros(len(frame))
         groups = ["all"]
-    keep = np.isfinite(codes) & (w > 0) & ~np.all(np.isnan(y), axis=1)
-    n_empty = int(np.sum(np.all(np.isnan(y), axis=1)))
+    missing_any = bool(np.isnan(y).any())
+    empty = np.all(np.isnan(y), axis=1) if missing_any else np.zeros(len(y), dtype=bool)
+    n_empty = int(empty.sum())
     if n_empty:
         notes.append(f"{n_empty} respondents answered none of the model's items and were left out")
-    y, w, codes = y[keep], w[keep], codes[keep].astype(np.int64)
-    ids = frame.index[keep]
+    keep = np.isfinite(codes) & (w > 0) & ~empty
+    if not keep.all():
+        y, w, codes = y[keep], w[keep], codes[keep]
+        ids = frame.index[keep]
+    else:
+        ids = frame.index
+    codes = codes.astype(np.int64)
     if y.shape[0] < 2:
         raise ModelSpecificationError("fewer than two respondents answered the model's items")
     w = w * (w.size / w.sum())
     # pooled standardization (available cases)
-    obs = ~np.isnan(y)
-    yz0 = np.where(obs, y, 0.0)
-    wsum = (w[:, None] * obs).sum(0)
-    few = [items[j] for j in np.flatnonzero(wsum <= 1)]
-    if few:
-        raise ModelSpecificationError(f"item(s) {few} have fewer than two answers")
-    center = (w[:, None] * yz0).sum(0) / wsum
-    var = (w[:, None] * np.where(obs, (y - center) ** 2, 0.0)).sum(0) / wsum
+    if missing_any:
+        obs = ~np.isnan(y)
+        yz0 = np.where(obs, y, 0.0)
+        wsum = (w[:, None] * obs).sum(0)
+        few = [items[j] for j in np.flatnonzero(wsum <= 1)]
+        if few:
+            raise ModelSpecificationError(f"item(s) {few} have fewer than two answers")
+        center = (w[:, None] * yz0).sum(0) / wsum
+        var = (w[:, None] * np.where(obs, (y - center) ** 2, 0.0)).sum(0) / wsum
+    else:
+        # complete data (the common case at scale): no masks
+        wsum = np.full(y.shape[1], w.sum())
+        center = w @ y / wsum
+        var = w @ (y - center) ** 2 / wsum
     const = [items[j] for j in np.flatnonzero(var <= 1e-12 * np.maximum(1.0, center**2))]
     if const:
         raise ModelSpecificationError(
@@ -258,9 +270,19 @@ def prepare_data(
 def _pattern_moments(d: SEMData) -> None:
     n, p = d.y.shape
     obs = ~np.isnan(d.y)
-    bits = np.packbits(obs, axis=1, bitorder="little").astype(np.int64)
-    combined = np.concatenate([d.group_codes[:, None].astype(np.int64), bits], axis=1)
-    uniq, inverse = np.unique(combined, axis=0, return_inverse=True)
+    if obs.all():
+        # complete data (the common case at scale): one pattern per group, no row sort
+        present, inverse = np.unique(d.group_codes, return_inverse=True)
+        uniq = np.concatenate(
+            [present[:, None], np.full((present.size, 1), -1, dtype=np.int64)], axis=1
+        )
+        if present.size == 1:
+            _complete_moments(d, int(present[0]))
+            return
+    else:
+        bits = np.packbits(obs, axis=1, bitorder="little").astype(np.int64)
+        combined = np.concatenate([d.group_codes[:, None].astype(np.int64), bits], axis=1)
+        uniq, inverse = np.unique(combined, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(uniq.shape[0] + 1))
@@ -292,6 +314,23 @@ def _pattern_moments(d: SEMData) -> None:
     d.pat_n = count
     d.pat_mean = mean
     d.pat_cov = cov
+
+
+def _complete_moments(d: SEMData, group: int) -> None:
+    """Moments of complete data in one group, without copying or sorting the rows."""
+    n, p = d.y.shape
+    w = d.weights
+    W = float(w.sum())
+    m = w @ d.y / W
+    c = d.y - m
+    cov = (c * w[:, None]).T @ c / W if not np.all(w == 1.0) else c.T @ c / W
+    d.pattern_of = np.zeros(n, dtype=np.int64)
+    d.pat_mask = np.ones((1, p), dtype=bool)
+    d.pat_group = np.array([group], dtype=np.int64)
+    d.pat_w = np.array([W])
+    d.pat_n = np.array([n], dtype=np.int64)
+    d.pat_mean = m[None]
+    d.pat_cov = ((cov + cov.T) / 2)[None]
 
 
 def _check_positive_definite(d: SEMData) -> None:

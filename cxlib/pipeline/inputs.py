@@ -13,7 +13,14 @@ from pathlib import Path
 from cxlib import config
 from cxlib.errors import CxError
 
-__all__ = ["ALL", "MissingInputError", "SubsetError", "input_folder", "load_inputs", "select_respondents"]
+__all__ = [
+    "ALL",
+    "MissingInputError",
+    "SubsetError",
+    "input_folder",
+    "load_inputs",
+    "select_respondents",
+]
 
 #: How tables label "no filter" in their segment and wave columns.
 ALL = "all"

@@ -100,7 +100,9 @@ def declared_parameters(path: str | Path) -> dict[str, DeclaredParameter]:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - any unreadable file says the same
-        raise NotebookParameterError(f"not a readable notebook ({type(exc).__name__}: {exc})") from None
+        raise NotebookParameterError(
+            f"not a readable notebook ({type(exc).__name__}: {exc})"
+        ) from None
     found = _parameters_cell(nb)
     if found is None:
         raise NotebookParameterError(
@@ -123,7 +125,9 @@ def declared_parameters(path: str | Path) -> dict[str, DeclaredParameter]:
     unread = _assigned_names(source) - set(declared)
     if unread:
         lines = {n: ln for ln, n in _assignment_lines(source)}
-        details = ", ".join(f"{n!r} (cell {index + 1}, line {lines.get(n, '?')})" for n in sorted(unread))
+        details = ", ".join(
+            f"{n!r} (cell {index + 1}, line {lines.get(n, '?')})" for n in sorted(unread)
+        )
         raise NotebookParameterError(
             f"its parameters cell assigns {details} in a form papermill cannot read; write "
             "`name: type = default  # comment` with a plain type (str, int, float, bool, list, "

@@ -35,7 +35,14 @@ from cxlib.pipeline.params import (
 from cxlib.pipeline.provenance import code_version, file_sha256, run_key
 from cxlib.pipeline.spec import PipelineSpec, _did_you_mean
 
-__all__ = ["ALERT_RULES_PARAMETER", "OUTPUT_PARAMETER", "RUNNER_PARAMETERS", "RunTask", "plan_runs", "resolve_data"]
+__all__ = [
+    "ALERT_RULES_PARAMETER",
+    "OUTPUT_PARAMETER",
+    "RUNNER_PARAMETERS",
+    "RunTask",
+    "plan_runs",
+    "resolve_data",
+]
 
 #: The parameter every pipeline notebook declares: where it writes its artifacts.
 OUTPUT_PARAMETER = "output_dir"
@@ -70,11 +77,17 @@ class RunTask:
     output_subdir: str = ARTIFACTS
     timeout_s: float = 1800
     start_timeout_s: float = 60
+    #: Limit of the whole notebook run (all cells), seconds; None: only the cells' limit.
+    run_timeout_s: float | None = None
+    #: When the pipeline's time limit ends (epoch seconds; set by the runner).
+    deadline: float | None = None
     kernel: str | None = None
     export_html: bool = True
     runner_parameters: tuple[str, ...] = field(default_factory=tuple)
     fast: bool = False
     inputs: tuple[tuple[str, str], ...] = ()
+    #: Inputs (parameter names) the run goes ahead without (see ``NotebookEntry``).
+    optional_inputs: tuple[str, ...] = ()
 
     @property
     def slot(self) -> str:
@@ -180,8 +193,10 @@ def plan_runs(
         if study not in known and not problems:
             raise PipelineSpecError(
                 spec.source,
-                [f"--study {study!r}: the pipeline has no such study (it has: {', '.join(known)})"
-                 + _did_you_mean(study, known)],
+                [
+                    f"--study {study!r}: the pipeline has no such study (it has: {', '.join(known)})"
+                    + _did_you_mean(study, known)
+                ],
             )
         studies = [s for s in studies if s[3].name == study]
 
@@ -209,7 +224,7 @@ def plan_runs(
         if OUTPUT_PARAMETER not in declared:
             problems.append(
                 f"{where}: {path.name} declares no {OUTPUT_PARAMETER!r} parameter; the runner "
-                "passes each run's output folder in it (add `output_dir: str = \"\"  # where "
+                'passes each run\'s output folder in it (add `output_dir: str = ""  # where '
                 "artifacts go` to its parameters cell)"
             )
             continue
@@ -346,6 +361,7 @@ def plan_runs(
                         output_subdir=output_subdir,
                         timeout_s=nb.timeout_s or spec.execution.timeout_s,
                         start_timeout_s=spec.execution.start_timeout_s,
+                        run_timeout_s=spec.execution.run_timeout_s,
                         kernel=spec.execution.kernel,
                         export_html=spec.execution.export_html,
                         fast=fast,
@@ -355,6 +371,7 @@ def plan_runs(
                         inputs=tuple(
                             (name, "/".join(nb.input_for(name, label))) for name in nb.inputs
                         ),
+                        optional_inputs=tuple(nb.optional_inputs),
                     )
                 )
     if problems:
@@ -371,8 +388,9 @@ def _input_parameter(
     if name not in declared:
         return [
             f"{where}: {notebook} does not declare a parameter {name!r} to receive the input's "
-            f"output folder (it declares: {', '.join(declared)})" + _did_you_mean(name, declared)
-            + f"; add `{name}: str = \"\"  # output folder of ...` to its parameters cell"
+            f"output folder (it declares: {', '.join(declared)})"
+            + _did_you_mean(name, declared)
+            + f'; add `{name}: str = ""  # output folder of ...` to its parameters cell'
         ]
     try:
         coerce_parameter(declared[name], "x")
@@ -408,7 +426,9 @@ def _output_subdir(where: str, value: Any, runs: Path, study: str) -> str | list
     except ValueError:
         inside_runs = target.is_relative_to(runs)
         reason = (
-            "outside the run's own folder" if inside_runs else f"outside the runs directory {str(runs)!r}"
+            "outside the run's own folder"
+            if inside_runs
+            else f"outside the runs directory {str(runs)!r}"
         )
         return [
             f"{where}.{OUTPUT_PARAMETER}: {text!r} lies {reason}; each run writes only into "

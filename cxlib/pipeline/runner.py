@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,64 @@ FAILED_STATUSES = ("failed", "gated", "aborted", "blocked")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Keeps the kernel's own start-up chatter (e.g. transport warnings) off the terminal.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+#: The kernels of the runs executing in this process (id -> kernel manager).
+_RUNNING_KERNELS: dict[int, Any] = {}
+_RUNNING_LOCK = threading.Lock()
+_TRACKED_MANAGER: type | None = None
+
+
+def _tracked_kernel_manager() -> type:
+    """The kernel manager for nbclient, remembering the kernels it starts until they stop.
+
+    An interrupted runner (Ctrl-C, ``--jobs 2``) kills them with
+    :func:`kill_running_kernels` instead of waiting for their notebooks to finish.
+    """
+    global _TRACKED_MANAGER
+    if _TRACKED_MANAGER is None:
+        from jupyter_client import AsyncKernelManager
+
+        class TrackedKernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kwargs):
+                await super().start_kernel(**kwargs)
+                with _RUNNING_LOCK:
+                    _RUNNING_KERNELS[id(self)] = self
+
+            async def shutdown_kernel(self, *args, **kwargs):
+                try:
+                    await super().shutdown_kernel(*args, **kwargs)
+                finally:
+                    with _RUNNING_LOCK:
+                        _RUNNING_KERNELS.pop(id(self), None)
+
+        _TRACKED_MANAGER = TrackedKernelManager
+    return _TRACKED_MANAGER
+
+
+def kill_running_kernels() -> int:
+    """Kill the kernels (and what they started, e.g. sampler processes) of this process's runs.
+
+    Each kernel runs in its own process group; the whole group gets SIGKILL, so a
+    run's notebook stops at once (its run is recorded as failed). Returns how many.
+    """
+    with _RUNNING_LOCK:
+        managers = list(_RUNNING_KERNELS.values())
+    killed = 0
+    for km in managers:
+        provisioner = getattr(km, "provisioner", None)
+        pgid = getattr(provisioner, "pgid", None)
+        process = getattr(provisioner, "process", None)
+        try:
+            if pgid:
+                os.killpg(pgid, signal.SIGKILL)
+            elif process is not None:
+                process.kill()
+            else:
+                continue
+            killed += 1
+        except OSError:
+            pass
+    return killed
 
 
 @dataclass
@@ -178,9 +240,9 @@ class PipelineResult:
         rows = []
         for r in self.records:
             shown = {
-                "succeeded": "published" if r.published else (
-                    "ok (fast)" if r.manifest.get("fast") else "succeeded"
-                ),
+                "succeeded": "published"
+                if r.published
+                else ("ok (fast)" if r.manifest.get("fast") else "succeeded"),
                 "skipped": "up to date",
                 "failed": "FAILED",
                 "gated": "GATED",
@@ -198,8 +260,10 @@ class PipelineResult:
             rows.append((r.study, r.notebook, r.label, shown, time_s, note))
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
         widths[-1] = 0
-        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                 for row in (head, *rows)]
+        lines = [
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in (head, *rows)
+        ]
         lines.insert(1, "  ".join("-" * max(w, 3) for w in widths[:-1]) + "  " + "-" * 21)
         counts = ", ".join(f"{n} {s}" for s, n in self.counts().items())
         lines.append(f"{len(self.records)} run(s) in {self.duration_s:.1f} s: {counts}")
@@ -303,6 +367,10 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
     manifest["parameters"] = params
     executed = run_dir / f"{task.notebook}.ipynb"
     status, error = "succeeded", None
+    limit = _time_limit(task, started)
+    engine_kwargs = {}
+    if limit is not None:  # every cell's timeout is cut to what is left of the limit
+        engine_kwargs["timeout_func"] = partial(_cell_timeout, task.timeout_s, limit[0])
     t0 = time.perf_counter()
     try:
         import papermill as pm
@@ -320,6 +388,8 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
                 execution_timeout=task.timeout_s,
                 resources={"metadata": {"path": str(out_dir)}},
                 extra_arguments=_KERNEL_ARGS,
+                kernel_manager_class=_tracked_kernel_manager(),
+                **engine_kwargs,
             )
         except PapermillExecutionError as exc:
             status = "failed"
@@ -331,17 +401,22 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
                 "traceback": _ANSI.sub("", "\n".join(exc.traceback))[-6000:],
             }
     except KeyboardInterrupt:
-        manifest.update(status="failed", error={"type": "KeyboardInterrupt", "message": "interrupted"})
+        manifest.update(
+            status="failed", error={"type": "KeyboardInterrupt", "message": "interrupted"}
+        )
         _finish(manifest, manifest_path, started, t0, executed)
         raise
     except Exception as exc:  # noqa: BLE001 - any failure is the run's, recorded, not raised
         status = "failed"
         error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
         if "Timeout" in type(exc).__name__:
-            error["message"] = (
-                f"a cell ran longer than the execution timeout ({task.timeout_s:g} s; "
-                f"execution.timeout_s or the notebook's timeout_s in the pipeline): {exc}"
-            )
+            if limit is not None and time.time() >= limit[0] - 1:
+                error["message"] = f"the run reached {limit[1]} and was stopped: {exc}"
+            else:
+                error["message"] = (
+                    f"a cell ran longer than the execution timeout ({task.timeout_s:g} s; "
+                    f"execution.timeout_s or the notebook's timeout_s in the pipeline): {exc}"
+                )
     manifest["timings"]["execution_s"] = round(time.perf_counter() - t0, 3)
 
     if task.export_html and executed.exists():
@@ -369,11 +444,32 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
     return manifest
 
 
+def _time_limit(task: RunTask, started: float) -> tuple[float, str] | None:
+    """When the run must end (epoch seconds) and which limit that is, or None."""
+    limits = []
+    if task.run_timeout_s is not None:
+        limits.append(
+            (
+                started + task.run_timeout_s,
+                f"its time limit (execution.run_timeout_s = {task.run_timeout_s:g} s)",
+            )
+        )
+    if task.deadline is not None:
+        limits.append((task.deadline, "the pipeline's time limit (execution.pipeline_timeout_s)"))
+    return min(limits) if limits else None
+
+
+def _cell_timeout(per_cell: float, end: float, _cell) -> float:
+    """A cell's timeout: the per-cell limit, or what is left until ``end`` if less.
+
+    Never 0: nbclient reads 0 as "no timeout".
+    """
+    return max(0.1, min(per_cell, end - time.time()))
+
+
 def _finish(manifest, manifest_path: Path, started: float, t0: float, executed: Path) -> None:
     finished = time.time()
-    manifest["timings"].update(
-        finished_at=_iso(finished), duration_s=round(finished - started, 3)
-    )
+    manifest["timings"].update(finished_at=_iso(finished), duration_s=round(finished - started, 3))
     if executed.exists():
         manifest["notebook"]["executed"] = str(executed)
     out_dir = Path(manifest["output_dir"])
@@ -458,9 +554,9 @@ def _publish_entry(manifest: dict[str, Any]) -> dict[str, Any]:
         "key": manifest["key"],
         "data_hash": manifest["data"]["hash"],
         "finished_at": manifest["timings"].get("finished_at"),
-        "output_dir": Path(manifest["output_dir"]).relative_to(
-            Path(manifest["run_dir"]).parent
-        ).as_posix(),
+        "output_dir": Path(manifest["output_dir"])
+        .relative_to(Path(manifest["run_dir"]).parent)
+        .as_posix(),
     }
 
 
@@ -525,7 +621,9 @@ def run_pipeline(
     started = time.perf_counter()
     spec = pipeline if isinstance(pipeline, PipelineSpec) else load_pipeline(pipeline)
     if executor not in EXECUTORS:
-        raise PipelineSpecError(spec.source, [f"executor {executor!r}: use one of {', '.join(EXECUTORS)}"])
+        raise PipelineSpecError(
+            spec.source, [f"executor {executor!r}: use one of {', '.join(EXECUTORS)}"]
+        )
     if executor == "dask" and not scheduler:
         raise PipelineSpecError(
             spec.source,
@@ -534,6 +632,8 @@ def run_pipeline(
     if jobs < 1:
         raise PipelineSpecError(spec.source, [f"jobs must be at least 1, got {jobs}"])
     tasks = plan_runs(spec, study=study, fast=fast, runs_dir=runs_dir)
+    limit_s = spec.execution.pipeline_timeout_s
+    deadline = time.time() + limit_s if limit_s is not None else None
     store = ResultsStore(results_db or spec.results_db_path(runs_dir))
     studies = sorted({t.study for t in tasks})
     runs_root = Path(tasks[0].runs_dir) if tasks else spec.runs_path
@@ -542,6 +642,7 @@ def run_pipeline(
     from tqdm.auto import tqdm
 
     with ExitStack() as stack:
+        stack.enter_context(_sigterm_as_interrupt())
         for name in studies:
             stack.enter_context(
                 StudyLock(runs_root / name, wait_s=wait_s, holder=f"cx run {spec.name}")
@@ -550,7 +651,9 @@ def run_pipeline(
             store.set_alert_rules(spec.name, spec.alerts)  # declared only; evaluated later
         for name in studies:
             for run_id in abort_stale_runs(runs_root / name):
-                logger.warning("run %s was left running by a runner that is gone: marked aborted", run_id)
+                logger.warning(
+                    "run %s was left running by a runner that is gone: marked aborted", run_id
+                )
             store.sync_study(runs_root / name)
 
         bar = stack.enter_context(
@@ -590,8 +693,15 @@ def run_pipeline(
             outcome[(task.study, task.slot)] = value
             remaining[task.study] -= 1
             if remaining[task.study] == 0:
-                _publish_study(spec, runs_root / task.study, task.study, finished[task.study],
-                               reuse[task.study], store, result)
+                _publish_study(
+                    spec,
+                    runs_root / task.study,
+                    task.study,
+                    finished[task.study],
+                    reuse[task.study],
+                    store,
+                    result,
+                )
 
         def complete(task: RunTask, run_id: str, manifest: dict[str, Any]) -> None:
             try:
@@ -605,17 +715,24 @@ def run_pipeline(
 
         def prepare(task: RunTask) -> RunTask | None:
             """The task with its inputs filled in, or None when it is blocked or up to date."""
-            inputs: dict[str, dict[str, Any]] = {}
+            inputs: dict[str, dict[str, Any] | None] = {}
             for param, slot in task.inputs:
                 got = outcome.get((task.study, slot))
+                if param in task.optional_inputs and (isinstance(got, RunRecord) or got is None):
+                    # gated: finished, its artifacts are complete; otherwise go without it
+                    usable = isinstance(got, RunRecord) and got.status == "gated" and got.manifest
+                    inputs[param] = got.manifest if usable else None
+                    continue
                 if isinstance(got, RunRecord) or got is None:
                     why = (
-                        f"its input {slot} was not planned" if got is None
+                        f"its input {slot} was not planned"
+                        if got is None
                         else f"its input {slot} is {got.status}"
                         + (f" ({got.run_id})" if got.run_id else "")
                     )
-                    record = RunRecord(task.study, task.notebook, task.label, "blocked",
-                                       error=f"not run: {why}")
+                    record = RunRecord(
+                        task.study, task.notebook, task.label, "blocked", error=f"not run: {why}"
+                    )
                     report(record)
                     resolved(task, record)
                     return None
@@ -635,18 +752,34 @@ def run_pipeline(
         pool = stack.enter_context(_pool(executor, jobs, scheduler))
         while waiting or running:
             ready = [
-                t for t in waiting
-                if all((t.study, slot) in outcome or (t.study, slot) not in planned
-                       for slot in t.needs)
+                t
+                for t in waiting
+                if all(
+                    (t.study, slot) in outcome or (t.study, slot) not in planned for slot in t.needs
+                )
             ]
             ready.sort(key=lambda t: -weight.get((t.study, t.slot), 0))  # stable: plan order
             for task in ready:
                 if len(running) >= pool.capacity:
                     break
                 waiting.remove(task)
+                if deadline is not None and time.time() >= deadline:
+                    record = RunRecord(
+                        task.study,
+                        task.notebook,
+                        task.label,
+                        "blocked",
+                        error=f"not run: the pipeline's time limit "
+                        f"(execution.pipeline_timeout_s = {limit_s:g} s) was reached",
+                    )
+                    report(record)
+                    resolved(task, record)
+                    continue
                 task = prepare(task)
                 if task is None:
                     continue
+                if deadline is not None:
+                    task = replace(task, deadline=deadline)
                 run_id = new_run_id(task)
                 bar.set_postfix_str(f"{task.study} {task.slot}")
                 running[pool.submit(task, run_id)] = (task, run_id)
@@ -678,6 +811,31 @@ def run_pipeline(
     return result
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """While the runner runs, SIGTERM (``kill``, ``timeout``, systemd) stops it as Ctrl-C does.
+
+    Running notebooks are then stopped and recorded as failed, and the lock released.
+    Only in the main thread, and only where nobody has set a SIGTERM handler (``cx
+    schedule`` has its own).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _no_progress(progress: bool | None) -> bool | None:
     if progress is None:
         return None  # tqdm: off when not a terminal
@@ -701,7 +859,11 @@ def _diagnostics_text(diagnostics: dict[str, Any] | None) -> str:
     if not diagnostics:
         return ""
     parts = []
-    for key, label in (("max_r_hat", "R-hat"), ("min_ess_bulk", "bulk ESS"), ("divergences", "divergences")):
+    for key, label in (
+        ("max_r_hat", "R-hat"),
+        ("min_ess_bulk", "bulk ESS"),
+        ("divergences", "divergences"),
+    ):
         if diagnostics.get(key) is not None:
             value = diagnostics[key]
             parts.append(f"{label} {value:.3g}" if isinstance(value, float) else f"{label} {value}")
@@ -756,22 +918,22 @@ def _dependents(tasks: list[RunTask]) -> dict[tuple[str, str], int]:
     return out
 
 
-def _with_inputs(task: RunTask, inputs: dict[str, dict[str, Any]]) -> RunTask:
+def _with_inputs(task: RunTask, inputs: dict[str, dict[str, Any] | None]) -> RunTask:
     """The task with each input's output directory as its parameter, and its run id in the key.
 
-    A new run of an input gives a new key, so the dependent run is not up to date.
+    A new run of an input gives a new key, so the dependent run is not up to date. An
+    optional input that is missing (``None``) leaves its parameter at the notebook's
+    default and is keyed as missing.
     """
-    from dataclasses import replace
-
     from cxlib.pipeline.provenance import run_key
 
     key_parts = {
         **task.key_parts,
-        "inputs": {param: manifest["run_id"] for param, manifest in inputs.items()},
+        "inputs": {param: m["run_id"] if m else None for param, m in inputs.items()},
     }
     parameters = {
         **task.parameters,
-        **{param: str(Path(manifest["output_dir"]).resolve()) for param, manifest in inputs.items()},
+        **{param: str(Path(m["output_dir"]).resolve()) for param, m in inputs.items() if m},
     }
     return replace(task, parameters=parameters, key=run_key(**key_parts), key_parts=key_parts)
 
@@ -863,8 +1025,14 @@ class _pool:  # noqa: N801 - used as a context manager, like open()
     def __enter__(self) -> _pool:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.backend is not None:
+            if exc_type is not None and isinstance(self.backend, _Threads):
+                # the runner is going down (Ctrl-C, SIGTERM, an error): stop the notebooks
+                # still running instead of waiting for them to finish
+                killed = kill_running_kernels()
+                if killed:
+                    logger.warning("stopped %d running notebook(s)", killed)
             self.backend.close()
 
     def submit(self, task: RunTask, run_id: str):

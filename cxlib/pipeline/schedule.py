@@ -98,9 +98,7 @@ class Scheduler:
         self.sources: dict[str, Path] = {}
         for task in tasks:
             self.sources.setdefault(task.study, self._source_pattern(task))
-        self.state_path = Path(
-            state_path or self.runs_dir / ".schedule" / f"{self.spec.name}.json"
-        )
+        self.state_path = Path(state_path or self.runs_dir / ".schedule" / f"{self.spec.name}.json")
         self.state = self._load_state()
         self._launch = launch or self._launch_thread
         self._pool: ThreadPoolExecutor | None = None
@@ -173,7 +171,11 @@ class Scheduler:
                 seen = self.state["data"].get(study)
                 if fingerprint != seen:
                     reason = "start" if seen is None else "data"
-                    detail = "first check of the data" if seen is None else _what_changed(seen, fingerprint)
+                    detail = (
+                        "first check of the data"
+                        if seen is None
+                        else _what_changed(seen, fingerprint)
+                    )
                     if not fingerprint:
                         detail = "the data source matches no file now"
                     self.state["data"][study] = fingerprint
@@ -225,8 +227,11 @@ class Scheduler:
         ticks = 0
         logger.info(
             "scheduling %s: cron %s (%s), watching data: %s, every %g s",
-            self.spec.name, self.schedule.cron or "none", self.schedule.timezone,
-            "yes" if self.schedule.watch_data else "no", interval,
+            self.spec.name,
+            self.schedule.cron or "none",
+            self.schedule.timezone,
+            "yes" if self.schedule.watch_data else "no",
+            interval,
         )
         try:
             while not stop.is_set():

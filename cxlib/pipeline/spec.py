@@ -65,9 +65,7 @@ class Gates(_Strict):
         """These gates with the keys ``override`` sets replaced."""
         if override is None:
             return self
-        return self.model_copy(
-            update={k: getattr(override, k) for k in override.model_fields_set}
-        )
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
 class Schedule(_Strict):
@@ -100,15 +98,26 @@ class Schedule(_Strict):
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {tz!r} (use an IANA name, e.g. Europe/Berlin)") from None
+            raise ValueError(
+                f"unknown time zone {tz!r} (use an IANA name, e.g. Europe/Berlin)"
+            ) from None
         return tz
 
 
 class Execution(_Strict):
-    """How notebooks are executed."""
+    """How notebooks are executed, and how long they may take.
+
+    ``timeout_s`` bounds one cell (papermill's execution timeout; a notebook's own
+    ``timeout_s`` overrides it); ``run_timeout_s`` one notebook run, all its cells
+    together; ``pipeline_timeout_s`` the whole ``cx run`` (every run of every
+    study). A run that reaches a limit fails with the limit named; runs that have
+    not started when the pipeline's limit is reached are not started (``blocked``).
+    """
 
     timeout_s: float = Field(default=config.EXECUTION_TIMEOUT_S, gt=0)
     start_timeout_s: float = Field(default=config.KERNEL_START_TIMEOUT_S, gt=0)
+    run_timeout_s: float | None = Field(default=None, gt=0)
+    pipeline_timeout_s: float | None = Field(default=None, gt=0)
     kernel: str | None = None
     export_html: bool = True
 
@@ -140,11 +149,17 @@ class NotebookEntry(_Strict):
     with the same parameter set) or ``notebook/set`` (its run with that set). The
     runner runs those first and passes each one's output directory (an absolute
     path) in the parameter; when one fails, the dependent run is ``blocked``.
+    ``optional_inputs`` lists inputs the notebook can do without: when such an input
+    fails or is blocked the dependent still runs, with the parameter left at its
+    default; when it is gated (finished, but failed a quality gate) the dependent
+    gets its output directory, whose diagnostics say why (e.g. the overview reports
+    a model that failed its gates instead of disappearing with it).
     """
 
     path: str
     parameter_sets: list[str] | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
+    optional_inputs: list[str] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
     fast_parameters: dict[str, Any] = Field(default_factory=dict)
     gates: Gates | None = None
@@ -199,7 +214,9 @@ class PipelineSpec(_Strict):
     @classmethod
     def _labels(cls, sets: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not sets:
-            raise ValueError("give at least one parameter set (an empty one, `default: {}`, will do)")
+            raise ValueError(
+                "give at least one parameter set (an empty one, `default: {}`, will do)"
+            )
         for label in sets:
             if not _LABEL.match(str(label)):
                 raise ValueError(f"parameter set {label!r}: {_NAME_HELP}")
@@ -233,6 +250,13 @@ class PipelineSpec(_Strict):
         """Inputs name listed notebooks and parameter sets they run, without cycles."""
         by_stem = {nb.stem: nb for nb in self.notebooks}
         for i, nb in enumerate(self.notebooks):
+            for name in nb.optional_inputs:
+                if name not in nb.inputs:
+                    raise ValueError(
+                        f"notebooks[{i}].optional_inputs: {name!r} is not one of its inputs "
+                        f"({', '.join(nb.inputs) or 'it has none'})"
+                        + _did_you_mean(name, list(nb.inputs))
+                    )
             for param, ref in nb.inputs.items():
                 where = f"notebooks[{i}].inputs.{param}"
                 notebook, slash, fixed = str(ref).partition("/")
@@ -276,9 +300,10 @@ class PipelineSpec(_Strict):
             if state.get(stem) == "done":
                 return
             if state.get(stem) == "visiting":
-                cycle = path[path.index(stem):] + [stem]
+                cycle = path[path.index(stem) :] + [stem]
                 raise ValueError(
-                    "notebook inputs form a cycle: " + " -> ".join(cycle)
+                    "notebook inputs form a cycle: "
+                    + " -> ".join(cycle)
                     + "; a notebook can only take outputs of notebooks that do not need its own"
                 )
             state[stem] = "visiting"

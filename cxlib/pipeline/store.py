@@ -200,7 +200,11 @@ class ResultsStore:
         loaded = []
         for parquet in sorted((Path(output_dir) / TABLES_DIR).glob("*.parquet")):
             name = parquet.stem
-            if not _TABLE_NAME.match(name) or name in RESERVED_TABLES or name.startswith("published_"):
+            if (
+                not _TABLE_NAME.match(name)
+                or name in RESERVED_TABLES
+                or name.startswith("published_")
+            ):
                 continue
             columns = con.execute(
                 "DESCRIBE SELECT * FROM read_parquet(?)", [str(parquet)]
@@ -252,13 +256,17 @@ class ResultsStore:
                 "INSERT INTO published_runs VALUES (?, ?, ?, ?, ?)",
                 [study, slot, entry["run_id"], pid, when],
             )
-        if not con.execute(
-            "SELECT 1 FROM publications WHERE publication_id = ?", [pid]
-        ).fetchone():
+        if not con.execute("SELECT 1 FROM publications WHERE publication_id = ?", [pid]).fetchone():
             con.execute(
                 "INSERT INTO publications VALUES (?, ?, ?, ?, ?, ?)",
-                [pid, study, when, pointer.get("pipeline"), pointer.get("previous"),
-                 json.dumps(pointer.get("runs", {}))],
+                [
+                    pid,
+                    study,
+                    when,
+                    pointer.get("pipeline"),
+                    pointer.get("previous"),
+                    json.dumps(pointer.get("runs", {})),
+                ],
             )
 
     def set_alert_rules(self, pipeline: str, rules) -> None:
@@ -272,8 +280,16 @@ class ResultsStore:
             for rule in rules:
                 con.execute(
                     "INSERT INTO alert_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [pipeline, rule.name, rule.rule, json.dumps(rule.segments),
-                     json.dumps(rule.waves), rule.severity, rule.message, now],
+                    [
+                        pipeline,
+                        rule.name,
+                        rule.rule,
+                        json.dumps(rule.segments),
+                        json.dumps(rule.waves),
+                        rule.severity,
+                        rule.message,
+                        now,
+                    ],
                 )
             con.execute("COMMIT")
 

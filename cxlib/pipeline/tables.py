@@ -81,8 +81,13 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
                 )
         else:
             rows.append(
-                {"study": study.name, "segment_column": "", "segment": ALL, "wave": ALL,
-                 "n_respondents": len(frame)}
+                {
+                    "study": study.name,
+                    "segment_column": "",
+                    "segment": ALL,
+                    "wave": ALL,
+                    "n_respondents": len(frame),
+                }
             )
     cells = pd.DataFrame(
         rows, columns=["study", "segment_column", "segment", "wave", "n_respondents"]
@@ -122,7 +127,9 @@ def label_table(frame, *, study: str, segment: str = "", wave: str = ""):
     others say which respondents the run used (``"all"`` when not filtered).
     """
     frame = frame.reset_index(drop=True).copy()
-    for name, value in reversed([("study", study), ("segment", segment or ALL), ("wave", wave or ALL)]):
+    for name, value in reversed(
+        [("study", study), ("segment", segment or ALL), ("wave", wave or ALL)]
+    ):
         if name not in frame.columns:
             frame.insert(0, name, value)
     front = ["study", "segment", "wave"]
@@ -187,8 +194,15 @@ def expectations_tables(result, *, study: str, segment: str = "", wave: str = ""
     return {k: label_table(v, study=study, segment=segment, wave=wave) for k, v in tables.items()}
 
 
-def driver_tables(model, data, *, target: str = "Loyalty", segment: str = "", wave: str = "",
-                  seed: int | None = None) -> dict:
+def driver_tables(
+    model,
+    data,
+    *,
+    target: str = "Loyalty",
+    segment: str = "",
+    wave: str = "",
+    seed: int | None = None,
+) -> dict:
     """Driver priorities (construct and item level) and what-if examples (``04-drivers-and-what-if``).
 
     Returns
@@ -205,8 +219,10 @@ def driver_tables(model, data, *, target: str = "Loyalty", segment: str = "", wa
 
     seed = config.DEFAULT_SEED if seed is None else seed
     priorities = pd.concat(
-        [driver_priorities(model, data, target=target, level=level, seed=seed)
-         for level in ("construct", "item")],
+        [
+            driver_priorities(model, data, target=target, level=level, seed=seed)
+            for level in ("construct", "item")
+        ],
         ignore_index=True,
     )
     name = data.study.name
@@ -219,8 +235,14 @@ def driver_tables(model, data, *, target: str = "Loyalty", segment: str = "", wa
 
 
 def study_overview(
-    data, *, rules, model_dirs: dict, drivers_dir=None, segment: str = "",
-    wave: str = "", seed: int | None = None,
+    data,
+    *,
+    rules,
+    model_dirs: dict,
+    drivers_dir=None,
+    segment: str = "",
+    wave: str = "",
+    seed: int | None = None,
 ) -> tuple[dict, dict]:
     """KPIs, alerts and segment differences of a study (what ``00-study-overview`` publishes).
 
@@ -273,8 +295,11 @@ def study_overview(
         rules, kpis=kpis, priorities=priorities, diagnostics=diagnostics
     )
     alerts = evaluate_alerts(
-        [r for r in rules if r.name not in skipped], study=study.name, kpis=kpis,
-        priorities=priorities, diagnostics=diagnostics,
+        [r for r in rules if r.name not in skipped],
+        study=study.name,
+        kpis=kpis,
+        priorities=priorities,
+        diagnostics=diagnostics,
     )
     tables = {
         "kpis": label_table(kpis.table, study=study.name, segment=segment, wave=wave),

@@ -64,7 +64,9 @@ class Server:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.2)
-        raise RuntimeError(f"cx serve did not listen in {timeout} s: {self.log.read_text()[-2000:]}")
+        raise RuntimeError(
+            f"cx serve did not listen in {timeout} s: {self.log.read_text()[-2000:]}"
+        )
 
     def wait_pools(self, names, timeout: float = 120) -> None:
         """Wait until every dashboard's preheated kernel is ready."""

@@ -11,6 +11,7 @@ Two studies:
 - ``telecom``: everything (00, 02, 03, 04); Enterprise x 2025-Q4 is cut to 20
   respondents, a small cell the dashboards must suppress;
 - ``telecom-pilot``: only 00 (the drivers and what-if are "not published yet"),
+  its NPS 7 points below telecom's (so a page showing the wrong study's numbers fails),
   and a newer run of 00 that failed, so its page is flagged stale.
 """
 
@@ -66,6 +67,8 @@ class SampleStudy:
     model: DriverModel
     baseline: dict
     min_cell_size: int
+    weights: pd.DataFrame
+    pilot_kpis: pd.DataFrame
 
 
 def driver_model(study, n_draws: int = 200, seed: int = 3) -> DriverModel:
@@ -89,8 +92,51 @@ def driver_model(study, n_draws: int = 200, seed: int = 3) -> DriverModel:
     return DriverModel(latents, items, scales, total, loadings, item_sd, order)
 
 
-def _publish(study_dir: Path, study: str, notebook: str, write, *, stamp: str, status="succeeded",
-             diagnostics=None, publish=True) -> str:
+def dimension_weights_table() -> pd.DataFrame:
+    """03's ``expectations_dimension_weights`` (columns as ``dimension_weights()`` writes them).
+
+    Hand-set numbers, one row per segment; Enterprise has too few respondents for the
+    study's minimum cell size, so the dashboards must leave it out.
+    """
+    segments = ["Consumer", "Small business", "Enterprise"]
+    tech, tech_lo, tech_hi = [0.88, 1.13, 0.97], [0.74, 0.90, 0.66], [1.02, 1.35, 1.24]
+    emo, emo_lo, emo_hi = [1.54, 1.63, 1.38], [1.41, 1.40, 1.14], [1.67, 1.85, 1.69]
+    diff = np.subtract(emo, tech)
+    return pd.DataFrame(
+        {
+            "study": "telecom",
+            "segment": segments,
+            "wave": "all",
+            "technical": tech,
+            "technical_sd": 0.1,
+            "technical_hdi_low": tech_lo,
+            "technical_hdi_high": tech_hi,
+            "emotional": emo,
+            "emotional_sd": 0.1,
+            "emotional_hdi_low": emo_lo,
+            "emotional_hdi_high": emo_hi,
+            "emotional_minus_technical": diff,
+            "emotional_minus_technical_sd": 0.15,
+            "emotional_minus_technical_hdi_low": diff - 0.3,
+            "emotional_minus_technical_hdi_high": diff + 0.3,
+            "p_emotional_greater": [1.0, 0.99, 0.945],
+            "n_respondents": [4776, 2006, SMALL_N],
+            "small_segment": False,
+        }
+    )
+
+
+def _publish(
+    study_dir: Path,
+    study: str,
+    notebook: str,
+    write,
+    *,
+    stamp: str,
+    status="succeeded",
+    diagnostics=None,
+    publish=True,
+) -> str:
     run_id = f"{stamp}-{notebook}-all-{abs(hash((study, notebook, stamp))) % 16**6:06x}"
     run_dir = study_dir / run_id
     out = Artifacts(run_dir / "artifacts", notebook=notebook)
@@ -100,16 +146,34 @@ def _publish(study_dir: Path, study: str, notebook: str, write, *, stamp: str, s
     out.finish()
     slot = f"{notebook}/all"
     manifest = {
-        "run_id": run_id, "study": study, "pipeline": "dashboard-tests", "label": "all",
-        "slot": slot, "status": status, "fast": False, "notebook": {"name": notebook},
-        "diagnostics": diagnostics, "gate_failures": [], "run_dir": str(run_dir),
-        "output_dir": str(run_dir / "artifacts"), "timings": {"finished_at": stamp},
+        "run_id": run_id,
+        "study": study,
+        "pipeline": "dashboard-tests",
+        "label": "all",
+        "slot": slot,
+        "status": status,
+        "fast": False,
+        "notebook": {"name": notebook},
+        "diagnostics": diagnostics,
+        "gate_failures": [],
+        "run_dir": str(run_dir),
+        "output_dir": str(run_dir / "artifacts"),
+        "timings": {"finished_at": stamp},
     }
     write_json_atomic(run_dir / "manifest.json", manifest)
     if publish:
-        switch_pointer(study_dir, study, {slot: {"run_id": run_id, "notebook": notebook,
-                                                  "label": "all",
-                                                  "output_dir": f"{run_id}/artifacts"}})
+        switch_pointer(
+            study_dir,
+            study,
+            {
+                slot: {
+                    "run_id": run_id,
+                    "notebook": notebook,
+                    "label": "all",
+                    "output_dir": f"{run_id}/artifacts",
+                }
+            },
+        )
     return run_id
 
 
@@ -141,19 +205,14 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
         ],
         ignore_index=True,
     )
-    weights = pd.DataFrame(
-        {
-            "segment": np.repeat(["All", "Consumer", "Small business", "Enterprise"], 2),
-            "dimension": ["technical", "emotional"] * 4,
-            "weight": [0.42, 0.58, 0.45, 0.55, 0.50, 0.50, 0.61, 0.39],
-            "weight_low": [0.35, 0.50, 0.36, 0.46, 0.40, 0.40, 0.50, 0.28],
-            "weight_high": [0.50, 0.65, 0.54, 0.64, 0.60, 0.60, 0.72, 0.50],
-        }
-    )
+    weights = dimension_weights_table()
     ok_diag = {"max_r_hat": 1.004, "min_ess_bulk": 900.0, "divergences": 0}
     overview = {
-        "study": study.name, "title": study.title, "respondents": int(len(data.frame)),
-        "waves": kpis.waves, "min_cell_size": study.min_cell_size,
+        "study": study.name,
+        "title": study.title,
+        "respondents": int(len(data.frame)),
+        "waves": kpis.waves,
+        "min_cell_size": study.min_cell_size,
         "diagnostics": {"sem": {"ok": True}, "expectations": {"ok": True}},
     }
 
@@ -164,8 +223,10 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
         out.json("overview", overview)
 
     def write_sem(out):
-        out.table("sem_effects", pd.DataFrame({"lhs": ["Loyalty"], "op": ["~"], "rhs": ["Image"],
-                                               "est": [0.35]}))
+        out.table(
+            "sem_effects",
+            pd.DataFrame({"lhs": ["Loyalty"], "op": ["~"], "rhs": ["Image"], "est": [0.35]}),
+        )
         model.save(out.path / "driver_model.npz")
 
     def write_expectations(out):
@@ -180,26 +241,60 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     stamp = "20261120T060000Z"
     study_dir = runs_dir / study.name
     _publish(study_dir, study.name, "00-study-overview", write_overview, stamp=stamp)
-    _publish(study_dir, study.name, "02-experience-brand-loyalty", write_sem, stamp=stamp,
-             diagnostics=ok_diag)
-    _publish(study_dir, study.name, "03-technical-vs-emotional", write_expectations, stamp=stamp,
-             diagnostics=ok_diag)
+    _publish(
+        study_dir,
+        study.name,
+        "02-experience-brand-loyalty",
+        write_sem,
+        stamp=stamp,
+        diagnostics=ok_diag,
+    )
+    _publish(
+        study_dir,
+        study.name,
+        "03-technical-vs-emotional",
+        write_expectations,
+        stamp=stamp,
+        diagnostics=ok_diag,
+    )
     _publish(study_dir, study.name, "04-drivers-and-what-if", write_drivers, stamp=stamp)
 
     pilot = "telecom-pilot"
     pilot_dir = runs_dir / pilot
     pilot_overview = overview | {"study": pilot, "title": "Telecom pilot — overview only"}
 
+    pilot_kpis = kpis.table.copy()
+    nps = pilot_kpis["kpi"] == "nps"
+    for column in ("mean", "hdi_low", "hdi_high"):
+        pilot_kpis.loc[nps, column] = (pilot_kpis.loc[nps, column] - 7).round(0)
+
     def write_pilot(out):
-        out.table("kpis", kpis.table)
+        out.table("kpis", pilot_kpis)
         out.table("alerts", alerts)
         out.json("overview", pilot_overview)
 
     _publish(pilot_dir, pilot, "00-study-overview", write_pilot, stamp=stamp)
-    _publish(pilot_dir, pilot, "00-study-overview", write_pilot, stamp="20261121T060000Z",
-             status="failed", publish=False)
-    return SampleStudy(runs_dir, study.name, kpis.table, pri, differences, model, baseline,
-                       study.min_cell_size)
+    _publish(
+        pilot_dir,
+        pilot,
+        "00-study-overview",
+        write_pilot,
+        stamp="20261121T060000Z",
+        status="failed",
+        publish=False,
+    )
+    return SampleStudy(
+        runs_dir,
+        study.name,
+        kpis.table,
+        pri,
+        differences,
+        model,
+        baseline,
+        study.min_cell_size,
+        weights,
+        pilot_kpis,
+    )
 
 
 if __name__ == "__main__":  # build one by hand: python -m tests.dashboard.sample DIR

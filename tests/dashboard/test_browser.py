@@ -26,9 +26,9 @@ class Page:
         self.outside: list[str] = []
         self.page.on(
             "request",
-            lambda r: None
-            if r.url.startswith((server.origin, *LOCAL))
-            else self.outside.append(r.url),
+            lambda r: (
+                None if r.url.startswith((server.origin, *LOCAL)) else self.outside.append(r.url)
+            ),
         )
         self.page.goto(f"{server.origin}/voila/render/{name}.ipynb{query}", timeout=150_000)
         self.page.wait_for_selector(".cx-dashboard", timeout=90_000)
@@ -122,12 +122,32 @@ def test_drivers(browser, server, sample, tmp_path):
 
     for driver, value in expected("All").items():
         assert page.text(f"[data-driver='{driver}'][data-field='p_fix_first']") == value
-    assert "technical" in page.text(".cx-weights")
+    # technical vs emotional: a chart of every segment with enough respondents, P in words
+    weights = sample.weights.set_index("segment")
+    page.page.wait_for_selector(".cx-weights-chart svg .role-mark")
+    labels = page.page.eval_on_selector_all(
+        ".cx-weights-chart svg [aria-label]", "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+    for segment in ("Consumer", "Small business"):
+        for dim in ("technical", "emotional"):
+            point = (
+                f"weight: {float(weights.loc[segment, dim])}; segment: {segment}; dimension: {dim}"
+            )
+            assert any(point in lab for lab in labels), point
+    assert not [lab for lab in labels if "Enterprise" in lab]  # too few respondents
+    assert "Enterprise" in page.text(".cx-weights-chart .cx-suppressed")
+    p = "[data-segment='Consumer'] [data-field='p_emotional_greater']"
+    assert page.text(p) == fmt(weights.loc["Consumer", "p_emotional_greater"], 2)
     page.screenshot(tmp_path / "drivers.png")
     page.select("Segment", "Enterprise")
     for driver, value in expected("Enterprise").items():
         page.wait_text(f"[data-driver='{driver}'][data-field='p_fix_first']", value)
     page.page.wait_for_selector(f"text=Driver priorities — Enterprise, {latest}")
+    page.select("Segment", "Small business")
+    page.wait_text(
+        "[data-segment='Small business'] [data-field='p_emotional_greater']",
+        fmt(weights.loc["Small business", "p_emotional_greater"], 2),
+    )
     page.check_clean()
 
 
@@ -191,21 +211,40 @@ def test_segments(browser, server, sample, tmp_path):
 def test_a_path_in_the_query_string_is_refused(browser, server, name, query):
     page = Page(browser, server, name, query)
     page.page.wait_for_selector("text=is not a published study", timeout=30_000)
-    assert page.page.locator(".widget-dropdown", has_text="Study").locator("select").input_value() == "telecom"
+    assert (
+        page.page.locator(".widget-dropdown", has_text="Study").locator("select").input_value()
+        == "telecom"
+    )
     assert "root:" not in page.text("body")
     page.check_clean()
 
 
-def test_study_picker_link_and_missing_notebooks(browser, server):
+def test_study_picker_link_and_missing_notebooks(browser, server, sample):
     page = Page(browser, server, "overview", "?study=telecom-pilot")
     page.page.wait_for_selector(".cx-flag-stale", timeout=30_000)
     page.select("Study", "telecom-pilot")  # (already chosen by the link)
     assert "Telecom pilot" in page.text(".cx-title")
+    # the link switched the study while the page loaded: cards and chart show the pilot's
+    pilot = sample.pilot_kpis
+    latest = list(dict.fromkeys(pilot["wave"]))[-1]
+    row = pilot[(pilot.kpi == "nps") & (pilot.segment == "All") & (pilot.wave == latest)].iloc[0]
+    page.wait_text("[data-kpi='nps'] [data-field='mean']", fmt(row["mean"]))
+    page.page.wait_for_function(
+        "([t, w]) => [...document.querySelectorAll('.cx-chart svg [aria-label]')]"
+        ".map(e => e.getAttribute('aria-label'))"
+        ".some(l => l.includes(t) && l.includes(': All') && l.includes(w))",
+        arg=[f"mean: {row['mean']:.12g}".replace("-", "\u2212"), f": {latest}"],  # Vega's minus
+        timeout=15_000,
+    )
     page.check_clean()
 
 
 def test_server_serves_no_files(server):
-    for path in ("/voila/files/overview.ipynb", "/voila/files/../voila.json", "/voila/render/../voila.json"):
+    for path in (
+        "/voila/files/overview.ipynb",
+        "/voila/files/../voila.json",
+        "/voila/render/../voila.json",
+    ):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(server.origin + path, timeout=10)
         assert err.value.code in (403, 404)

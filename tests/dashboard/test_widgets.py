@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -105,7 +106,10 @@ def test_what_if_slider_recomputes_from_draws(sample):
     expected = what_if(sample.model, shifts, baseline=levels).table.set_index("outcome")
     got = page.compute("All", shifts).table.set_index("outcome")
     assert got["change"].to_dict() == pytest.approx(expected["change"].to_dict())
-    assert f'data-field="change">{fmt(expected.loc["nps", "change"], 2, sign=True)}<' in page.outcomes.value
+    assert (
+        f'data-field="change">{fmt(expected.loc["nps", "change"], 2, sign=True)}<'
+        in page.outcomes.value
+    )
 
 
 def test_a_broken_artifact_shows_a_note_not_a_traceback(sample, tmp_path):
@@ -131,3 +135,78 @@ def test_cx_serve_refuses_a_busy_port(tmp_path):
         result = CliRunner().invoke(cx, ["serve", "--port", str(port), "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert f"cannot serve on 127.0.0.1:{port}" in result.output
+
+
+def test_drivers_show_the_dimension_weights_chart(sample):
+    page = DriversDashboard.from_runs(sample.runs_dir)
+    assert page.error.value == ""
+    assert page.weights_chart.chart is not None
+    data = page.weights_chart.chart.spec["datasets"]["cx-data-0"]
+    shown = {(r["segment"], r["dimension"]): r["weight"] for r in data}
+    weights = sample.weights.set_index("segment")
+    assert shown == {
+        (s, d): pytest.approx(weights.loc[s, d])
+        for s in ("Consumer", "Small business")  # Enterprise: too few respondents
+        for d in ("technical", "emotional")
+    }
+    assert "Enterprise" in page.weights_chart.note.value
+    page.segment.value = "Consumer"
+    p = fmt(weights.loc["Consumer", "p_emotional_greater"], 2)
+    assert f'data-field="p_emotional_greater">{p}<' in page.weights.value
+    assert "Small business" not in page.weights.value
+    page.segment.value = "Enterprise"
+    assert "suppressed" in page.weights.value
+
+
+def test_a_chart_with_new_data_only_swaps_its_rows(sample):
+    from cxlib.dashboard.widgets import chart_values
+
+    page = WhatIfDashboard.from_runs(sample.runs_dir)
+    chart = page.chart
+    assert chart.last_update == "spec"
+    spec = chart.chart.spec
+    page.sliders["Image"].value = 4
+    assert chart.last_update == "data"
+    assert chart.chart.spec is spec  # not redrawn
+    (update,) = chart.chart._py_to_js_updates
+    expected = page.compute("All", dict.fromkeys(page.sliders, 0.0) | {"Image": 4.0}).table
+    assert update["name"] == "cx-data-0"
+    assert update["value"] == chart_values(expected)
+    # the same chart built by altair embeds the same rows
+    import altair as alt
+
+    assert update["value"] == alt.data_transformers.get()(expected)["values"]
+    # a chart whose spec differs (not only its data) is drawn anew
+    overview = OverviewDashboard.from_runs(sample.runs_dir)
+    overview.kpi.value = "loyalty_index"
+    assert overview.trend.last_update == "spec"
+
+
+def test_the_offline_chart_bundle_is_built_once_and_cached(tmp_path, monkeypatch):
+    from cxlib.dashboard import widgets
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(widgets, "_CHART_CLASS", None)
+    chart_class, swaps_rows = widgets.offline_chart()
+    (cached,) = (tmp_path / "cxlib").glob("jupyterchart-offline-*.js")
+    assert swaps_rows and chart_class._esm == cached.read_text()
+    assert "esm.sh" not in chart_class._esm  # nothing fetched from a CDN
+    import altair as alt
+
+    alt.JupyterChart.enable_offline()  # altair's own bundle, unpatched
+    patched, plain = chart_class._esm, alt.JupyterChart._esm
+    assert patched.count("_py_to_js_updates") == plain.count("_py_to_js_updates") + 1
+    cached.write_text(chart_class._esm + "\n// cached")
+    monkeypatch.setattr(widgets, "_CHART_CLASS", None)
+    assert widgets.offline_chart()[0]._esm.endswith("// cached")
+
+
+def test_a_broken_weights_table_leaves_the_priority_map_standing(sample, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(sample.runs_dir, runs)
+    table = next((runs / "telecom").glob("*03-technical*/artifacts/tables/*weights.parquet"))
+    pd.read_parquet(table).drop(columns=["technical_hdi_low"]).to_parquet(table)
+    page = DriversDashboard.from_runs(runs)
+    assert "could not be shown" in page.error.value
+    assert page.map.chart is not None and page.map.chart.layout.display is None
+    assert 'data-field="p_fix_first"' in page.table.value

@@ -21,7 +21,7 @@ from cxlib.study import load_study
 
 REPO = Path(__file__).resolve().parents[2]
 
-TOY_PARAMETERS = '''\
+TOY_PARAMETERS = """\
 output_dir: str = ""  # where artifacts go
 study_path: str = ""  # the study spec
 data_path: str = ""  # the responses
@@ -30,9 +30,9 @@ mode: str = "ok"  # ok or raise
 sleep_s: float = 0.0  # seconds to sleep (for kill, lock and timeout tests)
 write_diagnostics: bool = False  # write diagnostics.json (a model notebook does)
 r_hat: float = 1.0  # the R-hat the fake diagnostics report
-'''
+"""
 
-TOY_BODY = '''\
+TOY_BODY = """\
 import json
 import pathlib
 import time
@@ -51,7 +51,7 @@ if write_diagnostics:
     out.diagnostics({"max_r_hat": r_hat, "min_ess_bulk": 1000.0, "divergences": 0})
 out.finish()
 print("wave", repr(wave))
-'''
+"""
 
 
 def write_notebook(path: Path, parameters: str | None, *cells: str) -> Path:
@@ -62,7 +62,11 @@ def write_notebook(path: Path, parameters: str | None, *cells: str) -> Path:
         cell.metadata["tags"] = ["parameters"]
         nb.cells.append(cell)
     nb.cells += [nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path

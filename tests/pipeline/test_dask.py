@@ -42,5 +42,7 @@ def test_runs_on_a_dask_cluster(cluster, make_spec, tmp_path):
 def test_dask_executor_needs_a_scheduler_address(make_spec):
     with pytest.raises(PipelineSpecError, match="--scheduler tcp://HOST:8786"):
         run_pipeline(make_spec(), executor="dask", progress=False)
-    result = CliRunner().invoke(cx, ["run", str(make_spec()), "--executor", "local", "--scheduler", "tcp://x:1"])
+    result = CliRunner().invoke(
+        cx, ["run", str(make_spec()), "--executor", "local", "--scheduler", "tcp://x:1"]
+    )
     assert result.exit_code == 2 and "use it with --executor dask" in result.output

@@ -18,12 +18,12 @@ from cxlib.pipeline.spec import load_pipeline
 
 from .conftest import write_notebook
 
-UP = '''\
+UP = """\
 output_dir: str = ""  # where artifacts go
 value: str = "a"  # what to hand on
 mode: str = "ok"  # ok, raise or gated
-'''
-UP_BODY = '''\
+"""
+UP_BODY = """\
 import pathlib
 from cxlib.pipeline.artifacts import Artifacts
 
@@ -34,22 +34,22 @@ if mode == "raise":
 if mode == "gated":
     out.diagnostics({"max_r_hat": 1.5, "min_ess_bulk": 1000.0, "divergences": 0})
 out.finish()
-'''
-DOWN = '''\
+"""
+DOWN = """\
 output_dir: str = ""  # where artifacts go
 up_dir: str = ""  # output folder of the up notebook
 suffix: str = ""  # added to what up wrote
-'''
-DOWN_BODY = '''\
+"""
+DOWN_BODY = """\
 import pathlib
 assert pathlib.Path(up_dir).is_absolute(), up_dir
 value = (pathlib.Path(up_dir) / "value.txt").read_text()
 (pathlib.Path(output_dir) / "seen.txt").write_text(value + suffix)
-'''
-LAST = '''\
+"""
+LAST = """\
 output_dir: str = ""  # where artifacts go
 down_dir: str = ""  # output folder of the down notebook
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,10 @@ def test_a_new_input_run_reruns_the_dependent_and_an_unchanged_one_is_reused(dep
     changed = by_slot(run_pipeline(dep_spec(down={"parameters": {"suffix": "!"}}), progress=False))
     assert changed["up/default"].status == "skipped"
     assert changed["down/default"].status == "succeeded"
-    assert changed["down/default"].manifest["parameters"]["up_dir"] == first["up/default"].manifest["output_dir"]
+    assert (
+        changed["down/default"].manifest["parameters"]["up_dir"]
+        == first["up/default"].manifest["output_dir"]
+    )
     assert seen(changed["down/default"]) == "a!"
 
     # a new run of the input makes the dependent run again, on the new output
@@ -120,7 +123,9 @@ def test_a_new_input_run_reruns_the_dependent_and_an_unchanged_one_is_reused(dep
 @pytest.mark.parametrize(("mode", "status"), [("raise", "failed"), ("gated", "gated")])
 def test_a_failed_or_gated_input_blocks_its_dependents(dep_spec, notebooks, tmp_path, mode, status):
     last = {"path": str(notebooks["last"]), "inputs": {"down_dir": "down"}}
-    result = run_pipeline(dep_spec({"parameters": {"mode": mode}}, None, last), jobs=2, progress=False)
+    result = run_pipeline(
+        dep_spec({"parameters": {"mode": mode}}, None, last), jobs=2, progress=False
+    )
     runs = by_slot(result)
     assert runs["up/default"].status == status
     assert runs["down/default"].status == "blocked"
@@ -146,7 +151,10 @@ def test_same_parameter_set_or_a_named_one_and_parallel_jobs(dep_spec):
     assert result.ok, result.summary_table()
     runs = by_slot(result)
     for label in ("w1", "w2"):
-        assert runs[f"down/{label}"].manifest["inputs"]["up_dir"]["run_id"] == runs[f"up/{label}"].run_id
+        assert (
+            runs[f"down/{label}"].manifest["inputs"]["up_dir"]["run_id"]
+            == runs[f"up/{label}"].run_id
+        )
     named = dep_spec(None, {"inputs": {"up_dir": "up/w3"}}, parameter_sets={"w1": {}, "w3": {}})
     tasks = {t.slot: t for t in plan_runs(load_pipeline(named))}
     assert tasks["down/w1"].inputs == (("up_dir", "up/w3"),)
@@ -182,13 +190,21 @@ def test_unknown_notebook_cycle_and_self_input_are_refused(make_spec, notebooks,
     assert not (tmp_path / "runs").exists()
 
 
-def test_undeclared_or_overridden_input_parameters_and_missing_sets_are_refused(make_spec, notebooks):
+def test_undeclared_or_overridden_input_parameters_and_missing_sets_are_refused(
+    make_spec, notebooks
+):
     down, up = str(notebooks["down"]), str(notebooks["up"])
     text = refused(make_spec("x", notebooks=[{"path": down, "inputs": {"upd": "up"}}, up]))
     assert "notebooks[0].inputs.upd: down.ipynb does not declare a parameter 'upd'" in text
     assert "did you mean 'up_dir'?" in text
     text = refused(
-        make_spec("x", notebooks=[{"path": down, "inputs": {"up_dir": "up"}, "parameters": {"up_dir": "/x"}}, up])
+        make_spec(
+            "x",
+            notebooks=[
+                {"path": down, "inputs": {"up_dir": "up"}, "parameters": {"up_dir": "/x"}},
+                up,
+            ],
+        )
     )
     assert "notebooks[0].parameters.up_dir: the runner sets 'up_dir' of down.ipynb" in text
     text = refused(make_spec("x", notebooks=[{"path": down, "inputs": {"output_dir": "up"}}, up]))
@@ -196,10 +212,54 @@ def test_undeclared_or_overridden_input_parameters_and_missing_sets_are_refused(
     text = refused(
         make_spec(
             "x",
-            notebooks=[{"path": down, "inputs": {"up_dir": "up"}}, {"path": up, "parameter_sets": ["a"]}],
+            notebooks=[
+                {"path": down, "inputs": {"up_dir": "up"}},
+                {"path": up, "parameter_sets": ["a"]},
+            ],
             parameter_sets={"a": {}, "b": {}},
         )
     )
     assert "down runs parameter set(s) 'b' that up does not (it runs: a)" in text
     text = refused(make_spec("x", notebooks=[{"path": down, "inputs": {"up_dir": "up/zz"}}, up]))
     assert "up runs no parameter set 'zz'" in text
+
+
+def test_optional_inputs_take_a_gated_run_and_go_without_a_failed_one(
+    dep_spec, notebooks, tmp_path
+):
+    # gated: finished with complete artifacts; the dependent runs on them
+    down = {"optional_inputs": ["up_dir"]}
+    runs = by_slot(run_pipeline(dep_spec({"parameters": {"mode": "gated"}}, down), progress=False))
+    assert runs["up/default"].status == "gated" and not runs["up/default"].published
+    gated_dir = runs["up/default"].manifest["output_dir"]
+    assert runs["down/default"].status == "succeeded" and runs["down/default"].published
+    assert runs["down/default"].manifest["parameters"]["up_dir"] == gated_dir
+    assert seen(runs["down/default"]) == "a"
+
+    # failed: the dependent runs without it, its parameter left at the notebook's default
+    maybe = write_notebook(
+        tmp_path / "maybe.ipynb",
+        'output_dir: str = ""  # where artifacts go\nup_dir: str = ""  # up\'s output, if any\n',
+        "import pathlib\n"
+        "(pathlib.Path(output_dir) / 'seen.txt').write_text(up_dir or 'without up')\n",
+    )
+    spec = dep_spec(
+        {"parameters": {"mode": "raise"}},
+        None,
+        {"path": str(maybe), "inputs": {"up_dir": "up"}, "optional_inputs": ["up_dir"]},
+    )
+    runs = by_slot(run_pipeline(spec, force=True, progress=False))
+    assert runs["up/default"].status == "failed"
+    assert runs["down/default"].status == "blocked"  # a required input still blocks
+    assert runs["maybe/default"].status == "succeeded"
+    assert "up_dir" not in runs["maybe/default"].manifest["parameters"]
+    assert runs["maybe/default"].manifest["inputs"]["up_dir"]["run_id"] is None
+    assert seen(runs["maybe/default"]) == "without up"
+
+
+def test_optional_inputs_must_be_inputs(make_spec, notebooks):
+    down, up = str(notebooks["down"]), str(notebooks["up"])
+    entry = {"path": down, "inputs": {"up_dir": "up"}, "optional_inputs": ["upp_dir"]}
+    text = refused(make_spec("x", notebooks=[entry, up]))
+    assert "notebooks[0].optional_inputs: 'upp_dir' is not one of its inputs (up_dir)" in text
+    assert "did you mean 'up_dir'?" in text

@@ -66,7 +66,9 @@ def test_data_quality_artifacts(demo_result):
     report = json.loads((out / "quality_report.json").read_text())
     assert set(report["segments"]["segment"]) == {"Consumer"}
     items = pd.read_parquet(out / "tables" / "data_quality_items.parquet")
-    assert {"study", "segment", "wave", "item", "missing", "floor", "ceiling", "flag"} <= set(items.columns)
+    assert {"study", "segment", "wave", "item", "missing", "floor", "ceiling", "flag"} <= set(
+        items.columns
+    )
     assert set(items["segment"]) == {"Consumer"}
 
 
@@ -86,7 +88,9 @@ def test_data_quality_is_published_to_the_store(tmp_path, small_study):
     raw.update(
         studies=[{"spec": str(small_study)}],
         runs_dir=str(tmp_path / "runs"),
-        notebooks=[{"path": "../notebooks/01-data-quality.ipynb", "parameter_sets": ["all", "consumer"]}],
+        notebooks=[
+            {"path": "../notebooks/01-data-quality.ipynb", "parameter_sets": ["all", "consumer"]}
+        ],
     )
     raw["execution"]["export_html"] = False
     result = run_pipeline(

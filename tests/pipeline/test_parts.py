@@ -35,8 +35,12 @@ def test_gates():
         "bulk ESS 120 < 400 (min_ess_bulk)",
         "divergent transitions 3 > 0 (max_divergences)",
     ]
-    assert evaluate_gates({"max_r_hat": 1.0}, GATES)[0].startswith("bulk ESS: diagnostics.json has no")
-    assert evaluate_gates(bad, {"max_r_hat": None, "min_ess_bulk": None, "max_divergences": 5}) == []
+    assert evaluate_gates({"max_r_hat": 1.0}, GATES)[0].startswith(
+        "bulk ESS: diagnostics.json has no"
+    )
+    assert (
+        evaluate_gates(bad, {"max_r_hat": None, "min_ess_bulk": None, "max_divergences": 5}) == []
+    )
 
 
 # ---------------------------------------------------------------- published pointer
@@ -111,7 +115,9 @@ def test_store_loads_tables_grows_columns_and_rebuilds_from_disk(tmp_path):
     runs = tmp_path / "runs"
     store = ResultsStore(runs / "results.duckdb")
     fake_run(runs, "r1", rows={"segment": ["all"], "wave": ["2026-Q1"], "nps": [31.0]})
-    fake_run(runs, "r2", rows={"segment": ["all"], "wave": ["2026-Q2"], "nps": [33.5], "nps_lo": [30.1]})
+    fake_run(
+        runs, "r2", rows={"segment": ["all"], "wave": ["2026-Q2"], "nps": [33.5], "nps_lo": [30.1]}
+    )
     fake_run(runs, "r3", status="failed", error={"type": "ValueError", "message": "boom"})
     switch_pointer(runs / "telecom", "telecom", {"02-sem/all": {"run_id": "r2"}})
     store.sync_study(runs / "telecom")

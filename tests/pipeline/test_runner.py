@@ -61,9 +61,14 @@ def test_success_publishes_with_manifest_html_and_store(make_spec, tmp_path):
     assert (run / "toy.ipynb").is_file() and (run / "toy.html").is_file()
     assert "wave '01'" in (run / "toy.html").read_text()
     assert (run / "artifacts" / "tables" / "toy_values.parquet").is_file()
-    assert {a["path"] for a in manifest["artifacts"]} >= {"manifest.json", "tables/toy_values.parquet"}
+    assert {a["path"] for a in manifest["artifacts"]} >= {
+        "manifest.json",
+        "tables/toy_values.parquet",
+    }
 
-    rows = store(tmp_path).query("select wave, run_id, study from published_toy_values order by wave")
+    rows = store(tmp_path).query(
+        "select wave, run_id, study from published_toy_values order by wave"
+    )
     assert rows["wave"].tolist() == ["01", "2026-Q3"]
     assert set(rows["study"]) == {STUDY}
     catalog = store(tmp_path).runs()
@@ -100,7 +105,9 @@ def test_skip_when_unchanged_force_and_data_change(make_spec, tmp_path, small_st
     exports.mkdir()
     original = small_study.parent / "responses.parquet"
     (exports / "2026-01.parquet").write_bytes(original.read_bytes())
-    globbed = make_spec("globbed", studies=[{"spec": str(small_study), "data": str(exports / "*.parquet")}])
+    globbed = make_spec(
+        "globbed", studies=[{"spec": str(small_study), "data": str(exports / "*.parquet")}]
+    )
     assert run_pipeline(globbed, progress=False).counts() == {"skipped": 1}
     pd.read_parquet(original).head(300).to_parquet(exports / "2026-02.parquet")
     refreshed = run_pipeline(globbed, progress=False)
@@ -129,14 +136,24 @@ def test_notebook_that_raises_keeps_folder_and_previous_publication(make_spec, t
     assert manifest["error"]["cell_index"] is not None
     assert "raise ValueError" in manifest["error"]["traceback"]
     executed = nbformat.read(run / "toy.ipynb", as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert errors and errors[0]["ename"] == "ValueError"  # the executed notebook keeps the traceback
+    errors = [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
+    assert (
+        errors and errors[0]["ename"] == "ValueError"
+    )  # the executed notebook keeps the traceback
     assert (run / "toy.html").is_file()
     assert good.records[0].run_id in {e["run_id"] for e in before["runs"].values()}
 
 
 def test_gate_failure_is_not_published(make_spec, tmp_path):
-    ok = run_pipeline(make_spec(parameters={"write_diagnostics": True, "r_hat": 1.001}), progress=False)
+    ok = run_pipeline(
+        make_spec(parameters={"write_diagnostics": True, "r_hat": 1.001}), progress=False
+    )
     assert ok.counts() == {"succeeded": 1}
     assert ok.records[0].diagnostics["max_r_hat"] == 1.001
     before = read_pointer(study_dir(tmp_path))
@@ -155,13 +172,45 @@ def test_gate_failure_is_not_published(make_spec, tmp_path):
 
 
 def test_execution_timeout_fails_the_run(make_spec, tmp_path, toy_notebook):
-    spec = make_spec(parameters={"sleep_s": 30.0}, notebooks=[{"path": str(toy_notebook), "timeout_s": 1}])
+    spec = make_spec(
+        parameters={"sleep_s": 30.0}, notebooks=[{"path": str(toy_notebook), "timeout_s": 1}]
+    )
     started = time.perf_counter()
     result = run_pipeline(spec, progress=False)
     assert time.perf_counter() - started < 20
     record = result.records[0]
     assert record.status == "failed"
     assert "execution timeout (1 s" in record.error
+    assert read_pointer(study_dir(tmp_path)) is None
+
+
+def test_run_time_limit_stops_a_notebook_whose_cells_each_stay_in_time(make_spec, tmp_path):
+    spec = make_spec(
+        parameters={"sleep_s": 30.0},
+        execution={"export_html": False, "timeout_s": 60, "run_timeout_s": 2},
+    )
+    started = time.perf_counter()
+    (record,) = run_pipeline(spec, progress=False).records
+    assert time.perf_counter() - started < 20
+    assert record.status == "failed"
+    assert "execution.run_timeout_s = 2 s" in record.error
+    assert read_pointer(study_dir(tmp_path)) is None
+
+
+def test_pipeline_time_limit_fails_the_running_run_and_starts_no_more(make_spec, tmp_path):
+    spec = make_spec(
+        parameters={"sleep_s": 30.0},
+        parameter_sets={"first": {"wave": "1"}, "second": {"wave": "2"}},
+        execution={"export_html": False, "timeout_s": 60, "pipeline_timeout_s": 3},
+    )
+    started = time.perf_counter()
+    result = run_pipeline(spec, progress=False)
+    assert time.perf_counter() - started < 25
+    first, second = result.records
+    assert first.status == "failed" and "pipeline's time limit" in first.error
+    assert second.status == "blocked"
+    assert "execution.pipeline_timeout_s = 3 s" in second.error and not second.run_id
+    assert not result.ok
     assert read_pointer(study_dir(tmp_path)) is None
 
 
@@ -206,7 +255,9 @@ def test_killed_run_leaves_nothing_half_published_and_rerun_succeeds(make_spec, 
 def test_second_runner_on_a_study_waits_or_exits(make_spec, tmp_path):
     spec = make_spec(parameters={"sleep_s": 3.0})
     results = {}
-    thread = threading.Thread(target=lambda: results.setdefault("a", run_pipeline(spec, progress=False)))
+    thread = threading.Thread(
+        target=lambda: results.setdefault("a", run_pipeline(spec, progress=False))
+    )
     thread.start()
     try:
         _wait_for(lambda: list(study_dir(tmp_path).glob("*/artifacts/started")), 60)
@@ -233,3 +284,54 @@ def _wait_for(condition, timeout_s: float):
             return value
         time.sleep(0.05)
     raise AssertionError("timed out waiting")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_parallel_runner_stops_its_notebooks_at_once(make_spec, tmp_path, sig):
+    spec = make_spec(
+        parameters={"sleep_s": 120.0},
+        parameter_sets={"first": {"wave": "1"}, "second": {"wave": "2"}},
+    )
+    cx_bin = Path(sys.executable).with_name("cx")
+    proc = subprocess.Popen(
+        [str(cx_bin), "run", str(spec), "--jobs", "2"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: len(list(study_dir(tmp_path).glob("*/artifacts/started"))) == 2, 60)
+        kernels = _kernel_pids(proc.pid)
+        assert len(kernels) == 2
+        started = time.monotonic()
+        os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=30)  # not the notebooks' 120 s
+        assert time.monotonic() - started < 30
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "stopped 2 running notebook(s)" in out
+    time.sleep(0.5)
+    assert not [pid for pid in kernels if Path(f"/proc/{pid}").exists()], "kernels left running"
+    statuses = [
+        json.loads(p.read_text())["status"] for p in study_dir(tmp_path).glob("*/manifest.json")
+    ]
+    assert statuses == ["failed", "failed"]
+    assert read_pointer(study_dir(tmp_path)) is None
+
+
+def _kernel_pids(parent: int) -> list[int]:
+    """The kernel processes a runner started (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if b"ipykernel" in cmdline:
+                pids.append(int(stat.parent.name))
+    return pids

@@ -146,6 +146,7 @@ def test_cli_schedule_without_schedule_and_unknown_run(make_spec, tmp_path):
     result = CliRunner().invoke(cx, ["schedule", str(make_spec()), "--once"])
     assert result.exit_code == 2 and "has no `schedule:` section" in result.output
     shown = CliRunner().invoke(
-        cx, ["runs", "show", "nope", "--db", str(tmp_path / "x.duckdb"), "--runs-dir", str(tmp_path)]
+        cx,
+        ["runs", "show", "nope", "--db", str(tmp_path / "x.duckdb"), "--runs-dir", str(tmp_path)],
     )
     assert shown.exit_code == 2 and "run 'nope' is not in the catalog" in shown.output

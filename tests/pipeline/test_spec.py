@@ -34,7 +34,9 @@ def assert_refused(spec_path, tmp_path, *fragments):
     for fragment in fragments:
         assert fragment in text, text
     assert "Nothing was run." in text
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*/*/manifest.json"))
+    assert not (tmp_path / "runs").exists() or not any(
+        (tmp_path / "runs").glob("*/*/manifest.json")
+    )
     return text
 
 
@@ -116,10 +118,27 @@ def test_bad_cron_timezone_and_unknown_parameter_set(spec_from, small_study, toy
         )
 
 
+def test_time_limits_must_be_positive_seconds(spec_from, small_study, toy_notebook):
+    base = {"studies": [str(small_study)], "notebooks": [str(toy_notebook)]}
+    with pytest.raises(PipelineSpecError) as excinfo:
+        spec_from(base | {"execution": {"pipeline_timeout_s": 0, "run_timeout_s": "soon"}})
+    text = problems_of(excinfo)
+    assert "execution.pipeline_timeout_s" in text and "greater than 0" in text
+    assert "execution.run_timeout_s" in text
+    with pytest.raises(PipelineSpecError, match="execution.pipeline_timout_s.*pipeline_timeout_s"):
+        spec_from(base | {"execution": {"pipeline_timout_s": 600}})
+    spec = spec_from(base | {"execution": {"pipeline_timeout_s": 600, "run_timeout_s": 300}})
+    assert (spec.execution.pipeline_timeout_s, spec.execution.run_timeout_s) == (600, 300)
+    (task,) = plan_runs(spec)
+    assert task.run_timeout_s == 300 and task.deadline is None  # the runner sets the deadline
+
+
 # ---------------------------------------------------------------- what the spec names
 def test_notebook_that_does_not_exist(make_spec, tmp_path, toy_notebook):
     path = make_spec(notebooks=[{"path": str(toy_notebook.with_name("tyo.ipynb"))}])
-    assert_refused(path, tmp_path, "notebooks[0].path: notebook", "does not exist", "did you mean 'toy.ipynb'?")
+    assert_refused(
+        path, tmp_path, "notebooks[0].path: notebook", "does not exist", "did you mean 'toy.ipynb'?"
+    )
 
 
 def test_study_that_does_not_exist(make_spec, tmp_path):
@@ -134,17 +153,23 @@ def test_unknown_study_filter(make_spec):
 
 def test_parameter_the_notebook_does_not_declare(make_spec, tmp_path):
     path = make_spec(parameter_sets={"a": {"sleep": 1}})
-    text = assert_refused(path, tmp_path, "parameter_sets.a.sleep: toy.ipynb does not declare a parameter 'sleep'")
+    text = assert_refused(
+        path, tmp_path, "parameter_sets.a.sleep: toy.ipynb does not declare a parameter 'sleep'"
+    )
     assert "did you mean 'sleep_s'?" in text
 
 
 def test_shared_parameter_no_notebook_declares(make_spec, tmp_path):
     path = make_spec(parameters={"draws": 100})
-    assert_refused(path, tmp_path, "parameters.draws: no notebook of the pipeline declares a parameter 'draws'")
+    assert_refused(
+        path, tmp_path, "parameters.draws: no notebook of the pipeline declares a parameter 'draws'"
+    )
 
 
 def test_parameter_of_the_wrong_type(make_spec, tmp_path):
-    path = make_spec(parameter_sets={"a": {"sleep_s": "long"}, "b": {"write_diagnostics": "yes please"}})
+    path = make_spec(
+        parameter_sets={"a": {"sleep_s": "long"}, "b": {"write_diagnostics": "yes please"}}
+    )
     assert_refused(
         path,
         tmp_path,
@@ -155,9 +180,15 @@ def test_parameter_of_the_wrong_type(make_spec, tmp_path):
 
 
 def test_output_path_outside_the_runs_directory(make_spec, tmp_path):
-    path = make_spec(parameter_sets={"a": {"output_dir": "/etc/cx"}, "b": {"output_dir": "../../elsewhere"}})
-    text = assert_refused(path, tmp_path, "parameter_sets.a.output_dir: '/etc/cx' lies outside the runs directory")
-    assert "parameter_sets.b.output_dir: '../../elsewhere' lies outside the run's own folder" in text
+    path = make_spec(
+        parameter_sets={"a": {"output_dir": "/etc/cx"}, "b": {"output_dir": "../../elsewhere"}}
+    )
+    text = assert_refused(
+        path, tmp_path, "parameter_sets.a.output_dir: '/etc/cx' lies outside the runs directory"
+    )
+    assert (
+        "parameter_sets.b.output_dir: '../../elsewhere' lies outside the run's own folder" in text
+    )
 
 
 def test_output_subfolder_inside_the_run_folder_is_fine(make_spec, tmp_path):
@@ -166,7 +197,9 @@ def test_output_subfolder_inside_the_run_folder_is_fine(make_spec, tmp_path):
 
 
 def test_data_glob_matching_nothing(make_spec, tmp_path, small_study):
-    path = make_spec(studies=[{"spec": str(small_study), "data": str(tmp_path / "exports" / "*.csv")}])
+    path = make_spec(
+        studies=[{"spec": str(small_study), "data": str(tmp_path / "exports" / "*.csv")}]
+    )
     assert_refused(path, tmp_path, "studies[0].data: the glob", "exports/*.csv' matches no file")
 
 
@@ -200,7 +233,7 @@ def test_notebook_without_parameters_cell(tmp_path, make_spec):
 
 
 def test_notebook_without_output_dir(tmp_path, make_spec):
-    nb = write_notebook(tmp_path / "noout.ipynb", 'x: int = 1  # a number\n', "x")
+    nb = write_notebook(tmp_path / "noout.ipynb", "x: int = 1  # a number\n", "x")
     path = make_spec(notebooks=[str(nb)])
     assert_refused(path, tmp_path, "noout.ipynb declares no 'output_dir' parameter")
 
