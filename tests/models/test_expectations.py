@@ -534,7 +534,7 @@ def test_ordinal_recovery_with_missing_answers(study):
     reward = {a: slopes[k][1] for a, k in zip(names, kinds, strict=True)}
     frame = _ordinal_frame(study, 3000, 21, penalty, reward, [-2.5, -1.0, 0.5, 2.0])
     model = ExpectationsModel(study, outcome="LOY_STAY", family="ordinal")
-    result = model.fit(frame, draws=500, tune=500)
+    result = model.fit(frame)
     assert result.data.incomplete.n_rows > 500  # the missing answers are in the likelihood
     assert result.ok, str(result.diagnostics)
     table = result.penalty_reward(hdi_prob=0.9).set_index("attribute")
