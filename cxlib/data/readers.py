@@ -86,6 +86,28 @@ def file_hash(path: str | Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def read_side_table(path: str | Path, expected: str) -> pd.DataFrame:
+    """Read a small user-supplied CSV table (cost table, internal assessment) as text.
+
+    Values stay strings (the caller validates and converts them, naming lines); column
+    names are stripped. A missing or unreadable file raises
+    :class:`~cxlib.errors.DataValidationError` naming the file and what was ``expected``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(
+            str(path), [DataProblem(None, "file not found", expected=expected)]
+        )
+    try:
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataValidationError(
+            str(path), [DataProblem(None, f"not a readable CSV file ({exc})")]
+        ) from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
 def _fail(path: Path, message: str, *, expected: str = "", hint: str = "", column=None):
     return DataValidationError(
         str(path), [DataProblem(column, message, expected=expected)], hint=hint

@@ -287,18 +287,9 @@ def read_cost_table(path: str | Path, touchpoints: list[str]) -> pd.DataFrame:
 
     Errors name the file and its line numbers (see :func:`validate_cost_table`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataValidationError(
-            str(path), [DataProblem(None, "file not found", expected="a CSV cost table")]
-        )
-    try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataValidationError(
-            str(path), [DataProblem(None, f"not a readable CSV file ({exc})")]
-        ) from None
-    table.columns = [str(c).strip() for c in table.columns]
+    from cxlib.data.readers import read_side_table  # cxlib.data loads pandera
+
+    table = read_side_table(path, expected="a CSV cost table")
     return validate_cost_table(table, touchpoints, source=str(path), row_label="line", first_row=2)
 
 

@@ -142,18 +142,9 @@ def validate_internal_assessment(
 
 def read_internal_assessment(path: str | Path, journey: pd.DataFrame) -> pd.DataFrame:
     """Read and check an internal assessment (CSV): ``touchpoint, rating[, rater]``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataValidationError(
-            str(path), [DataProblem(None, "file not found", expected="a CSV internal assessment")]
-        )
-    try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataValidationError(
-            str(path), [DataProblem(None, f"not a readable CSV ({exc})")]
-        ) from None
-    table.columns = [str(c).strip() for c in table.columns]
+    from cxlib.data.readers import read_side_table  # cxlib.data loads pandera
+
+    table = read_side_table(path, expected="a CSV internal assessment")
     return validate_internal_assessment(
         table, journey, source=str(path), row_label="line", first_row=2
     )
