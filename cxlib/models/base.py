@@ -119,6 +119,35 @@ def make_prior(name: str, spec: dict[str, Any], **kwargs):
     return dist(name, **spec, **extra)
 
 
+def gaussian_loglik_from_moments(beta, xtwx, xtwy, ytwy, sum_w, sigma):
+    """Weighted normal regression log-likelihood from sufficient statistics.
+
+    ``y ~ Normal(X beta, sigma)`` summed over respondents with weights ``w``, evaluated from
+    X'WX, X'Wy, y'Wy and the weight total only, so its cost does not depend on the number of
+    respondents. Leading axes (one set of moments per segment) are summed over.
+
+    Parameters
+    ----------
+    beta : tensor, shape (..., k)
+        Regression coefficients (intercept column included in X).
+    xtwx : array, shape (..., k, k)
+    xtwy : array, shape (..., k)
+    ytwy, sum_w : array, shape (...)
+    sigma : tensor
+        Residual standard deviation.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable
+        The summed log-likelihood (a scalar).
+    """
+    import pytensor.tensor as pt
+
+    quad = pt.sum(beta[..., :, None] * xtwx * beta[..., None, :], axis=(-2, -1))
+    rss = ytwy - 2.0 * pt.sum(beta * xtwy, axis=-1) + quad
+    return pt.sum(-0.5 * sum_w * pt.log(2.0 * np.pi * sigma**2) - rss / (2.0 * sigma**2))
+
+
 def frame_hash(values: np.ndarray | pd.DataFrame) -> str:
     """SHA-256 (first 16 hex digits) of an array's or frame's values, for data-hash checks."""
     if isinstance(values, pd.DataFrame):
@@ -443,6 +472,12 @@ class CxModel(ABC):
         self.sampler_config = merge_config(self.default_sampler_config, sampler_config)
         self.model = None
         self.result: ModelResult | None = None
+
+    def _need_data(self):
+        """The prepared data, or a clear error when no data was given yet."""
+        if getattr(self, "data", None) is None:
+            raise ModelSpecificationError("no data yet: call build_model(data) or fit(data) first")
+        return self.data
 
     def _accepts_config_key(self, key: str) -> bool:
         """Whether a model_config key outside the defaults is allowed (per-parameter priors)."""

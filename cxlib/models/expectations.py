@@ -55,6 +55,7 @@ from cxlib.models.base import (
     ModelSpecificationError,
     count_divergences,
     diagnose,
+    gaussian_loglik_from_moments,
     make_prior,
 )
 from cxlib.models.expectations_data import (
@@ -320,11 +321,6 @@ class ExpectationsModel(CxModel):
             ]
         return out
 
-    def _need_data(self) -> ExpectationsData:
-        if self.data is None:
-            raise ModelSpecificationError("no data yet: call build_model(data) or fit(data) first")
-        return self.data
-
     def build_model(self, data=None):
         """Build the PyMC model.
 
@@ -396,20 +392,14 @@ class ExpectationsModel(CxModel):
 
             if self.family == "normal":
                 sigma = make_prior("sigma", cfg["sigma"])
-                xtwx = pt.as_tensor_variable(d.xtwx)
-                xtwy = pt.as_tensor_variable(d.xtwy)
                 if cfg["likelihood"] == "rowwise":
                     X, ys, wl, seg = d.rows
                     mu = pt.dot(_by_segment(X, seg, G), beta.T.flatten())
                     logp = pm.logp(pm.Normal.dist(mu, sigma), ys)
                     loglik = pt.sum(wl * logp)
                 else:
-                    quad = pt.sum(beta[:, :, None] * xtwx * beta[:, None, :], axis=(1, 2))
-                    lin = pt.sum(beta * xtwy, axis=1)
-                    rss = d.ytwy - 2.0 * lin + quad
-                    sw = d.xtwx[:, 0, 0]
-                    loglik = pt.sum(
-                        -0.5 * sw * pt.log(2.0 * np.pi * sigma**2) - rss / (2.0 * sigma**2)
+                    loglik = gaussian_loglik_from_moments(
+                        beta, d.xtwx, d.xtwy, d.ytwy, d.xtwx[:, 0, 0], sigma
                     )
                 if d.incomplete is not None and d.incomplete.n_rows:
                     # respondents with missing answers: a mixture over their values

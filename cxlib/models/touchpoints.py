@@ -43,7 +43,13 @@ from scipy import stats
 
 from cxlib import config
 from cxlib.insights.intervals import summarize_draws
-from cxlib.models.base import CxModel, ModelResult, ModelSpecificationError, make_prior
+from cxlib.models.base import (
+    CxModel,
+    ModelResult,
+    ModelSpecificationError,
+    gaussian_loglik_from_moments,
+    make_prior,
+)
 from cxlib.models.touchpoints_data import (
     CHANNELS,
     STAGES,
@@ -173,11 +179,6 @@ class TouchpointModel(CxModel):
             "not_used": d.not_used,
         }
 
-    def _need_data(self) -> TouchpointData:
-        if self.data is None:
-            raise ModelSpecificationError("no data yet: call build_model(data) or fit(data) first")
-        return self.data
-
     def build_model(self, data=None):
         """Build the PyMC model.
 
@@ -199,11 +200,6 @@ class TouchpointModel(CxModel):
         cfg = self.model_config
         ch = np.array([CHANNELS.index(c) for c in d.channels])
         st = np.array([STAGES.index(s) for s in d.stages])
-
-        def gaussian(beta, xtwx, xtwy, ytwy, sum_w, sigma):
-            quad = pt.dot(beta, pt.dot(pt.as_tensor_variable(xtwx), beta))
-            rss = ytwy - 2.0 * pt.dot(beta, pt.as_tensor_variable(xtwy)) + quad
-            return -0.5 * sum_w * pt.log(2.0 * np.pi * sigma**2) - rss / (2.0 * sigma**2)
 
         def prior(name: str, value, **dims):
             spec = dict(cfg[name])
@@ -245,7 +241,10 @@ class TouchpointModel(CxModel):
                 shift = pm.Deterministic("not_used_shift", beta[T + 1 :], dims="not_used")
                 prior("not_used_shift", shift)
             sigma = make_prior("sigma", cfg["sigma"])
-            pm.Potential("outcome_loglik", gaussian(beta, d.xtwx, d.xtwy, d.ytwy, d.sum_w, sigma))
+            pm.Potential(
+                "outcome_loglik",
+                gaussian_loglik_from_moments(beta, d.xtwx, d.xtwy, d.ytwy, d.sum_w, sigma),
+            )
             b2_hat, chol2 = _whitening(d.target_xtwx, d.target_xtwy, d.target_ytwy, d.target_sum_w)
             z2 = pm.Flat("target_coef_z", shape=2)
             beta2 = pt.as_tensor_variable(b2_hat) + pt.dot(pt.as_tensor_variable(chol2), z2)
@@ -256,7 +255,7 @@ class TouchpointModel(CxModel):
             tsigma = make_prior("target_sigma", cfg["target_sigma"])
             pm.Potential(
                 "target_loglik",
-                gaussian(
+                gaussian_loglik_from_moments(
                     beta2, d.target_xtwx, d.target_xtwy, d.target_ytwy, d.target_sum_w, tsigma
                 ),
             )
