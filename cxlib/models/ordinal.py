@@ -482,7 +482,22 @@ def _ordinal_key(od: OrdinalData) -> int:
     )
 
 
-class PairwiseLogLik(Op):
+class _OrdinalDataOp(Op):
+    """An Op over one :class:`OrdinalData`, keyed by its fingerprint; inputs ``(tau, corr)``."""
+
+    __props__ = ("key",)
+
+    def __init__(self, od: OrdinalData):
+        self.od = od
+        self.key = _ordinal_key(od)
+
+    @staticmethod
+    def _inputs(tau, corr):
+        """Thresholds ``(T,)`` and correlations ``(p, p)`` as tensors."""
+        return pt.as_tensor_variable(tau), pt.as_tensor_variable(corr)
+
+
+class PairwiseLogLik(_OrdinalDataOp):
     """Composite log-likelihood of all pair tables, with its gradient, as one Op.
 
     Inputs: the thresholds of all items concatenated (``tau``, item ``j`` at
@@ -494,16 +509,9 @@ class PairwiseLogLik(Op):
     model-implied correlations to loadings, paths and variances.
     """
 
-    __props__ = ("key",)
-
-    def __init__(self, od: OrdinalData):
-        self.od = od
-        self.key = _ordinal_key(od)
-
     def make_node(self, tau, corr):
         """Inputs: thresholds ``(T,)`` and correlations ``(p, p)``."""
-        tau = pt.as_tensor_variable(tau)
-        corr = pt.as_tensor_variable(corr)
+        tau, corr = self._inputs(tau, corr)
         return Apply(self, [tau, corr], [pt.dscalar(), tau.type(), corr.type()])
 
     def perform(self, node, inputs, outputs):
@@ -530,19 +538,12 @@ class PairwiseLogLik(Op):
         return [[True, True, True], [True, True, True]]
 
 
-class PairCellLogProb(Op):
+class PairCellLogProb(_OrdinalDataOp):
     """``log pi`` of every cell of every pair table (for the score vectors; no gradient)."""
-
-    __props__ = ("key",)
-
-    def __init__(self, od: OrdinalData):
-        self.od = od
-        self.key = _ordinal_key(od)
 
     def make_node(self, tau, corr):
         """Inputs: thresholds ``(T,)`` and correlations ``(p, p)``."""
-        tau = pt.as_tensor_variable(tau)
-        corr = pt.as_tensor_variable(corr)
+        tau, corr = self._inputs(tau, corr)
         return Apply(self, [tau, corr], [pt.dvector()])
 
     def perform(self, node, inputs, outputs):
