@@ -21,7 +21,10 @@ cost does not depend on the number of respondents.
 
 ``ordinal=True`` treats Likert items as ordered categories through a pairwise
 (composite) likelihood with a curvature adjustment; see :mod:`cxlib.models.ordinal`
-for the formulations measured and why this one was picked.
+for the formulations measured and why this one was picked. ``ordinal=[items]`` mixes
+ordinal items (thresholds, latent responses of variance 1) with continuous ones
+(intercepts and residual variances on the data's scale) in the same pairwise
+likelihood.
 
 Priors are set on a unit-free scale: every item is standardized by its pooled
 weighted mean and standard deviation before fitting, and each free parameter is a
@@ -237,10 +240,13 @@ class BayesianSEM(CxModel):
 
     # ------------------------------------------------------------------ building
     def _units(
-        self, data: SEMData, *, latent_response: bool = False
+        self, data: SEMData, *, ordinal_items: list[str] = ()
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Item SDs and latent scales (the unit of each latent on the data's scale)."""
-        s = np.ones(len(data.items)) if latent_response else data.scale
+        """Item SDs and latent scales (the unit of each latent on the data's scale).
+
+        Ordinal items are latent responses of variance 1 (unit 1).
+        """
+        s = np.where(np.isin(data.items, list(ordinal_items)), 1.0, data.scale)
         c = np.ones(self.structure.n_latents)
         for k, lat in enumerate(self.structure.latents):
             loads = [
@@ -290,7 +296,8 @@ class BayesianSEM(CxModel):
         data : SEMData
             From :func:`cxlib.models.sem_data.prepare_data` (``fit`` calls both).
         ordinal : bool or list of str
-            Use the ordinal likelihood for all items (True) or the items listed.
+            Use the pairwise ordinal likelihood for all items (True) or for the items
+            listed, the other items entering it as continuous.
         invariance : {"loadings", "none"}
             With groups: loadings equal across groups ("loadings", the default) or
             group-specific with partial pooling ("none"). Intercepts, residual
@@ -309,7 +316,7 @@ class BayesianSEM(CxModel):
         G = len(data.groups)
         grouped = G > 1
         ordinal_items = _ordinal_items(ordinal, items)
-        s, c = self._units(data, latent_response=bool(ordinal_items))
+        s, c = self._units(data, ordinal_items=ordinal_items)
         if invariance not in ("loadings", "none"):
             raise ModelSpecificationError(
                 f"invariance must be 'loadings' or 'none', got {invariance!r}"
@@ -330,6 +337,11 @@ class BayesianSEM(CxModel):
         coords["loading_first"] = [free["loading"][i] for i in pos_idx]
         coords["path_free"] = free["path"]
         item_var_slots = [i for i, n in enumerate(free["item_cov"]) if _is_var(n)]
+        # ordinal items: no free residual variance (latent responses, 1 - communality)
+        ord_var_slots = [
+            i for i in item_var_slots if free["item_cov"][i].partition(" ~~ ")[0] in ordinal_items
+        ]
+        item_var_slots = [i for i in item_var_slots if i not in ord_var_slots]
         item_cov_slots = [i for i, n in enumerate(free["item_cov"]) if not _is_var(n)]
         lat_var_slots = [i for i, n in enumerate(free["latent_cov"]) if _is_var(n)]
         lat_cov_slots = [i for i, n in enumerate(free["latent_cov"]) if not _is_var(n)]
@@ -418,11 +430,11 @@ class BayesianSEM(CxModel):
             # ---- item residual variances / covariances
             n_ic = len(free["item_cov"])
             ic_vals = pt.zeros(n_ic)
-            if item_var_slots and ordinal_items:
+            if ord_var_slots:
                 # latent responses: residual variance = 1 - communality (set in ordinal.py);
                 # 1 here makes the off-diagonal entries residual correlations
-                ic_vals = pt.set_subtensor(ic_vals[item_var_slots], 1.0)
-            elif item_var_slots:
+                ic_vals = pt.set_subtensor(ic_vals[ord_var_slots], 1.0)
+            if item_var_slots:
                 iu = np.array([unit("item_cov", i) for i in item_var_slots])
                 raw = make_prior(
                     "item_sd",
@@ -484,10 +496,9 @@ class BayesianSEM(CxModel):
             if ordinal_items:
                 from cxlib.models.ordinal import add_ordinal_likelihood
 
-                ll, Theta_y = add_ordinal_likelihood(
+                ll, Theta_y, nu_y = add_ordinal_likelihood(
                     self, model, data, ordinal_items, Lambda_g, B_g, Psi, Theta_y, initvals
                 )
-                nu_y = pt.zeros(p)
                 alpha = pt.zeros((G, m))
             else:
                 raw_nu = make_prior(
@@ -642,7 +653,14 @@ class BayesianSEM(CxModel):
         random_seed : int, optional
             Seed (default :data:`cxlib.config.DEFAULT_SEED`).
         ordinal : bool or list of str
-            Treat all items (True) as ordered categories; see :mod:`cxlib.models.ordinal`.
+            Treat all items (True) or the items listed as ordered categories, through
+            the pairwise likelihood of :mod:`cxlib.models.ordinal`; with a list, the
+            other items stay continuous (intercepts and residual variances on the
+            data's scale) and enter the same pairwise likelihood. Ordinal items must
+            be coded as whole numbers with 2 to 15 categories. Not combinable with
+            ``group``. Mixed and ordinal fits report thresholds (``op`` ``|``) and
+            no intercepts for ordinal items; ``fit_measures()`` and ``scores()`` are
+            refused for them.
         group : str, optional
             A segment column: segment-specific paths with partial pooling, shared
             loadings and intercepts, segment latent means.
@@ -672,13 +690,17 @@ class BayesianSEM(CxModel):
                 "separately or use the continuous likelihood"
             )
         if ordinal_items:
-            from cxlib.models.ordinal import prepare_ordinal
+            from cxlib.models.ordinal import prepare_pairs
 
-            self._ordinal_data = prepare_ordinal(
+            self._pair_data = prepare_pairs(
                 prepared.y * prepared.scale + prepared.center,
                 prepared.weights,
                 self.structure.items,
+                ordinal_items,
+                prepared.center,
+                prepared.scale,
             )
+            self._ordinal_data = self._pair_data.od
         self.build_model(prepared, ordinal=ordinal_items, invariance=invariance)
         if ordinal_items:
             import pymc as pm
@@ -902,16 +924,15 @@ def _ordinal_items(ordinal, items: list[str]) -> list[str]:
         return list(items)
     if not ordinal:
         return []
+    if isinstance(ordinal, str):
+        ordinal = [ordinal]
     listed = list(ordinal)
     unknown = [it for it in listed if it not in items]
     if unknown:
-        raise ModelSpecificationError(f"ordinal items {unknown} are not items of the model")
-    if set(listed) != set(items):
         raise ModelSpecificationError(
-            "a mix of ordinal and continuous items is not supported yet: pass ordinal=True "
-            "(all items ordinal) or ordinal=False"
+            f"ordinal items {unknown} are not items of the model (its items: {list(items)})"
         )
-    return list(items)
+    return [it for it in items if it in set(listed)]
 
 
 def _depth(st: SEMStructure) -> int:
@@ -1092,8 +1113,13 @@ class SEMResult(ModelResult):
 
     @property
     def ordinal(self) -> bool:
-        """True when fitted with the ordinal likelihood."""
+        """True when fitted with the ordinal (pairwise) likelihood, for all items or some."""
         return bool(self.model.fit_options.get("ordinal"))
+
+    @property
+    def ordinal_items(self) -> list[str]:
+        """The items fitted as ordered categories (empty for a continuous fit)."""
+        return list(self.model.fit_options.get("ordinal") or [])
 
     def _draws(self, name: str) -> np.ndarray:
         """Posterior draws of a variable, shape ``(chain, draw, ...)``."""
@@ -1178,10 +1204,11 @@ class SEMResult(ModelResult):
     def _rows(self, free_only: bool = False) -> list[tuple[Any, int]]:
         rows = []
         G = len(self.groups)
+        ordinal = set(self.ordinal_items)
         for prm in self.structure.params:
             if prm.kind == "latent_mean" and not (self.grouped and not self.ordinal):
                 continue
-            if prm.kind == "intercept" and self.ordinal:
+            if prm.kind == "intercept" and prm.lhs in ordinal:
                 continue
             if free_only and not prm.is_free and prm.kind != "latent_mean":
                 continue
@@ -1523,7 +1550,10 @@ class SEMResult(ModelResult):
 
         Alpha and HTMT are computed from the data (the saturated covariance, which
         uses every answer under missingness at random); omega and AVE are computed per
-        posterior draw (model-implied, first group) and reported with HDIs.
+        posterior draw (model-implied, first group) and reported with HDIs. After a fit
+        with ordinal items (all or some), omega and AVE use the latent responses for
+        the ordinal items (the data's scale for continuous ones); alpha and HTMT use
+        the answers as numbers.
 
         Returns
         -------
@@ -1618,7 +1648,8 @@ class SEMResult(ModelResult):
         if self.ordinal:
             raise ModelSpecificationError(
                 "fit_measures() is available for the continuous likelihood only; the "
-                "pairwise likelihood has no saturated chi-square"
+                "pairwise likelihood (ordinal or mixed ordinal/continuous items) has no "
+                "saturated chi-square"
             )
         from scipy import stats
 
@@ -1766,7 +1797,8 @@ class SEMResult(ModelResult):
         """
         if self.ordinal:
             raise ModelSpecificationError(
-                "scores() is available for the continuous likelihood only for now"
+                "scores() is available for the continuous likelihood only for now (not "
+                "after a fit with ordinal items, all or some)"
             )
         d = self.data
         if data is not None or d is None or d.y.shape[0] == 0:
