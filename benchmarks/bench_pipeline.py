@@ -43,6 +43,19 @@ WORK = ROOT / "benchmarks" / ".work" / "pipeline"
 BIN = Path(sys.executable).parent
 TARGET_DEMO_S = 90
 REPEATS = 3
+#: The previous measurement (2026-11-23 morning, load 5.9-6.9), kept beside the new one.
+BEFORE_DEMO_S = {"fast": 210.1, "full": 401.0, "again": 198.7}
+BEFORE_RUN_S = {  # notebook/set -> (--fast s, full draws s, full draws status)
+    "02-experience-brand-loyalty/all": (76.5, 269.5, "succeeded"),
+    "03-technical-vs-emotional/all": (116.0, 372.5, "gated"),
+    "04-drivers-and-what-if/all": (20.5, 21.6, "succeeded"),
+    "01-data-quality/all": (4.9, 5.8, "succeeded"),
+    "01-data-quality/consumer": (6.3, 4.6, "succeeded"),
+    "01-data-quality/small-business": (6.5, 5.3, "succeeded"),
+    "01-data-quality/enterprise": (6.3, 6.5, "succeeded"),
+    "05-touchpoints-and-journey/all": (86.7, 80.5, "succeeded"),
+    "00-study-overview/all": (18.7, 15.6, "succeeded"),
+}
 
 PARAMETERS = 'output_dir: str = ""  # where artifacts go\n'
 IMPORTS = """\
@@ -130,7 +143,23 @@ def run_times(result: dict) -> dict[str, tuple[float | None, str]]:
     return times
 
 
-def demo_row(command: str, result: dict, limit_s: float | None = None) -> dict:
+def run_diagnostics(result: dict) -> dict[str, str]:
+    """notebook/set -> "R-hat / bulk ESS / divergences" of the model runs (from their manifests)."""
+    out = {}
+    for m in result["manifests"]:
+        d = m.get("diagnostics") or {}
+        if d.get("max_r_hat") is not None:
+            slot = f"{m['notebook']['name']}/{m['label']}"
+            out[slot] = (
+                f"{d['max_r_hat']:.3f} / {d.get('min_ess_bulk', float('nan')):.0f} / "
+                f"{d.get('divergences')}"
+            )
+    return out
+
+
+def demo_row(
+    command: str, result: dict, limit_s: float | None = None, before: float | None = None
+) -> dict:
     """A row of the demo table: runs, their outcome, wall time against the target."""
     ok = not result["timed_out"] and result["returncode"] == 0
     summary = result["summary"] if " run(s) in " in result["summary"] else ""
@@ -143,6 +172,7 @@ def demo_row(command: str, result: dict, limit_s: float | None = None) -> dict:
         "runs": runs,
         "outcome": outcome,
         "wall s": f"{result['wall']:.1f}",
+        "before s": f"{before:.1f}" if before is not None else "",
         "target s": f"< {TARGET_DEMO_S}",
         "met": "yes" if ok and result["wall"] < TARGET_DEMO_S else "NO",
     }
@@ -211,28 +241,41 @@ def main() -> None:
     full = cx_run("--force", "--jobs", "2", limit_s=args.full_limit_s)
     print(full["out"])
     demo = [
-        demo_row("cx run pipelines/demo.yaml --force --fast --jobs 2", fast),
         demo_row(
-            "cx run pipelines/demo.yaml --force --jobs 2 (full draws)", full, args.full_limit_s
+            "cx run pipelines/demo.yaml --force --fast --jobs 2", fast, before=BEFORE_DEMO_S["fast"]
+        ),
+        demo_row(
+            "cx run pipelines/demo.yaml --force --jobs 2 (full draws)",
+            full,
+            args.full_limit_s,
+            before=BEFORE_DEMO_S["full"],
         ),
     ]
     if not full["timed_out"]:
         again = cx_run("--jobs", "2")
-        row = demo_row("cx run pipelines/demo.yaml (again: up to date)", again)
+        row = demo_row(
+            "cx run pipelines/demo.yaml (again: up to date)", again, before=BEFORE_DEMO_S["again"]
+        )
         row.update({"target s": "", "met": ""})
         demo.append(row)
 
     fast_t, full_t = run_times(fast), run_times(full)
+    full_d = run_diagnostics(full)
     per_notebook = []
-    for slot in dict.fromkeys([*fast_t, *full_t]):
+    for slot in dict.fromkeys([*fast_t, *full_t, *BEFORE_RUN_S]):
         f_s, f_status = fast_t.get(slot, (None, "-"))
         g_s, g_status = full_t.get(slot, (None, "not started"))
+        b_fast, b_full, b_status = BEFORE_RUN_S.get(slot, (None, None, "-"))
         per_notebook.append(
             {
                 "notebook / set": slot,
                 "--fast s": f"{f_s:.1f}" if f_s is not None else "-",
                 "full draws s": f"{g_s:.1f}" if g_s is not None else "-",
                 "full draws status": g_status,
+                "R-hat / ESS / divergences": full_d.get(slot, ""),
+                "before: --fast s": f"{b_fast:.1f}" if b_fast is not None else "-",
+                "before: full s": f"{b_full:.1f}" if b_full is not None else "-",
+                "before: status": b_status,
             }
         )
 
@@ -251,13 +294,27 @@ def main() -> None:
             "what-if; needs 02) and 00 (overview; needs 02, 03, 04) once each. `--fast` uses "
             "100 draws + 100 tuning steps (smoke runs: gated leniently, never published); the "
             "full-draws run is what `make run` does, after the `--fast` run warmed PyTensor's "
-            "compile cache.",
-            markdown_table(demo, ["command", "runs", "outcome", "wall s", "target s", "met"]),
+            "compile cache. Full draws: 2 chains x 1,000 draws after 1,000 tuning steps, except "
+            "02 (500 tuning steps: it starts from the Laplace approximation and its covariance; "
+            "see pipelines/demo.yaml). `before` columns: the previous measurement of this table.",
+            markdown_table(
+                demo, ["command", "runs", "outcome", "wall s", "before s", "target s", "met"]
+            ),
             f"**Full draws, target < {TARGET_DEMO_S} s: {'met' if met else 'not met'}.**",
             "Each notebook run (seconds from its manifest: kernel start to HTML export; with "
             "`--jobs 2` two run at once, so the runs overlap):",
             markdown_table(
-                per_notebook, ["notebook / set", "--fast s", "full draws s", "full draws status"]
+                per_notebook,
+                [
+                    "notebook / set",
+                    "--fast s",
+                    "full draws s",
+                    "full draws status",
+                    "R-hat / ESS / divergences",
+                    "before: --fast s",
+                    "before: full s",
+                    "before: status",
+                ],
             ),
             f"Per-notebook overhead of a run (median of {REPEATS}, as the runner times it): "
             "`papermill s` is kernel start, parameter injection, execution and saving the executed "

@@ -14,6 +14,12 @@ notebook. The runner sets ``output_dir`` (and ``study_path``, ``data_path``,
 ``inputs``: the output directory of that notebook's run in the same refresh; and
 ``alert_rules`` (where declared, as ``str``): the pipeline's ``alerts:`` as a JSON list.
 Tasks come with each notebook's inputs before it.
+
+A run's key (what makes it up to date) covers every file it reads: the study
+spec, the data file, and its side files (:func:`side_files`) — the study's side
+tables (``source.touchpoint_costs``, ``source.internal_assessment``) for a
+notebook whose code names them, and the file named by any ``*_path`` parameter
+it is given. Changing a cost table reruns the touchpoints notebook, not the SEM.
 """
 
 from __future__ import annotations
@@ -39,9 +45,11 @@ __all__ = [
     "ALERT_RULES_PARAMETER",
     "OUTPUT_PARAMETER",
     "RUNNER_PARAMETERS",
+    "SIDE_TABLES",
     "RunTask",
     "plan_runs",
     "resolve_data",
+    "side_files",
 ]
 
 #: The parameter every pipeline notebook declares: where it writes its artifacts.
@@ -52,6 +60,11 @@ RUNNER_PARAMETERS = ("study_path", "data_path", "run_id")
 ALERT_RULES_PARAMETER = "alert_rules"
 #: The run folder's subfolder that is a run's output directory by default.
 ARTIFACTS = "artifacts"
+#: The study spec's ``source`` keys naming side tables (CSV files beside the responses)
+#: that notebooks read through ``study.source_path(key)``.
+SIDE_TABLES = ("touchpoint_costs", "internal_assessment")
+#: Parameters named ``*_path`` name a file the run reads (besides the runner's own).
+PATH_PARAMETER_SUFFIX = "_path"
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,8 @@ class RunTask:
     inputs: tuple[tuple[str, str], ...] = ()
     #: Inputs (parameter names) the run goes ahead without (see ``NotebookEntry``).
     optional_inputs: tuple[str, ...] = ()
+    #: Other files the run reads (side tables, ``*_path`` parameters): name -> path, hash.
+    side_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def slot(self) -> str:
@@ -114,6 +129,63 @@ def resolve_data(pattern: Path) -> list[Path]:
     if _GLOB_CHARS & set(text):
         return [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
     return [pattern] if pattern.is_file() else []
+
+
+def _file_state(path: Path) -> str:
+    """A file's SHA-256, or what stands in for it (``missing``, ``not a file``)."""
+    if path.is_file():
+        return file_sha256(path)
+    return "not a file" if path.exists() else "missing"
+
+
+def _notebook_code(path: Path) -> str:
+    """The source of a notebook's code cells (what it does, not its outputs)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+
+
+def side_files(
+    study, notebook: str | Path, parameters: dict[str, Any], base: Path | None = None
+) -> dict[str, dict[str, str]]:
+    """The files a run reads besides the study spec and the data file, with their hashes.
+
+    Parameters
+    ----------
+    study : Study
+        The loaded study spec (its ``source`` names the side tables).
+    notebook : str or Path
+        The notebook: it reads a side table when its code names the table's key
+        (e.g. ``study.source_path("touchpoint_costs")``).
+    parameters : dict
+        The run's parameters: each non-empty ``*_path`` value (``costs_path``)
+        names a file the run reads; relative ones resolve against ``base``.
+    base : Path, optional
+        The folder relative path parameters are read from (the pipeline's).
+
+    Returns
+    -------
+    dict
+        ``{"source.touchpoint_costs": {"path": ..., "hash": ...}, "costs_path": ...}``;
+        the hash is ``missing`` for a named file that does not exist, so creating
+        it later makes the run out of date too.
+    """
+    out: dict[str, dict[str, str]] = {}
+    code = _notebook_code(Path(notebook))
+    for key in SIDE_TABLES:
+        path = study.source_path(key)
+        if path is None or key not in code:
+            continue
+        out[f"source.{key}"] = {"path": str(path), "hash": _file_state(path)}
+    for name, value in sorted(parameters.items()):
+        if not name.endswith(PATH_PARAMETER_SUFFIX) or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        out[name] = {"path": str(path), "hash": _file_state(path)}
+    return out
 
 
 def plan_runs(
@@ -328,6 +400,7 @@ def plan_runs(
                 study_hash = file_sha256(study_path)
                 data_hash = file_sha256(data_file)
                 nb_hash = notebook_hash(nb_path)
+                files = side_files(loaded, nb_path, final, base=spec.base_dir)
                 gates = spec.gates.merged(nb.gates)
                 if fast:
                     gates = gates.merged(spec.fast_gates)
@@ -338,6 +411,7 @@ def plan_runs(
                     "parameters": final,
                     "study_hash": study_hash,
                     "data_hash": data_hash,
+                    "side_files": {name: f["hash"] for name, f in files.items()},
                     "code_version": version,
                     "output_subdir": output_subdir,
                     "gates": gates.model_dump(),
@@ -354,6 +428,7 @@ def plan_runs(
                         parameters=final,
                         data_path=str(data_file.resolve()),
                         data_hash=data_hash,
+                        side_files=files,
                         key=run_key(**key_parts),
                         key_parts=key_parts,
                         gates=gates.model_dump(),

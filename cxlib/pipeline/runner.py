@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -80,17 +80,22 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Keeps the kernel's own start-up chatter (e.g. transport warnings) off the terminal.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
-#: The kernels of the runs executing in this process (id -> kernel manager).
-_RUNNING_KERNELS: dict[int, Any] = {}
+#: The kernels of the runs executing in this process: id -> (kernel manager, its runner's pool).
+_RUNNING_KERNELS: dict[int, tuple[Any, Any]] = {}
 _RUNNING_LOCK = threading.Lock()
 _TRACKED_MANAGER: type | None = None
+#: Per worker thread: the pool (``_Threads``) whose run it executes, if any.
+_WORKER = threading.local()
+#: How often the runner's main loop looks for a stop request while runs execute (seconds).
+_POLL_S = 0.2
 
 
 def _tracked_kernel_manager() -> type:
     """The kernel manager for nbclient, remembering the kernels it starts until they stop.
 
-    An interrupted runner (Ctrl-C, ``--jobs 2``) kills them with
-    :func:`kill_running_kernels` instead of waiting for their notebooks to finish.
+    An interrupted runner (Ctrl-C, SIGTERM) kills them with :func:`kill_running_kernels`
+    instead of waiting for their notebooks to finish. A kernel that comes up after its
+    runner began stopping (the signal arrived while it was starting) is killed at once.
     """
     global _TRACKED_MANAGER
     if _TRACKED_MANAGER is None:
@@ -99,8 +104,11 @@ def _tracked_kernel_manager() -> type:
         class TrackedKernelManager(AsyncKernelManager):
             async def start_kernel(self, **kwargs):
                 await super().start_kernel(**kwargs)
+                owner = getattr(_WORKER, "pool", None)
                 with _RUNNING_LOCK:
-                    _RUNNING_KERNELS[id(self)] = self
+                    _RUNNING_KERNELS[id(self)] = (self, owner)
+                if owner is not None and owner.stopping.is_set():
+                    _kill_kernel(self)  # too late to run: nbclient reports it dead
 
             async def shutdown_kernel(self, *args, **kwargs):
                 try:
@@ -113,30 +121,33 @@ def _tracked_kernel_manager() -> type:
     return _TRACKED_MANAGER
 
 
-def kill_running_kernels() -> int:
+def _kill_kernel(km) -> bool:
+    """SIGKILL a kernel's process group (the kernel and e.g. its sampler processes)."""
+    provisioner = getattr(km, "provisioner", None)
+    pgid = getattr(provisioner, "pgid", None)
+    process = getattr(provisioner, "process", None)
+    try:
+        if pgid:
+            os.killpg(pgid, signal.SIGKILL)
+        elif process is not None:
+            process.kill()
+        else:
+            return False
+    except OSError:
+        return False
+    return True
+
+
+def kill_running_kernels(owner: Any = None) -> int:
     """Kill the kernels (and what they started, e.g. sampler processes) of this process's runs.
 
     Each kernel runs in its own process group; the whole group gets SIGKILL, so a
-    run's notebook stops at once (its run is recorded as failed). Returns how many.
+    run's notebook stops at once (its run is recorded as failed). ``owner``: only
+    the kernels of that runner's pool (default: all). Returns how many.
     """
     with _RUNNING_LOCK:
-        managers = list(_RUNNING_KERNELS.values())
-    killed = 0
-    for km in managers:
-        provisioner = getattr(km, "provisioner", None)
-        pgid = getattr(provisioner, "pgid", None)
-        process = getattr(provisioner, "process", None)
-        try:
-            if pgid:
-                os.killpg(pgid, signal.SIGKILL)
-            elif process is not None:
-                process.kill()
-            else:
-                continue
-            killed += 1
-        except OSError:
-            pass
-    return killed
+        managers = [km for km, pool in _RUNNING_KERNELS.values() if owner in (None, pool)]
+    return sum(_kill_kernel(km) for km in managers)
 
 
 @dataclass
@@ -313,7 +324,7 @@ def _base_manifest(task: RunTask, run_id: str, run_dir: Path, out_dir: Path) -> 
             "html": None,
         },
         "study_spec": {"path": task.study_path, "hash": task.key_parts["study_hash"]},
-        "data": {"path": task.data_path, "hash": task.data_hash},
+        "data": {"path": task.data_path, "hash": task.data_hash, "side_files": task.side_files},
         "parameters": dict(task.parameters),
         "inputs": {
             name: {"slot": slot, "run_id": task.key_parts.get("inputs", {}).get(name)}
@@ -642,11 +653,11 @@ def run_pipeline(
     from tqdm.auto import tqdm
 
     with ExitStack() as stack:
-        stack.enter_context(_sigterm_as_interrupt())
-        for name in studies:
+        for name in studies:  # waiting here, a signal stops the runner as usual
             stack.enter_context(
                 StudyLock(runs_root / name, wait_s=wait_s, holder=f"cx run {spec.name}")
             )
+        signals = stack.enter_context(_StopSignals())
         if spec.alerts:
             store.set_alert_rules(spec.name, spec.alerts)  # declared only; evaluated later
         for name in studies:
@@ -751,6 +762,7 @@ def run_pipeline(
         running: dict[Any, tuple[RunTask, str]] = {}
         pool = stack.enter_context(_pool(executor, jobs, scheduler))
         while waiting or running:
+            signals.check()
             ready = [
                 t
                 for t in waiting
@@ -789,7 +801,7 @@ def run_pipeline(
                         prepare(task)
                     waiting = []
                 continue
-            for future in pool.wait(list(running)):
+            for future in pool.wait(list(running), timeout=_POLL_S):
                 task, run_id = running.pop(future)
                 try:
                     manifest = future.result()
@@ -811,29 +823,49 @@ def run_pipeline(
     return result
 
 
-@contextmanager
-def _sigterm_as_interrupt():
-    """While the runner runs, SIGTERM (``kill``, ``timeout``, systemd) stops it as Ctrl-C does.
+class _StopSignals:
+    """While the runner runs, SIGTERM (``kill``, ``timeout``, systemd) and Ctrl-C stop it.
 
-    Running notebooks are then stopped and recorded as failed, and the lock released.
-    Only in the main thread, and only where nobody has set a SIGTERM handler (``cx
-    schedule`` has its own).
+    The handler only records the signal; the runner's main loop, which wakes every
+    :data:`_POLL_S` seconds, then raises :class:`KeyboardInterrupt` at a point of its
+    own choosing: between runs, never inside a lock, a publish or the executor's
+    bookkeeping. Running notebooks are then killed and recorded as failed, and the
+    study locks released. A KeyboardInterrupt raised at an arbitrary bytecode (the
+    default) could land while the main thread holds a future's lock and hang the
+    shutdown, or before a starting kernel was registered and leave it running.
+
+    Installed only in the main thread, and only for a signal still at its default
+    disposition (``cx schedule`` sets its own SIGTERM handler; a parent that ignores
+    SIGINT keeps it ignored).
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
 
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        defaults = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is default:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        if self.received is None:
+            self.received = signum
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt when a stop signal arrived."""
+        if self.received is not None:
+            name = signal.Signals(self.received).name
+            raise KeyboardInterrupt(f"{name} received")
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
 
 def _no_progress(progress: bool | None) -> bool | None:
@@ -938,46 +970,53 @@ def _with_inputs(task: RunTask, inputs: dict[str, dict[str, Any] | None]) -> Run
     return replace(task, parameters=parameters, key=run_key(**key_parts), key_parts=key_parts)
 
 
-class _Immediate:
-    """Runs one task at a time in this thread (``jobs=1``): Ctrl-C stops it at once."""
-
-    capacity = 1
-
-    def submit(self, task: RunTask, run_id: str):
-        from concurrent.futures import Future
-
-        future: Future = Future()
-        try:
-            future.set_result(execute_task(task, run_id))
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded by the caller
-            future.set_exception(exc)
-        return future
-
-    def wait(self, futures: list) -> list:
-        return futures
-
-    def close(self) -> None:
-        pass
-
-
 class _Threads:
-    """``jobs`` runs at once, each a thread driving its own kernel process."""
+    """``jobs`` runs at once, each a thread driving its own kernel process.
+
+    With ``jobs=1`` too: the main thread stays free to notice a stop signal and
+    kill the running notebook's kernel.
+    """
 
     def __init__(self, jobs: int):
         from concurrent.futures import ThreadPoolExecutor
 
         self.capacity = jobs
+        self.stopping = threading.Event()
+        self.reason = ""
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cx-run")
 
     def submit(self, task: RunTask, run_id: str):
-        return self.pool.submit(execute_task, task, run_id)
+        return self.pool.submit(self._run, task, run_id)
 
-    def wait(self, futures: list) -> list:
+    def _run(self, task: RunTask, run_id: str) -> dict[str, Any]:
+        if self.stopping.is_set():
+            raise RuntimeError("not started: the runner is stopping")
+        _WORKER.pool = self
+        try:
+            manifest = execute_task(task, run_id)
+        finally:
+            _WORKER.pool = None
+        if self.stopping.is_set() and manifest.get("status") == "failed":
+            # its kernel was killed: say why, rather than "kernel died"
+            manifest["error"] = {
+                "type": "Interrupted",
+                "message": f"the runner was stopped ({self.reason}) while this run executed; "
+                "its notebook was killed",
+                "cause": manifest.get("error"),
+            }
+            write_json_atomic(Path(manifest["run_dir"]) / MANIFEST_FILE, manifest)
+        return manifest
+
+    def wait(self, futures: list, timeout: float | None = None) -> list:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        return list(wait(futures, return_when=FIRST_COMPLETED).done)
+        return list(wait(futures, timeout=timeout, return_when=FIRST_COMPLETED).done)
+
+    def stop(self, reason: str = "interrupted") -> int:
+        """Kill the kernels of the runs executing now; runs that start later stop at once."""
+        self.reason = reason
+        self.stopping.set()
+        return kill_running_kernels(owner=self)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -1006,9 +1045,15 @@ class _Dask:
     def submit(self, task: RunTask, run_id: str):
         return self.client.submit(execute_task, task, run_id, key=f"cx-run-{run_id}", pure=False)
 
-    def wait(self, futures: list) -> list:
+    def wait(self, futures: list, timeout: float | None = None) -> list:
         with self.client.as_current():  # the client is not the process's default
-            return list(self.distributed.wait(futures, return_when="FIRST_COMPLETED").done)
+            try:
+                done = self.distributed.wait(
+                    futures, timeout=timeout, return_when="FIRST_COMPLETED"
+                )
+            except TimeoutError:
+                return []
+            return list(done.done)
 
     def close(self) -> None:
         self.client.close()
@@ -1025,12 +1070,12 @@ class _pool:  # noqa: N801 - used as a context manager, like open()
     def __enter__(self) -> _pool:
         return self
 
-    def __exit__(self, exc_type, *exc) -> None:
+    def __exit__(self, exc_type, exc, _tb) -> None:
         if self.backend is not None:
             if exc_type is not None and isinstance(self.backend, _Threads):
                 # the runner is going down (Ctrl-C, SIGTERM, an error): stop the notebooks
                 # still running instead of waiting for them to finish
-                killed = kill_running_kernels()
+                killed = self.backend.stop(str(exc) or exc_type.__name__)
                 if killed:
                     logger.warning("stopped %d running notebook(s)", killed)
             self.backend.close()
@@ -1039,11 +1084,9 @@ class _pool:  # noqa: N801 - used as a context manager, like open()
         if self.backend is None:
             if self.executor == "dask":
                 self.backend = _Dask(self.scheduler)
-            elif self.jobs == 1:
-                self.backend = _Immediate()
             else:
                 self.backend = _Threads(self.jobs)
         return self.backend.submit(task, run_id)
 
-    def wait(self, futures: list) -> list:
-        return self.backend.wait(futures)
+    def wait(self, futures: list, timeout: float | None = None) -> list:
+        return self.backend.wait(futures, timeout)

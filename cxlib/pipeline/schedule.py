@@ -96,8 +96,13 @@ class Scheduler:
         tasks = plan_runs(self.spec, runs_dir=runs_dir)  # every input checked before the loop
         self.runs_dir = Path(tasks[0].runs_dir) if tasks else self.spec.runs_path
         self.sources: dict[str, Path] = {}
+        #: Side files runs read (cost tables, ...): a change triggers a refresh as data does.
+        self.side_files: dict[str, set[Path]] = {}
         for task in tasks:
             self.sources.setdefault(task.study, self._source_pattern(task))
+            self.side_files.setdefault(task.study, set()).update(
+                Path(f["path"]) for f in task.side_files.values()
+            )
         self.state_path = Path(state_path or self.runs_dir / ".schedule" / f"{self.spec.name}.json")
         self.state = self._load_state()
         self._launch = launch or self._launch_thread
@@ -127,11 +132,23 @@ class Scheduler:
         write_json_atomic(self.state_path, self.state)
 
     def data_fingerprint(self, study: str) -> list[list[Any]]:
-        """What identifies a study's data now: matching files with size and mtime."""
-        return [
+        """What identifies a study's data now: matching files with size and mtime.
+
+        The side files its runs read (cost tables, ...) come after the data files;
+        with no data file the fingerprint is empty (nothing to run on).
+        """
+        data = [
             [str(p), p.stat().st_size, p.stat().st_mtime_ns]
             for p in resolve_data(self.sources[study])
         ]
+        if not data:
+            return []
+        side = [
+            [str(p), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(self.side_files.get(study, ()))
+            if p.is_file()
+        ]
+        return data + side
 
     # ------------------------------------------------------------------ one check
     def _aware(self, now: datetime | None) -> datetime:

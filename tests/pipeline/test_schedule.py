@@ -111,6 +111,38 @@ def test_data_change_triggers_a_refresh(scheduled, small_study, tmp_path, make_s
     assert [(t.reason, t.detail) for t in changed] == [("data", "new wave2.parquet")]
 
 
+def test_side_table_change_triggers_a_refresh(small_study, tmp_path, make_spec):
+    """A changed cost table counts as new data for the notebook that reads it."""
+    import shutil
+
+    from .conftest import write_notebook
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    spec_file = shutil.copy(small_study, folder / "study.yaml")
+    shutil.copy(small_study.parent / "responses.parquet", folder / "responses.parquet")
+    costs = folder / "touchpoint_costs.csv"
+    costs.write_text("touchpoint,cost_per_point\nshop,100\n")
+    reader = write_notebook(
+        tmp_path / "costs.ipynb",
+        'output_dir: str = ""  # where artifacts go\n',
+        'print(study.source_path("touchpoint_costs"))',
+    )
+    spec = make_spec(
+        studies=[{"spec": str(spec_file)}],
+        notebooks=[{"path": str(reader)}],
+        schedule={"watch_data": True},
+    )
+    launcher = Launcher()
+    scheduler = Scheduler(spec, launch=launcher)
+    assert [t.reason for t in scheduler.tick(at(1, 6))] == ["start"]
+    launcher.finish_all()
+    assert scheduler.tick(at(1, 6, 1)) == []
+    costs.write_text("touchpoint,cost_per_point\nshop,120\n")
+    changed = scheduler.tick(at(1, 6, 2))
+    assert [(t.reason, t.detail) for t in changed] == [("data", "changed touchpoint_costs.csv")]
+
+
 def test_pipeline_without_schedule_is_refused(make_spec):
     with pytest.raises(CxError, match="has no `schedule:` section"):
         Scheduler(make_spec())
