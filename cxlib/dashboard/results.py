@@ -49,6 +49,7 @@ NOTEBOOKS = {
     "sem": "02-experience-brand-loyalty",
     "expectations": "03-technical-vs-emotional",
     "drivers": "04-drivers-and-what-if",
+    "journey": "05-touchpoints-and-journey",
 }
 #: The parameter set dashboards read first (the whole sample); others are fallbacks.
 PREFERRED_SET = "all"
