@@ -57,6 +57,7 @@ from cxlib.models.base import (
     diagnose,
     gaussian_loglik_from_moments,
     make_prior,
+    one_blas_thread,
 )
 from cxlib.models.expectations_data import (
     ALL,
@@ -511,7 +512,7 @@ class ExpectationsModel(CxModel):
         )
         if random_seed is not None:
             kwargs["random_seed"] = random_seed
-        with self.model:
+        with self.model, one_blas_thread():
             idata = pm.sample(**kwargs)
         idata.add_groups({"constant_data": self.data.to_dataset()})
         idata.attrs.update(self._attrs(self.data.data_hash))

@@ -55,6 +55,7 @@ from cxlib.models.base import (
     ModelSpecificationError,
     gaussian_loglik_from_moments,
     make_prior,
+    one_blas_thread,
 )
 from cxlib.models.touchpoints_data import (
     CHANNELS,
@@ -431,13 +432,7 @@ class TouchpointModel(CxModel):
             self.build_model(data)
         kwargs = self.sampler_config | sample_kwargs
         kwargs["random_seed"] = config.DEFAULT_SEED if random_seed is None else random_seed
-        # The model's linear algebra is tiny (a 24 x 24 Cholesky per gradient): BLAS
-        # threads only compete with the other chains' processes (forked, so the limit
-        # carries over). Measured on 2 busy cores: 158 s to sample with OpenBLAS's
-        # default threads, 14 s with one.
-        from threadpoolctl import threadpool_limits  # a dependency of PyMC
-
-        with self.model, threadpool_limits(limits=1, user_api="blas"):
+        with self.model, one_blas_thread():
             idata = pm.sample(**kwargs)
         idata.add_groups({"constant_data": self.data.to_dataset()})
         idata.attrs.update(self._attrs(self.data.data_hash))
