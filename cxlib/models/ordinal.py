@@ -118,6 +118,28 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(_TWO_PI)
 _PROB_FLOOR = 1e-300
 
 
+class _LastResult:
+    """A function's last evaluation, kept: the same arguments again cost nothing.
+
+    PyTensor's rewrites can leave several copies of an Op node on the same inputs in
+    one compiled gradient; with this, they cost one evaluation. Arrays come back as
+    copies (callers may write into them).
+    """
+
+    def __init__(self, compute):
+        self.compute = compute
+        self.args: tuple | None = None
+        self.out: tuple = ()
+
+    def __call__(self, *args):
+        if self.args is None or not all(
+            np.array_equal(a, b) for a, b in zip(self.args, args, strict=True)
+        ):
+            self.out = self.compute(*args)
+            self.args = tuple(np.array(a, copy=True) for a in args)
+        return tuple(x.copy() if isinstance(x, np.ndarray) else x for x in self.out)
+
+
 class OrdinalData:
     """Categories, pair tables and per-respondent answers of ordinal items.
 
@@ -162,7 +184,7 @@ class OrdinalData:
             codes[obs, j] = np.searchsorted(levels, whole)
         self.codes = codes
         self.weights = weights
-        self._last = None
+        self._last = _LastResult(self._loglik_and_grad)
         self.n_cat = np.array([lv.size for lv in self.levels])
         pairs = [(j, k) for j in range(p) for k in range(j + 1, p)]
         self.pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
@@ -315,18 +337,9 @@ class OrdinalData:
         (``s = sqrt(1 - rho^2)``); ``d corr`` is nonzero in the upper triangle only (the
         pair correlations are read from there). The last result is kept: PyTensor's
         rewrites can leave several copies of the Op node on the same inputs in one
-        compiled gradient, and these then cost one evaluation.
+        compiled gradient, and these then cost one evaluation (:class:`_LastResult`).
         """
-        cached = self._last
-        if (
-            cached is not None
-            and np.array_equal(cached[0], tau)
-            and np.array_equal(cached[1], corr)
-        ):
-            return cached[2], cached[3].copy(), cached[4].copy()
-        value, g_tau, g_corr = self._loglik_and_grad(tau, corr)
-        self._last = (tau.copy(), corr.copy(), value, g_tau, g_corr)
-        return value, g_tau.copy(), g_corr.copy()
+        return self._last(tau, corr)
 
     def _loglik_and_grad(self, tau: np.ndarray, corr: np.ndarray):
         p = len(self.items)
@@ -468,7 +481,7 @@ class PairData:
         self._entry_lo = np.where(
             self.entry_a == 0, self.od.n_tau + 1, first + self.entry_a - 1
         ).astype(np.int64)
-        self._oc_last = None
+        self._oc_last = _LastResult(self._oc_loglik_and_grad)
         # continuous x continuous pairs: weighted sufficient statistics
         cc = [(int(j), int(k)) for a, j in enumerate(self.cont_idx) for k in self.cont_idx[a + 1 :]]
         self.cc_pairs = np.array(cc, dtype=np.int64).reshape(-1, 2)
@@ -523,15 +536,7 @@ class PairData:
         mean ``beta (z - mu_c)`` and SD ``sqrt(1 - s_oc beta)``, ``beta = s_oc / s_cc``.
         Returns ``(value, d/dtau, d/ds_oc, d/ds_cc, d/dmu_c)``; the last result is kept.
         """
-        args = (tau, s_oc, s_cc, mu_c)
-        cached = self._oc_last
-        if cached is not None and all(
-            np.array_equal(a, b) for a, b in zip(cached[0], args, strict=True)
-        ):
-            return tuple(x.copy() if isinstance(x, np.ndarray) else x for x in cached[1])
-        out = self._oc_loglik_and_grad(*args)
-        self._oc_last = (tuple(np.array(a, copy=True) for a in args), out)
-        return tuple(x.copy() if isinstance(x, np.ndarray) else x for x in out)
+        return self._oc_last(tau, s_oc, s_cc, mu_c)
 
     def _oc_loglik_and_grad(self, tau, s_oc, s_cc, mu_c):
         n_pairs = len(self.oc_pairs)
