@@ -23,8 +23,8 @@ every coefficient is Gaussian, so the sampler explores the exact marginal poster
 the SD and the spreads while the coefficients are drawn non-centred (mean + Cholesky
 factor x standard normal), which has no funnel to fall into
 (:meth:`TouchpointModel._collapsed_outcome_model`). ``model_config=FIXED_SPREADS``
-fixes them at 0.05 instead (the coefficients then sampled, whitened). The target regression ``target = a + g (y - ybar) + e`` is
-fitted alongside; the effect on the target is :math:`\beta_t g`. When a structural
+fixes them at 0.05 instead (the coefficients then sampled, whitened). The target
+regression ``target = a + g (y - ybar) + e`` is fitted alongside; the effect on the target is :math:`\beta_t g`. When a structural
 model is given (:meth:`TouchpointResult.gains` with a
 :class:`~cxlib.insights.drivers.DriverModel`), ``g`` is instead the SEM's total
 effect of the outcome construct on the target in 0-100 points (its IPMA importance).
@@ -286,10 +286,8 @@ class TouchpointModel(CxModel):
         intercept = pm.Deterministic("intercept", beta[0])
         effect = pm.Deterministic("effect_on_outcome", beta[1 : T + 1], dims="touchpoints")
         mu = make_prior("effect_mean", cfg["effect_mean"])
-        channel_sd, stage_sd, touchpoint_sd = (
-            make_prior(k, cfg[k]) if isinstance(cfg[k], dict) else float(cfg[k])
-            for k in ("channel_sd", "stage_sd", "touchpoint_sd")
-        )
+        # only reached with every spread fixed (a prior on any: _collapsed_outcome_model)
+        channel_sd, stage_sd, touchpoint_sd = (float(cfg[k]) for k in SPREADS)
         channel_z = pm.ZeroSumNormal("channel_z", sigma=1.0, dims="channel")
         stage_z = pm.ZeroSumNormal("stage_z", sigma=1.0, dims="stage")
         channel_effect = pm.Deterministic("channel_effect", channel_sd * channel_z, dims="channel")
