@@ -494,8 +494,9 @@ def _local_quantile_search(G, cost, ub, budget, q, n, max_iter: int = 200, GT=No
 
     Moves: add one step of a touchpoint, move one step from one touchpoint to
     another, or take one step away, within the budget and the caps; the best move is
-    taken while it improves (the first of equally good moves). The per-draw total gain is updated in place of
-    recomputing it; candidates are evaluated all at once, one row of draws each.
+    taken while it improves (the first of equally good moves). The per-draw total gain
+    is updated in place of recomputing it; candidates are evaluated all at once, one
+    row of draws each.
     """
     GT = np.ascontiguousarray(G.T) if GT is None else GT  # (touchpoint, draw)
     n = n.astype(float).copy()

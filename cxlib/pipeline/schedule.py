@@ -137,17 +137,10 @@ class Scheduler:
         The side files its runs read (cost tables, ...) come after the data files;
         with no data file the fingerprint is empty (nothing to run on).
         """
-        data = [
-            [str(p), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in resolve_data(self.sources[study])
-        ]
+        data = [_file_stamp(p) for p in resolve_data(self.sources[study])]
         if not data:
             return []
-        side = [
-            [str(p), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(self.side_files.get(study, ()))
-            if p.is_file()
-        ]
+        side = [_file_stamp(p) for p in sorted(self.side_files.get(study, ())) if p.is_file()]
         return data + side
 
     # ------------------------------------------------------------------ one check
@@ -326,3 +319,9 @@ def _what_changed(before: list, after: list) -> str:
     if removed:
         parts.append("removed " + ", ".join(removed))
     return "; ".join(parts) or "data changed"
+
+
+def _file_stamp(path: Path) -> list[Any]:
+    """A file's path, size and modification time (one ``stat``)."""
+    st = path.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
