@@ -466,6 +466,9 @@ class CxModel(ABC):
 
     #: Written to the file attrs and checked on load.
     _model_type: ClassVar[str] = "CxModel"
+    #: How much the Laplace covariance counts in NUTS's mass matrix (draws per dimension,
+    #: see :func:`cxlib.models.sampling.laplace_nuts`): little for hierarchical models.
+    _laplace_weight: ClassVar[float] = 1.0
     _result_class: ClassVar[type[ModelResult]] = ModelResult
 
     def __init__(
@@ -513,6 +516,24 @@ class CxModel(ABC):
             "progressbar": False,
             "compute_convergence_checks": False,
         }
+
+    def _sample(self, kwargs: dict[str, Any]):
+        """``pymc.sample(**kwargs)`` over :attr:`model`, with one BLAS thread.
+
+        NUTS starts as ``kwargs["mass_matrix"]`` says (:func:`cxlib.models.sampling.nuts_start`:
+        from the Laplace approximation by default); ``idata.attrs["nuts_start"]``
+        records how it started.
+        """
+        import pymc as pm
+
+        from cxlib.models.sampling import nuts_start
+
+        kwargs = dict(kwargs)
+        with self.model, one_blas_thread():
+            start = nuts_start(self.model, kwargs, weight=self._laplace_weight)
+            idata = pm.sample(**kwargs)
+        idata.attrs["nuts_start"] = start
+        return idata
 
     @abstractmethod
     def build_model(self, *args, **kwargs):

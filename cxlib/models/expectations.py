@@ -57,7 +57,6 @@ from cxlib.models.base import (
     diagnose,
     gaussian_loglik_from_moments,
     make_prior,
-    one_blas_thread,
 )
 from cxlib.models.expectations_data import (
     ALL,
@@ -500,8 +499,6 @@ class ExpectationsModel(CxModel):
             Warns with :class:`~cxlib.models.base.ConvergenceWarning` when a
             diagnostic gate fails.
         """
-        import pymc as pm
-
         if data is not None or self.model is None:
             if data is None and self.data is None:
                 raise ModelSpecificationError("fit() needs the data: fit(data)")
@@ -512,8 +509,7 @@ class ExpectationsModel(CxModel):
         )
         if random_seed is not None:
             kwargs["random_seed"] = random_seed
-        with self.model, one_blas_thread():
-            idata = pm.sample(**kwargs)
+        idata = self._sample(kwargs)
         idata.add_groups({"constant_data": self.data.to_dataset()})
         idata.attrs.update(self._attrs(self.data.data_hash))
         self.result = ExpectationsResult(self, idata)

@@ -72,8 +72,8 @@ from cxlib.models.base import (
     count_divergences,
     diagnose,
     make_prior,
-    maximize_logp,
 )
+from cxlib.models.sampling import constrained_point, dense_mass_matrix, nuts_start
 from cxlib.models.sem_data import SEMData, prepare_data, saturated_em
 from cxlib.models.sem_structure import SEMStructure
 from cxlib.syntax import parse_model
@@ -124,6 +124,9 @@ class BayesianSEM(CxModel):
     """
 
     _model_type = "BayesianSEM"
+    #: The marginal posterior is close to Gaussian: the Laplace covariance counts as 10
+    #: draws per dimension in NUTS's mass matrix (cxlib.models.sampling).
+    _laplace_weight = 10.0
 
     def __init__(
         self,
@@ -718,7 +721,7 @@ class BayesianSEM(CxModel):
                 )
             # start every chain at the pairwise-likelihood maximum, without jitter (a
             # jitter of +-1 on the unconstrained scale can leave the feasible region)
-            self._initvals = _constrained_point(self.model, theta_hat)
+            self._initvals = constrained_point(self.model, theta_hat)
         self.fit_options = {
             "ordinal": ordinal_items,
             "group": group,
@@ -736,182 +739,45 @@ class BayesianSEM(CxModel):
         if chains is not None:
             kwargs["chains"] = chains
         kwargs.update(sample_kwargs)
-        seed = config.DEFAULT_SEED if random_seed is None else random_seed
-        nuts_sampler = kwargs.pop("nuts_sampler", "pymc")
+        kwargs.update(
+            draws=draws,
+            tune=tune,
+            random_seed=config.DEFAULT_SEED if random_seed is None else random_seed,
+            initvals=self._initvals,
+        )
+        kwargs.setdefault("target_accept", 0.85)
+        nuts_sampler = kwargs.setdefault("nuts_sampler", "pymc")
         if nuts_sampler != "pymc":
             for key in ("init", "compute_convergence_checks", "cores"):
                 kwargs.pop(key, None)
-        initvals = self._initvals
-        mass = kwargs.pop("mass_matrix", "laplace")
-        if (
-            not ordinal_items
-            and mass == "laplace"
-            and "step" not in kwargs
-            and nuts_sampler == "pymc"
-        ):
-            # compile logp + gradient once: the NUTS step's function also finds the mode
-            step = pm.NUTS(
-                vars=self.model.value_vars,
-                model=self.model,
-                target_accept=kwargs.get("target_accept", 0.85),
-            )
-            laplace = _laplace(self.model, step)
-            if laplace is not None:
-                mode, cov = laplace
-                potential = QuadPotentialFullAdapt_(cov.shape[0], mode, cov, tune)
-                step.potential = potential
-                step.integrator._potential = potential
-                kwargs["step"] = step
-                kwargs.pop("target_accept", None)
+        if not ordinal_items:
+            # NUTS from the Laplace approximation (cxlib.models.sampling)
+            self.fit_options["nuts_start"] = nuts_start(self.model, kwargs)
+        else:
+            kwargs.pop("mass_matrix", None)
+            self.fit_options["nuts_start"] = "pairwise"
+            if "step" not in kwargs and nuts_sampler == "pymc":
+                # the adjusted pairwise posterior is close to N(theta_hat, G^-1): give NUTS
+                # that covariance as its mass matrix, so it needs a few leapfrog steps per draw
+                G = self._ordinal_info["G"]
+                cov = np.linalg.inv((G + G.T) / 2)
+                potential = dense_mass_matrix(cov.shape[0], theta_hat, cov, tune)
+                kwargs["step"] = pm.NUTS(
+                    vars=self.model.value_vars,
+                    potential=potential,
+                    model=self.model,
+                    target_accept=kwargs.pop("target_accept"),
+                )
                 kwargs.pop("init", None)
-                # overdispersed starts: one draw per chain from the Laplace approximation
-                rng = np.random.default_rng(seed)
-                n_chains = int(kwargs.get("chains", 2))
-                chol = np.linalg.cholesky(cov)
-                initvals = [
-                    _constrained_point(
-                        self.model, mode + 1.5 * chol @ rng.standard_normal(mode.size)
-                    )
-                    for _ in range(n_chains)
-                ]
-        if ordinal_items and "step" not in kwargs and nuts_sampler == "pymc":
-            # the adjusted pairwise posterior is close to N(theta_hat, G^-1): give NUTS that
-            # covariance as its mass matrix, so it needs a few leapfrog steps per draw
-            G = self._ordinal_info["G"]
-            cov = np.linalg.inv((G + G.T) / 2)
-            potential = QuadPotentialFullAdapt_(cov.shape[0], theta_hat, cov, tune)
-            kwargs["step"] = pm.NUTS(
-                vars=self.model.value_vars,
-                potential=potential,
-                model=self.model,
-                target_accept=kwargs.pop("target_accept", 0.85),
-            )
-            kwargs.pop("init", None)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*BLAS.*")
             warnings.filterwarnings("ignore", category=FutureWarning)
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                random_seed=seed,
-                initvals=initvals,
-                model=self.model,
-                nuts_sampler=nuts_sampler,
-                **kwargs,
-            )
+            idata = pm.sample(model=self.model, **kwargs)
         _attach_constant_data(idata, prepared)
         idata.attrs.update(self._attrs(prepared.data_hash))
         self.result = SEMResult(self, idata, data=prepared)
         self.result.warn_if_not_converged()
         return self.result
-
-
-def QuadPotentialFullAdapt_(n: int, mean: np.ndarray, cov: np.ndarray, tune: int = 1000):  # noqa: N802
-    """A dense mass matrix started at ``cov`` (weight 10 n draws), adapted during tuning.
-
-    PyMC's ``QuadPotentialFullAdapt`` replaces its estimate by the covariance of the
-    last window's draws alone (no initial weight) after every ``adaptation_window``
-    draws: with the default window of 101 the Laplace covariance was thrown away after
-    101 early tuning draws and replaced by a noisy ~100-draw estimate in ~100-135
-    dimensions (small step sizes, tree depth 5, slow mixing of segment models). A
-    window longer than the tuning keeps the initial covariance in the running,
-    weighted estimate for the whole tuning phase.
-    """
-    from pymc.step_methods.hmc.quadpotential import QuadPotentialFullAdapt
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*experimental feature.*")
-        return QuadPotentialFullAdapt(
-            n,
-            mean,
-            (cov + cov.T) / 2,
-            initial_weight=10 * n,
-            adaptation_window=max(101, int(tune) + 1),
-        )
-
-
-def _flat_logp(model, step=None):
-    """``f(x) -> (logp, grad)`` over the flat vector of unconstrained values, and ``x0``.
-
-    With a NUTS ``step`` over ``model.value_vars``, its compiled function is reused.
-    """
-    import pytensor
-    import pytensor.tensor as pt
-    from pymc.blocking import DictToArrayBijection
-
-    ip = model.initial_point()
-    if step is not None:
-        fn = step._logp_dlogp_func._pytensor_function
-        x0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
-
-        def value_and_grad(x):
-            # copies: a compiled function may hand out its output buffers again
-            logp, grad = fn(np.asarray(x, dtype=x0.dtype))
-            return float(logp), np.array(grad, copy=True)
-
-        return value_and_grad, x0
-    x = pt.vector("x")
-    pieces, start = {}, 0
-    for v in model.value_vars:
-        shape = ip[v.name].shape
-        size = int(np.prod(shape)) if shape else 1
-        pieces[v] = x[start : start + size].reshape(shape)
-        start += size
-    logp = pytensor.clone_replace(model.logp(), replace=pieces)
-    f = pytensor.function([x], [logp, pytensor.grad(logp, x)])
-    x0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
-    return f, x0
-
-
-def _laplace(model, step=None):
-    """Posterior mode and inverse negative Hessian (unconstrained), or None on failure.
-
-    The likelihood is a function of a few sufficient statistics, so the posterior is
-    close to Gaussian; its covariance as NUTS's starting mass matrix removes most of
-    the tuning and cuts the leapfrog steps per draw several-fold. ``step`` (a NUTS
-    step over ``model.value_vars``) lends its compiled logp and gradient.
-    """
-    f, x0 = _flat_logp(model, step)
-    res = maximize_logp(f, x0, scale=max(1.0, abs(float(f(x0)[0]))))
-    mode = res.x
-    d = mode.size
-    H = np.zeros((d, d))
-    eps = 1e-5
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = eps
-        H[:, i] = -(f(mode + e)[1] - f(mode - e)[1]) / (2 * eps)
-    H = (H + H.T) / 2
-    try:
-        evals = np.linalg.eigvalsh(H)
-        if not np.all(np.isfinite(H)) or evals.min() <= 0:
-            return None
-        cov = np.linalg.inv(H)
-        np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        return None
-    return mode, (cov + cov.T) / 2
-
-
-def _constrained_point(model, flat: np.ndarray) -> dict[str, np.ndarray]:
-    """Map a flat vector of unconstrained values to constrained values per RV name."""
-    import pytensor
-
-    cached = getattr(model, "_cx_constrain", None)
-    if cached is None:
-        # compiled once per model (one call per chain start)
-        ip = model.initial_point()
-        shapes = [ip[v.name].shape for v in model.value_vars]
-        exprs = model.replace_rvs_by_values(model.free_RVs)
-        fn = pytensor.function(model.value_vars, exprs, on_unused_input="ignore")
-        cached = model._cx_constrain = (shapes, fn)
-    shapes, fn = cached
-    values, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape)) if shape else 1
-        values.append(flat[start : start + size].reshape(shape))
-        start += size
-    return {rv.name: np.asarray(x) for rv, x in zip(model.free_RVs, fn(*values), strict=True)}
 
 
 def _is_var(name: str) -> bool:

@@ -400,44 +400,53 @@ def saturated_em(
     """
     sel = np.arange(d.n_patterns) if group is None else np.flatnonzero(d.pat_group == group)
     p = len(d.items)
-    W = d.pat_w[sel].sum()
-    # start: available-case moments (pairwise covariances shrunk toward the diagonal)
-    mu = np.zeros(p)
-    msum = np.zeros(p)
-    wsum = np.zeros(p)
-    for k in sel:
-        o = d.pat_mask[k]
-        msum[o] += d.pat_w[k] * d.pat_mean[k, o]
-        wsum[o] += d.pat_w[k]
-    mu = msum / np.maximum(wsum, 1e-300)
+    w = d.pat_w[sel]
+    W = w.sum()
+    obs = d.pat_mask[sel]
+    mean = d.pat_mean[sel]  # zero where unobserved
+    # start: available-case means, identity covariance
+    mu = (w @ mean) / np.maximum(w @ obs, 1e-300)
     sigma = np.eye(p)
-    complete = all(d.pat_mask[k].all() for k in sel)
-    for _ in range(1 if complete else max_iter):
-        s1 = np.zeros(p)
-        s2 = np.zeros((p, p))
-        for k in sel:
-            o = np.flatnonzero(d.pat_mask[k])
-            m = np.flatnonzero(~d.pat_mask[k])
-            wk = d.pat_w[k]
-            mo = d.pat_mean[k, o]
-            Moo = d.pat_cov[k][np.ix_(o, o)] + np.outer(mo, mo)
-            if m.size == 0:
-                s1 += wk * mo
-                s2 += wk * Moo
-                continue
-            Soo = sigma[np.ix_(o, o)]
-            Bm = np.linalg.solve(Soo, sigma[np.ix_(o, m)]).T  # (|m|, |o|)
-            c = mu[m] - Bm @ mu[o]
-            ym = Bm @ mo + c
-            cond = sigma[np.ix_(m, m)] - Bm @ sigma[np.ix_(o, m)]
-            s1[o] += wk * mo
-            s1[m] += wk * ym
-            s2[np.ix_(o, o)] += wk * Moo
-            om = Moo @ Bm.T + np.outer(mo, c)
-            s2[np.ix_(o, m)] += wk * om
-            s2[np.ix_(m, o)] += wk * om.T
-            mm = Bm @ Moo @ Bm.T + np.outer(Bm @ mo, c) + np.outer(c, Bm @ mo) + np.outer(c, c)
-            s2[np.ix_(m, m)] += wk * (mm + cond)
+    # the observed part of every pattern's sum of squares is the same in every iteration
+    second = d.pat_cov[sel] + mean[:, :, None] * mean[:, None, :]
+    s2_obs = np.einsum("k,kij->ij", w, second)
+    s1_obs = w @ mean
+    # incomplete patterns, batched by their number of missing items r
+    n_missing = (~obs).sum(1)
+    batches = []
+    for r in np.unique(n_missing[n_missing > 0]):
+        ks = np.flatnonzero(n_missing == r)
+        miss = np.nonzero(~obs[ks])[1].reshape(ks.size, r)  # (K, r) missing items
+        onehot = np.zeros((ks.size * r, p))  # row (k, a): item miss[k, a]
+        onehot[np.arange(ks.size * r), miss.ravel()] = 1.0
+        pairs = (miss[:, :, None] * p + miss[:, None, :]).ravel()  # (k, a, b) -> flat (p, p)
+        batches.append((w[ks], obs[ks], mean[ks], second[ks], miss, onehot, pairs))
+    for _ in range(1 if not batches else max_iter):
+        s1 = s1_obs.copy()
+        s2 = s2_obs.copy()
+        if batches:
+            P = np.linalg.inv(sigma)
+        for wk, ok, mk, Mk, miss, onehot, pairs in batches:
+            # E-step per pattern with the precision P: y_m | y_o ~ N(mu_m + B (y_o - mu_o),
+            # P_mm^-1) with B = -P_mm^-1 P_mo (columns at m are multiplied by zeros)
+            Pmm_inv = np.linalg.inv(P[miss[:, :, None], miss[:, None, :]])  # (K, r, r)
+            B = -Pmm_inv @ P[miss] * ok[:, None, :]  # (K, r, p)
+            c = mu[miss] - B @ mu  # (K, r): y_m-hat = B y_o + c
+            Bm = (B @ mk[:, :, None])[..., 0]
+            s1 += np.bincount(miss.ravel(), (wk[:, None] * (Bm + c)).ravel(), minlength=p)
+            MB = Mk @ np.swapaxes(B, 1, 2)  # (K, p, r)
+            om = wk[:, None, None] * (MB + mk[:, :, None] * c[:, None, :])
+            # scatter the (K, p, r) blocks into the columns of their missing items
+            om_full = (onehot.T @ np.swapaxes(om, 1, 2).reshape(-1, p)).T
+            mm = (
+                B @ MB
+                + Bm[:, :, None] * c[:, None, :]
+                + c[:, :, None] * Bm[:, None, :]
+                + c[:, :, None] * c[:, None, :]
+                + Pmm_inv
+            ) * wk[:, None, None]
+            s2 += om_full + om_full.T
+            s2 += np.bincount(pairs, mm.ravel(), minlength=p * p).reshape(p, p)
         new_mu = s1 / W
         new_sigma = s2 / W - np.outer(new_mu, new_mu)
         delta = max(np.abs(new_mu - mu).max(), np.abs(new_sigma - sigma).max())
@@ -445,7 +454,7 @@ def saturated_em(
         if delta < tol:
             break
     else:
-        if not complete:
+        if batches:
             warnings.warn(
                 "the saturated (H1) model did not converge; fit measures are approximate",
                 stacklevel=2,

@@ -55,7 +55,6 @@ from cxlib.models.base import (
     ModelSpecificationError,
     gaussian_loglik_from_moments,
     make_prior,
-    one_blas_thread,
 )
 from cxlib.models.touchpoints_data import (
     CHANNELS,
@@ -422,16 +421,13 @@ class TouchpointModel(CxModel):
         TouchpointResult
             Warns with :class:`~cxlib.models.base.ConvergenceWarning` when a gate fails.
         """
-        import pymc as pm
-
         if data is not None or self.model is None:
             if data is None and self.data is None:
                 raise ModelSpecificationError("fit() needs the data: fit(data)")
             self.build_model(data)
         kwargs = self.sampler_config | sample_kwargs
         kwargs["random_seed"] = config.DEFAULT_SEED if random_seed is None else random_seed
-        with self.model, one_blas_thread():
-            idata = pm.sample(**kwargs)
+        idata = self._sample(kwargs)
         idata.add_groups({"constant_data": self.data.to_dataset()})
         idata.attrs.update(self._attrs(self.data.data_hash))
         self.result = TouchpointResult(self, idata)

@@ -561,7 +561,9 @@ def test_small_segment_is_pooled_and_flagged(study):
     )
     model = ExpectationsModel(study)
     with pytest.warns(SmallSegmentWarning, match="'Enterprise' \\(5 respondents\\)"):
-        result = model.fit(frame)
+        # 2 x 2,000 draws: the max R-hat over ~80 parameters at 2 x 1,000 draws is within
+        # sampling noise of the 1.01 gate (1.004-1.010 over seeds, either NUTS start)
+        result = model.fit(frame, draws=2000)
     assert result.ok, str(result.diagnostics)
     w = result.dimension_weights().set_index("segment")
     assert w.loc["Enterprise", "small_segment"]

@@ -1,0 +1,228 @@
+"""How the models start NUTS: from the Laplace approximation, with a dense mass matrix.
+
+PyMC's default start (``jitter+adapt_diag`` or ``jitter+adapt_full``) begins with a unit
+mass matrix. The models' posteriors are far from unit-scaled: with thousands of
+respondents a slope's posterior SD is ~0.01 while a pooling spread's is ~0.5, and the
+slopes are correlated. Until the mass matrix has adapted, NUTS takes tiny steps and deep
+trees: on the sample study (8,000 respondents) the expectations model spent 140
+leapfrog steps per tuning iteration, most of its sampling time.
+
+:func:`laplace_nuts` finds the posterior mode (L-BFGS-B on the unconstrained scale,
+reusing the NUTS step's compiled logp and gradient), takes the inverse negative Hessian
+there as NUTS's starting dense mass matrix (still adapted during tuning) and starts each
+chain from its own draw of that Gaussian, spread 1.5-fold (overdispersed starts keep
+R-hat meaningful). Measured on the sample study (2 chains x 1,000 draws, 2 cores): the
+expectations model sampled in 11.5 s instead of 35 s, the touchpoint model in 4 s
+instead of 19 s, at the same R-hat and ESS.
+
+It needs a proper mode: where a pooling spread collapses to zero at the mode (a
+hierarchical model with few, similar groups), the Hessian is not positive definite and
+:func:`laplace_nuts` returns None; the models then fall back to PyMC's start. Choose
+PyMC's start always with ``sampler_config={"mass_matrix": "adapt"}``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from cxlib.models.base import ModelSpecificationError, maximize_logp
+
+__all__ = [
+    "MASS_MATRIX_STARTS",
+    "constrained_point",
+    "dense_mass_matrix",
+    "laplace_approximation",
+    "laplace_nuts",
+    "nuts_start",
+]
+
+#: The ``mass_matrix`` choices of the models' ``sampler_config``: ``"laplace"`` (default,
+#: :func:`laplace_nuts`, falling back to PyMC's start) or ``"adapt"`` (PyMC's ``init``).
+MASS_MATRIX_STARTS = ("laplace", "adapt")
+
+#: How far apart the chains start: each from the Laplace Gaussian with its SD times this.
+START_SPREAD = 1.5
+
+
+def dense_mass_matrix(
+    n: int, mean: np.ndarray, cov: np.ndarray, tune: int = 1000, weight: float = 10.0
+):
+    """A dense mass matrix started at ``cov`` (worth ``weight * n`` draws), adapted in tuning.
+
+    PyMC's ``QuadPotentialFullAdapt`` replaces its estimate by the covariance of the
+    last window's draws alone (no initial weight) after every ``adaptation_window``
+    draws: with the default window of 101 the Laplace covariance was thrown away after
+    101 early tuning draws and replaced by a noisy ~100-draw estimate in ~100-135
+    dimensions (small step sizes, tree depth 5, slow mixing of segment models). A
+    window longer than the tuning keeps the initial covariance in the running,
+    weighted estimate for the whole tuning phase.
+    """
+    from pymc.step_methods.hmc.quadpotential import QuadPotentialFullAdapt
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*experimental feature.*")
+        return QuadPotentialFullAdapt(
+            n,
+            mean,
+            (cov + cov.T) / 2,
+            initial_weight=max(1, int(weight * n)),
+            adaptation_window=max(101, int(tune) + 1),
+        )
+
+
+def _flat_logp(model, step):
+    """``f(x) -> (logp, grad)`` over the flat unconstrained vector, and the initial ``x0``.
+
+    Reuses the compiled function of ``step`` (a NUTS step over ``model.value_vars``).
+    """
+    from pymc.blocking import DictToArrayBijection
+
+    ip = model.initial_point()
+    fn = step._logp_dlogp_func._pytensor_function
+    x0 = DictToArrayBijection.map({v.name: ip[v.name] for v in model.value_vars}).data
+
+    def value_and_grad(x):
+        # copies: a compiled function may hand out its output buffers again
+        logp, grad = fn(np.asarray(x, dtype=x0.dtype))
+        return float(logp), np.array(grad, copy=True)
+
+    return value_and_grad, x0
+
+
+def laplace_approximation(model, step):
+    """Posterior mode and inverse negative Hessian (unconstrained), or None on failure.
+
+    ``step`` (a NUTS step over ``model.value_vars``) lends its compiled logp and
+    gradient; the Hessian comes from central differences of the gradient. None when
+    the optimum is not finite or the Hessian there is not positive definite (e.g. a
+    pooling spread collapsed to zero).
+    """
+    f, x0 = _flat_logp(model, step)
+    start = f(x0)[0]
+    if not np.isfinite(start):
+        return None
+    res = maximize_logp(f, x0, scale=max(1.0, abs(float(start))))
+    mode = res.x
+    if not np.all(np.isfinite(mode)):
+        return None
+    d = mode.size
+    H = np.zeros((d, d))
+    eps = 1e-5
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = eps
+        H[:, i] = -(f(mode + e)[1] - f(mode - e)[1]) / (2 * eps)
+    H = (H + H.T) / 2
+    try:
+        if not np.all(np.isfinite(H)) or np.linalg.eigvalsh(H).min() <= 0:
+            return None
+        cov = np.linalg.inv(H)
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return None
+    return mode, (cov + cov.T) / 2
+
+
+def constrained_point(model, flat: np.ndarray) -> dict[str, np.ndarray]:
+    """Map a flat vector of unconstrained values to constrained values per RV name."""
+    import pytensor
+
+    cached = getattr(model, "_cx_constrain", None)
+    if cached is None:
+        # compiled once per model (one call per chain start)
+        ip = model.initial_point()
+        shapes = [ip[v.name].shape for v in model.value_vars]
+        exprs = model.replace_rvs_by_values(model.free_RVs)
+        fn = pytensor.function(model.value_vars, exprs, on_unused_input="ignore")
+        cached = model._cx_constrain = (shapes, fn)
+    shapes, fn = cached
+    values, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape)) if shape else 1
+        values.append(flat[start : start + size].reshape(shape))
+        start += size
+    return {rv.name: np.asarray(x) for rv, x in zip(model.free_RVs, fn(*values), strict=True)}
+
+
+def laplace_nuts(
+    model, *, tune: int, chains: int, seed: int, target_accept: float, weight: float = 1.0
+):
+    """A NUTS step started from the Laplace approximation, and one start per chain.
+
+    Parameters
+    ----------
+    model : pymc.Model
+    tune : int
+        Tuning steps (the mass matrix keeps the Laplace covariance in its running
+        estimate throughout, see :func:`dense_mass_matrix`).
+    chains : int
+        Number of chains (one start each).
+    seed : int
+        Seed of the chains' starting draws.
+    target_accept : float
+        NUTS's target acceptance rate.
+    weight : float
+        How many draws per dimension the Laplace covariance is worth in the mass
+        matrix's running estimate (:func:`dense_mass_matrix`): 10 where the posterior
+        is close to Gaussian (the SEM), 1 for hierarchical models, whose pooling
+        spreads are skewed and whose mode understates them.
+
+    Returns
+    -------
+    (pymc.NUTS, list of dict) or None
+        The step and the chains' starting points (constrained values per RV name),
+        or None when the Laplace approximation failed (use PyMC's start then).
+    """
+    import pymc as pm
+
+    step = pm.NUTS(vars=model.value_vars, model=model, target_accept=target_accept)
+    laplace = laplace_approximation(model, step)
+    if laplace is None:
+        return None
+    mode, cov = laplace
+    potential = dense_mass_matrix(cov.shape[0], mode, cov, tune, weight)
+    step.potential = potential
+    step.integrator._potential = potential
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(cov)
+    starts = [
+        constrained_point(model, mode + START_SPREAD * chol @ rng.standard_normal(mode.size))
+        for _ in range(int(chains))
+    ]
+    return step, starts
+
+
+def nuts_start(model, kwargs: dict, weight: float = 1.0) -> str:
+    """Apply the ``mass_matrix`` choice to ``pymc.sample`` arguments (in place).
+
+    With ``"laplace"`` (the default) and no ``step`` of the caller's, puts a
+    :func:`laplace_nuts` step and starts into ``kwargs`` (dropping ``init`` and
+    ``target_accept``, which the step carries). Returns how NUTS starts:
+    ``"laplace"``, or ``"adapt"`` (PyMC's ``init``: asked for, a caller's step or
+    sampler, or a failed Laplace approximation). ``weight``: see :func:`laplace_nuts`.
+    """
+    choice = kwargs.pop("mass_matrix", "laplace")
+    if choice not in MASS_MATRIX_STARTS:
+        raise ModelSpecificationError(
+            f"sampler_config['mass_matrix'] must be one of "
+            f"{', '.join(map(repr, MASS_MATRIX_STARTS))}, got {choice!r}"
+        )
+    if choice != "laplace" or "step" in kwargs or kwargs.get("nuts_sampler", "pymc") != "pymc":
+        return "adapt"
+    seed = kwargs.get("random_seed")
+    start = laplace_nuts(
+        model,
+        tune=int(kwargs.get("tune", 1000)),
+        chains=int(kwargs.get("chains") or 2),
+        seed=int(seed) if seed is not None and np.ndim(seed) == 0 else 0,
+        target_accept=float(kwargs.get("target_accept", 0.8)),
+        weight=weight,
+    )
+    if start is None:
+        return "adapt"
+    kwargs["step"], kwargs["initvals"] = start
+    kwargs.pop("init", None)
+    kwargs.pop("target_accept", None)
+    return "laplace"

@@ -1,0 +1,88 @@
+"""How the models start NUTS (cxlib.models.sampling): the Laplace approximation and its fallback."""
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from cxlib.models.base import ModelSpecificationError
+from cxlib.models.sampling import laplace_approximation, laplace_nuts, nuts_start
+
+
+def _regression_model(seed=3, n=200):
+    """A conjugate-looking linear regression: posterior mode and covariance are known."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ np.array([1.0, -0.5]) + rng.normal(scale=0.7, size=n)
+    with pm.Model() as model:
+        beta = pm.Normal("beta", 0.0, 10.0, shape=2)
+        sigma = pm.HalfNormal("sigma", 2.0)
+        pm.Normal("y", pt_dot(X, beta), sigma, observed=y)
+    return model, X, y
+
+
+def pt_dot(X, beta):
+    import pytensor.tensor as pt
+
+    return pt.dot(X, beta)
+
+
+def test_laplace_approximation_finds_the_mode_and_its_curvature():
+    model, X, y = _regression_model()
+    step = pm.NUTS(vars=model.value_vars, model=model)
+    mode, cov = laplace_approximation(model, step)
+    # value vars in model order: beta (2), sigma_log__ (1)
+    beta_ols = np.linalg.lstsq(X, y, rcond=None)[0]
+    np.testing.assert_allclose(mode[:2], beta_ols, atol=2e-3)  # the N(0, 10) prior barely pulls
+    s = np.exp(mode[2])
+    resid = y - X @ mode[:2]
+    assert s == pytest.approx(np.sqrt(resid @ resid / len(y)), rel=0.02)
+    # the coefficients' covariance is sigma^2 (X'X)^-1 (up to the weak prior)
+    np.testing.assert_allclose(cov[:2, :2], s**2 * np.linalg.inv(X.T @ X), rtol=0.02)
+    # log sigma: variance 1 / (2 n) at the mode
+    assert cov[2, 2] == pytest.approx(1 / (2 * len(y)), rel=0.05)
+
+
+def test_laplace_nuts_gives_distinct_starts_and_samples():
+    model, _, _ = _regression_model()
+    step, starts = laplace_nuts(model, tune=50, chains=3, seed=1, target_accept=0.9)
+    assert len(starts) == 3
+    assert {"beta", "sigma"} <= set(starts[0])
+    assert not np.allclose(starts[0]["beta"], starts[1]["beta"])  # overdispersed, not one point
+    assert step.target_accept == 0.9
+    kwargs = {"mass_matrix": "laplace", "tune": 100, "draws": 100, "chains": 2, "cores": 1,
+              "random_seed": 5, "init": "jitter+adapt_full", "target_accept": 0.85,
+              "progressbar": False, "compute_convergence_checks": False}
+    assert nuts_start(model, kwargs) == "laplace"
+    assert "init" not in kwargs and "target_accept" not in kwargs and "mass_matrix" not in kwargs
+    with model:
+        idata = pm.sample(**kwargs)
+    stats = idata.sample_stats
+    assert int(stats.diverging.sum()) == 0
+    # started at the right scale: shallow trees from the first kept draw
+    assert float(stats.tree_depth.mean()) < 3.5
+
+
+def test_a_collapsed_pooling_spread_falls_back_to_pymcs_start():
+    # no data on the group effects: the mode is at spread -> 0 (log spread -> -inf), where the
+    # Hessian is not positive definite; Laplace must say so, not hand NUTS a broken matrix
+    with pm.Model() as model:
+        spread = pm.HalfNormal("spread", 1.0)
+        pm.Normal("effect", 0.0, spread, shape=4)
+    step = pm.NUTS(vars=model.value_vars, model=model)
+    assert laplace_approximation(model, step) is None
+    kwargs = {"tune": 10, "chains": 2, "random_seed": 1, "init": "jitter+adapt_diag"}
+    assert nuts_start(model, kwargs) == "adapt"
+    assert kwargs == {"tune": 10, "chains": 2, "random_seed": 1, "init": "jitter+adapt_diag"}
+
+
+def test_mass_matrix_choice_is_checked_and_respected():
+    model, _, _ = _regression_model()
+    with pytest.raises(ModelSpecificationError, match="mass_matrix.*'laplace', 'adapt'.*'dense'"):
+        nuts_start(model, {"mass_matrix": "dense"})
+    kwargs = {"mass_matrix": "adapt", "init": "jitter+adapt_full"}
+    assert nuts_start(model, kwargs) == "adapt"
+    assert kwargs == {"init": "jitter+adapt_full"}
+    own = pm.NUTS(vars=model.value_vars, model=model)
+    kwargs = {"step": own}
+    assert nuts_start(model, kwargs) == "adapt" and kwargs["step"] is own  # the caller's step
+    assert nuts_start(model, {"nuts_sampler": "numpyro"}) == "adapt"
