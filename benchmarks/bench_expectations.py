@@ -272,8 +272,10 @@ def main() -> None:
             "",
             "3 segments x 8 attributes (4 technical, 4 emotional), Loyalty score (0-100) as the "
             "outcome, simulated with `simulate_expectations` (known asymmetric truth). Default "
-            "sampler: 2 chains x 1,000 draws after 1,000 tuning steps, dense mass matrix "
-            "(`jitter+adapt_full`). `fit` = build + compile + sample + diagnostics (`prepare` "
+            "sampler: 2 chains x 1,000 draws after 1,000 tuning steps, NUTS started from the "
+            "Laplace approximation (its covariance as the starting dense mass matrix, "
+            "cxlib/models/sampling.py). `fit` = build + compile + Laplace + sample + "
+            "diagnostics (`prepare` "
             "= gaps, features and sufficient statistics from the frame). `ESS/s` = smallest bulk "
             "ESS over all monitored parameters / fit seconds. `sufficient` evaluates the "
             "Gaussian likelihood from per-segment X'WX, X'Wy, y'Wy (cost independent of the "

@@ -43,18 +43,20 @@ WORK = ROOT / "benchmarks" / ".work" / "pipeline"
 BIN = Path(sys.executable).parent
 TARGET_DEMO_S = 90
 REPEATS = 3
-#: The previous measurement (2026-11-23 morning, load 5.9-6.9), kept beside the new one.
-BEFORE_DEMO_S = {"fast": 210.1, "full": 401.0, "again": 198.7}
+#: The previous code (commit 20ca08d: PyMC's jitter+adapt_full start for 03 and 05, the
+#: per-pattern EM loop), measured on this machine on 2026-11-23 18:25-18:29 with load ~0.3
+#: (its --fast run found a cold compile cache; "again" was not measured).
+BEFORE_DEMO_S = {"fast": 144.5, "full": 110.0, "again": None}
 BEFORE_RUN_S = {  # notebook/set -> (--fast s, full draws s, full draws status)
-    "02-experience-brand-loyalty/all": (76.5, 269.5, "succeeded"),
-    "03-technical-vs-emotional/all": (116.0, 372.5, "gated"),
-    "04-drivers-and-what-if/all": (20.5, 21.6, "succeeded"),
-    "01-data-quality/all": (4.9, 5.8, "succeeded"),
-    "01-data-quality/consumer": (6.3, 4.6, "succeeded"),
-    "01-data-quality/small-business": (6.5, 5.3, "succeeded"),
-    "01-data-quality/enterprise": (6.3, 6.5, "succeeded"),
-    "05-touchpoints-and-journey/all": (86.7, 80.5, "succeeded"),
-    "00-study-overview/all": (18.7, 15.6, "succeeded"),
+    "02-experience-brand-loyalty/all": (81.1, 58.5, "succeeded"),
+    "03-technical-vs-emotional/all": (85.4, 75.5, "succeeded"),
+    "04-drivers-and-what-if/all": (6.3, 6.6, "succeeded"),
+    "01-data-quality/all": (2.2, 1.9, "succeeded"),
+    "01-data-quality/consumer": (1.9, 2.0, "succeeded"),
+    "01-data-quality/small-business": (2.1, 2.2, "succeeded"),
+    "01-data-quality/enterprise": (1.9, 2.2, "succeeded"),
+    "05-touchpoints-and-journey/all": (53.0, 34.0, "succeeded"),
+    "00-study-overview/all": (5.3, 6.0, "succeeded"),
 }
 
 PARAMETERS = 'output_dir: str = ""  # where artifacts go\n'
@@ -291,12 +293,15 @@ def main() -> None:
             "process: planning and checks, every notebook run through papermill, HTML export, "
             "gates, atomic publish, results store. All notebooks: 01 for all respondents and "
             "once per segment (the segment split), 02 (SEM), 03 (expectations), 04 (drivers, "
-            "what-if; needs 02) and 00 (overview; needs 02, 03, 04) once each. `--fast` uses "
-            "100 draws + 100 tuning steps (smoke runs: gated leniently, never published); the "
-            "full-draws run is what `make run` does, after the `--fast` run warmed PyTensor's "
-            "compile cache. Full draws: 2 chains x 1,000 draws after 1,000 tuning steps, except "
-            "02 (500 tuning steps: it starts from the Laplace approximation and its covariance; "
-            "see pipelines/demo.yaml). `before` columns: the previous measurement of this table.",
+            "what-if; needs 02), 05 (touchpoints, allocation, delivery gap; needs 02) and 00 "
+            "(overview; needs 02, 03, 04) once each. `--fast` uses 100 draws + 100 tuning "
+            "steps (smoke runs: gated leniently, never published); the full-draws run is what "
+            "`make run` does, after the `--fast` run warmed PyTensor's compile cache. Full "
+            "draws: 2 chains x 1,000 draws after 1,000 tuning steps, except 02 (500 tuning "
+            "steps; see pipelines/demo.yaml); every model's NUTS starts from the Laplace "
+            "approximation (cxlib/models/sampling.py). `before` columns: the previous code "
+            "(commit 20ca08d), measured on this machine the same day with load ~0.3 (its "
+            "`--fast` run found a cold compile cache).",
             markdown_table(
                 demo, ["command", "runs", "outcome", "wall s", "before s", "target s", "met"]
             ),
