@@ -752,7 +752,9 @@ class BayesianSEM(CxModel):
                 kwargs.pop(key, None)
         if not ordinal_items:
             # NUTS from the Laplace approximation (cxlib.models.sampling)
-            self.fit_options["nuts_start"] = nuts_start(self.model, kwargs)
+            self.fit_options["nuts_start"] = nuts_start(
+                self.model, kwargs, weight=self._laplace_weight
+            )
         else:
             kwargs.pop("mass_matrix", None)
             self.fit_options["nuts_start"] = "pairwise"

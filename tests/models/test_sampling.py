@@ -86,3 +86,27 @@ def test_mass_matrix_choice_is_checked_and_respected():
     kwargs = {"step": own}
     assert nuts_start(model, kwargs) == "adapt" and kwargs["step"] is own  # the caller's step
     assert nuts_start(model, {"nuts_sampler": "numpyro"}) == "adapt"
+
+
+def test_each_model_passes_its_own_laplace_weight(monkeypatch):
+    # the SEM's marginal posterior is close to Gaussian (weight 10 draws per dimension); the
+    # hierarchical models' default is 1 — a refactor once dropped the SEM's back to 1
+    import cxlib.models.sem as sem_module
+    from cxlib.models import BayesianSEM
+    from cxlib.models.base import CxModel
+    from cxlib.models.sampling import nuts_start as real
+    from tests.models.test_sem import MODEL, simulate_small
+
+    seen = []
+
+    def spy(model, kwargs, weight=1.0):
+        seen.append(weight)
+        return real(model, kwargs, weight=weight)
+
+    monkeypatch.setattr(sem_module, "nuts_start", spy)
+    BayesianSEM(MODEL).fit(simulate_small(n=200), draws=20, tune=20, chains=1, cores=1)
+    assert seen[0] == BayesianSEM._laplace_weight == 10.0
+    assert CxModel._laplace_weight == 1.0
+    step, _ = laplace_nuts(_regression_model()[0], tune=10, chains=1, seed=0, target_accept=0.8,
+                           weight=10.0)
+    assert step.potential._initial_weight == 10 * 3  # 3 unconstrained dimensions
