@@ -146,8 +146,34 @@ def constrained_point(model, flat: np.ndarray) -> dict[str, np.ndarray]:
     return {rv.name: np.asarray(x) for rv, x in zip(model.free_RVs, fn(*values), strict=True)}
 
 
+def _start_rng(seed) -> np.random.Generator:
+    """A generator for the chains' starts from any seed ``pymc.sample`` accepts (no side effects)."""
+    from pymc.util import get_random_generator
+
+    if isinstance(seed, np.random.RandomState):
+        copy = np.random.RandomState()
+        copy.set_state(seed.get_state())
+        seed = int(copy.randint(2**31 - 1))
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.default_rng(seed)
+    return get_random_generator(seed, copy=True)
+
+
+def _n_chains(kwargs: dict) -> int:
+    """The number of chains ``pymc.sample`` will run for these arguments."""
+    import os
+
+    chains = kwargs.get("chains")
+    if chains is not None:
+        return int(chains)
+    cores = kwargs.get("cores")
+    if cores is None:
+        cores = min(4, os.cpu_count() or 1)
+    return max(2, int(cores))
+
+
 def laplace_nuts(
-    model, *, tune: int, chains: int, seed: int, target_accept: float, weight: float = 1.0
+    model, *, tune: int, chains: int, seed=None, target_accept: float, weight: float = 1.0
 ):
     """A NUTS step started from the Laplace approximation, and one start per chain.
 
@@ -159,8 +185,9 @@ def laplace_nuts(
         estimate throughout, see :func:`dense_mass_matrix`).
     chains : int
         Number of chains (one start each).
-    seed : int
-        Seed of the chains' starting draws.
+    seed : int, sequence of int, numpy Generator, RandomState, SeedSequence or None
+        Seed of the chains' starting draws (what ``pymc.sample`` takes as
+        ``random_seed``; a generator is copied, not advanced).
     target_accept : float
         NUTS's target acceptance rate.
     weight : float
@@ -185,7 +212,7 @@ def laplace_nuts(
     potential = dense_mass_matrix(cov.shape[0], mode, cov, tune, weight)
     step.potential = potential
     step.integrator._potential = potential
-    rng = np.random.default_rng(seed)
+    rng = _start_rng(seed)
     chol = np.linalg.cholesky(cov)
     starts = [
         constrained_point(model, mode + START_SPREAD * chol @ rng.standard_normal(mode.size))
@@ -202,6 +229,8 @@ def nuts_start(model, kwargs: dict, weight: float = 1.0) -> str:
     ``target_accept``, which the step carries). Returns how NUTS starts:
     ``"laplace"``, or ``"adapt"`` (PyMC's ``init``: asked for, a caller's step or
     sampler, or a failed Laplace approximation). ``weight``: see :func:`laplace_nuts`.
+    The caller's ``initvals`` are kept (the Laplace covariance still sets the mass
+    matrix); without them each chain starts from its own Laplace draw.
     """
     choice = kwargs.pop("mass_matrix", "laplace")
     if choice not in MASS_MATRIX_STARTS:
@@ -211,18 +240,19 @@ def nuts_start(model, kwargs: dict, weight: float = 1.0) -> str:
         )
     if choice != "laplace" or "step" in kwargs or kwargs.get("nuts_sampler", "pymc") != "pymc":
         return "adapt"
-    seed = kwargs.get("random_seed")
     start = laplace_nuts(
         model,
         tune=int(kwargs.get("tune", 1000)),
-        chains=int(kwargs.get("chains") or 2),
-        seed=int(seed) if seed is not None and np.ndim(seed) == 0 else 0,
+        chains=_n_chains(kwargs),
+        seed=kwargs.get("random_seed"),
         target_accept=float(kwargs.get("target_accept", 0.8)),
         weight=weight,
     )
     if start is None:
         return "adapt"
-    kwargs["step"], kwargs["initvals"] = start
+    kwargs["step"] = start[0]
+    if kwargs.get("initvals") is None:
+        kwargs["initvals"] = start[1]
     kwargs.pop("init", None)
     kwargs.pop("target_accept", None)
     return "laplace"

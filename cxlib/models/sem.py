@@ -743,7 +743,6 @@ class BayesianSEM(CxModel):
             draws=draws,
             tune=tune,
             random_seed=config.DEFAULT_SEED if random_seed is None else random_seed,
-            initvals=self._initvals,
         )
         kwargs.setdefault("target_accept", 0.85)
         nuts_sampler = kwargs.setdefault("nuts_sampler", "pymc")
@@ -751,7 +750,8 @@ class BayesianSEM(CxModel):
             for key in ("init", "compute_convergence_checks", "cores"):
                 kwargs.pop(key, None)
         if not ordinal_items:
-            # NUTS from the Laplace approximation (cxlib.models.sampling)
+            # NUTS from the Laplace approximation (cxlib.models.sampling); the caller's
+            # initvals, if any, are kept
             self.fit_options["nuts_start"] = nuts_start(
                 self.model, kwargs, weight=self._laplace_weight
             )
@@ -771,6 +771,8 @@ class BayesianSEM(CxModel):
                     target_accept=kwargs.pop("target_accept"),
                 )
                 kwargs.pop("init", None)
+        if kwargs.get("initvals") is None:
+            kwargs["initvals"] = self._initvals
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*BLAS.*")
             warnings.filterwarnings("ignore", category=FutureWarning)

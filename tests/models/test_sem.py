@@ -207,6 +207,29 @@ def test_saturated_em_is_the_maximum_likelihood_under_missingness():
         assert other < value
 
 
+def test_saturated_em_per_group_with_a_complete_group():
+    # two groups, one of them without any missing answer: each group's EM is its own maximum
+    from cxlib.models.sem_likelihood import GaussianPatternLogLik
+
+    frame = simulate_small(n=600, missing=0.12, seed=6)
+    frame["segment"] = np.where(np.arange(600) < 400, "Consumer", "Enterprise")
+    items = [c for c in frame.columns if c != "segment"]
+    full = simulate_small(n=600, seed=7)
+    frame.loc[400:, items] = full.loc[400:, items].to_numpy()  # Enterprise answered everything
+    d = prepare_data(frame, items, group="segment")
+    g_ent = d.groups.index("Enterprise")
+    assert d.pat_mask[d.pat_group == g_ent].all() and not d.pat_mask.all()
+    est = [saturated_em(d, group=g) for g in range(len(d.groups))]
+    mu = np.array([m for m, _ in est])
+    sigma = np.array([s for _, s in est])
+    _, gmu, gsig = GaussianPatternLogLik(d.moments_dict()).evaluate_direct(mu, sigma)
+    assert np.abs(gmu).max() < 1e-5 * d.pat_w.sum()
+    assert np.abs(gsig).max() < 1e-5 * d.pat_w.sum()
+    # the complete group's EM is its sample moments in one step
+    sel = d.pat_group == g_ent
+    np.testing.assert_allclose(sigma[g_ent], d.pat_cov[sel][0], atol=1e-12)
+
+
 def _random_moments(rng, p, n_groups):
     mus, sigmas = [], []
     for _ in range(n_groups):
