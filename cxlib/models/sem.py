@@ -763,7 +763,9 @@ class BayesianSEM(CxModel):
                 # that covariance as its mass matrix, so it needs a few leapfrog steps per draw
                 G = self._ordinal_info["G"]
                 cov = np.linalg.inv((G + G.T) / 2)
-                potential = dense_mass_matrix(cov.shape[0], theta_hat, cov, tune)
+                potential = dense_mass_matrix(
+                    cov.shape[0], theta_hat, cov, tune=tune, weight=self._laplace_weight
+                )
                 kwargs["step"] = pm.NUTS(
                     vars=self.model.value_vars,
                     potential=potential,

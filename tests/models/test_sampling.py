@@ -2,6 +2,7 @@
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import pytest
 
 from cxlib.models.base import ModelSpecificationError
@@ -16,14 +17,8 @@ def _regression_model(seed=3, n=200):
     with pm.Model() as model:
         beta = pm.Normal("beta", 0.0, 10.0, shape=2)
         sigma = pm.HalfNormal("sigma", 2.0)
-        pm.Normal("y", pt_dot(X, beta), sigma, observed=y)
+        pm.Normal("y", pt.dot(X, beta), sigma, observed=y)
     return model, X, y
-
-
-def pt_dot(X, beta):
-    import pytensor.tensor as pt
-
-    return pt.dot(X, beta)
 
 
 def test_laplace_approximation_finds_the_mode_and_its_curvature():
@@ -61,8 +56,6 @@ def test_laplace_nuts_gives_distinct_starts_and_samples():
 
 def _badly_scaled_model(n=5000):
     """Coefficients whose posterior SDs differ 1,000-fold and correlate: hard for a unit start."""
-    import pytensor.tensor as pt
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=n)
     X = np.column_stack([np.ones(n), 50 * x, 50 * x + rng.normal(size=n)])
