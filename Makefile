@@ -1,31 +1,51 @@
 # cx workbench — the two commands: `make run` and `make test`.
 #
-#   make run    create .venv, install, build the sample study, validate it (data-quality
-#               report), refresh and publish it through the demo pipeline (papermill), then
-#               serve the dashboards (Voila) and print their URL
-#   make test   create .venv with the test extra and Debian's chromium (browser tests), lint,
-#               and run every test (incl. slow)
+#   make run          install the locked environment into .venv, build the sample study, validate
+#                     it (data-quality report), refresh and publish it through the demo pipeline
+#                     (papermill), then serve the dashboards (Voila) and print their URL
+#   make test         the same environment with the test extra and Debian's chromium (browser
+#                     tests), lint, and run every test (incl. slow)
 #
-# Re-running either is quick: installs happen again only when pyproject.toml changes.
+#   make lock         update uv.lock after editing the dependencies in pyproject.toml (keeps
+#                     every other locked version); commit both files together
+#   make lock-upgrade re-resolve uv.lock to the newest versions pyproject.toml allows
+#   make test-latest  the suite in a scratch venv (.make/latest) with the newest versions the
+#                     ranges allow, ignoring the lock: keeps pyproject.toml's ranges honest
+#
+# Installs are exactly uv.lock (`uv sync --locked`: a lock that disagrees with pyproject.toml
+# is refused). uv itself comes from PyPI, pinned below, into .make/tools. Re-running either
+# command is quick: installs happen again only when pyproject.toml or uv.lock change.
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+TOOLS := .make/tools
+UV_VERSION := 0.13.9
+UV := $(TOOLS)/bin/uv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
+# uv: this interpreter (never a downloaded one), the project's .venv, compiled bytecode (as pip
+# does: imports stay fast under PYTHONDONTWRITEBYTECODE), quiet progress.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_COMPILE_BYTECODE := 1
+export UV_NO_PROGRESS := 1
+UV_SYNC := $(UV) sync --quiet --locked
 
-.PHONY: run test lint bench browser clean help
+.PHONY: run test lint bench browser blas lock lock-upgrade test-latest clean help
 
 help:
-	@sed -n '1,11p' Makefile
+	@sed -n '1,17p' Makefile
 
 run: $(VENV)/.installed-run
 	$(BIN)/cx sample
 	$(BIN)/cx validate --study data/telecom/study.yaml
 	@echo "refreshing the sample study: the models sample their full posteriors, which takes"
-	@echo "several minutes on 2 cores the first time (later runs skip what is up to date)"
+	@echo "a few minutes on 2 cores the first time (later runs skip what is up to date)"
 	$(BIN)/cx run pipelines/demo.yaml --jobs 2 || \
 	  echo "cx run: some runs failed (summary above); serving the last published results"
 	$(BIN)/cx serve
@@ -33,12 +53,6 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
 	$(BIN)/python -m pytest
-
-# The browser tests drive Debian's chromium (Playwright must not download a browser).
-browser:
-	@command -v chromium >/dev/null || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
@@ -48,22 +62,55 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_dashboards.py
 
-$(VENV)/bin/python:
+# The browser tests drive Debian's chromium (Playwright must not download a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }
+
+# PyTensor compiles the models to C and links them to Debian's OpenBLAS (cxlib.models.blas
+# finds it); without it the fits still run, slower, and cxlib says what to install.
+blas:
+	@if command -v dpkg >/dev/null && ! dpkg -s libopenblas-dev >/dev/null 2>&1; then \
+	  echo "installing Debian's OpenBLAS (libopenblas-dev) for the models' compiled likelihoods"; \
+	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) libopenblas-dev >/dev/null; } || \
+	  echo "could not install libopenblas-dev: the models will run without an optimized BLAS"; \
+	fi
+
+# uv, pinned, in a venv of its own. python3-venv is Debian's; installed when missing.
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "cx workbench needs Python 3.11 or newer; found $$($(PYTHON) --version)"; exit 1; }
-	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	@rm -rf $(TOOLS); $(PYTHON) -m venv $(TOOLS) 2>/dev/null || { \
 	  echo "python venv support is missing; installing Debian's python3-venv"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && \
-	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) python3-venv >/dev/null && \
+	  rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS); }
+	$(TOOLS)/bin/python -m pip install -qq uv==$(UV_VERSION)
 
-$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install -q -e .
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(UV) blas
+	$(UV_SYNC)
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml uv.lock | $(UV) blas
+	$(UV_SYNC) --extra test
 	@touch $@ $(VENV)/.installed-run
 
+lock: | $(UV)
+	$(UV) lock
+
+lock-upgrade: | $(UV)
+	$(UV) lock --upgrade
+
+# Not part of CI: a drift check against the newest releases the ranges allow.
+test-latest: | $(UV) blas browser
+	rm -rf .make/latest
+	$(UV) venv --quiet .make/latest
+	VIRTUAL_ENV=.make/latest $(UV) pip install --quiet --upgrade -e '.[test]'
+	@echo "versions that differ from uv.lock:"
+	@VIRTUAL_ENV=.make/latest $(UV) pip freeze --quiet --exclude-editable | \
+	  .make/latest/bin/python tests/lockfile.py --differences
+	.make/latest/bin/ruff check cxlib tests benchmarks notebooks dashboards pipelines
+	CX_TEST_LATEST=1 .make/latest/bin/python -m pytest
+
 clean:
-	rm -rf $(VENV) runs benchmarks/.work .pytest_cache .ruff_cache
+	rm -rf $(VENV) .make runs benchmarks/.work .pytest_cache .ruff_cache
