@@ -1,11 +1,17 @@
 """Bayesian models of customer experience, one module and one class per model.
 
-Importing this package is cheap; each model module imports PyMC itself.
+Importing this package is cheap; each model module imports PyMC itself. It first
+chooses how PyTensor links BLAS (:func:`cxlib.models.blas.configure_blas`), so that no
+model compiles before that choice.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from cxlib.models.blas import configure_blas
+
+configure_blas()
 
 __all__ = ["BayesianSEM", "ExpectationsModel", "TouchpointModel"]
 
