@@ -248,3 +248,11 @@ def test_server_serves_no_files(server):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(server.origin + path, timeout=10)
         assert err.value.code in (403, 404)
+
+
+def test_kernels_talk_over_ipc_without_transport_warnings(server):
+    """Local kernels use IPC sockets (voila.json), so no 'TCP without encryption' per kernel."""
+    log = server.log.read_text()
+    assert "Kernel pool of overview.ipynb is filled" in log
+    assert "without encryption" not in log
+    assert "BLAS" not in log
