@@ -105,9 +105,9 @@ lock-upgrade: | $(UV)
 test-latest: | $(UV) blas browser
 	rm -rf .make/latest
 	$(UV) venv --quiet .make/latest
-	VIRTUAL_ENV=.make/latest $(UV) pip install --quiet --upgrade -e '.[test]'
+	$(UV) pip install --quiet --python .make/latest/bin/python --upgrade -e '.[test]'
 	@echo "versions that differ from uv.lock:"
-	@VIRTUAL_ENV=.make/latest $(UV) pip freeze --quiet --exclude-editable | \
+	@$(UV) pip freeze --quiet --python .make/latest/bin/python --exclude-editable | \
 	  .make/latest/bin/python tests/lockfile.py --differences
 	.make/latest/bin/ruff check cxlib tests benchmarks notebooks dashboards pipelines
 	CX_TEST_LATEST=1 .make/latest/bin/python -m pytest

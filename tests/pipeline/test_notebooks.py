@@ -1,7 +1,8 @@
 """Every research notebook in notebooks/ runs through the runner with fast parameters.
 
 The notebooks run as the demo pipeline runs them (its parameter sets: all
-respondents and one per segment), on a small simulated copy of the sample study.
+respondents and one per segment, its fast parameters), on a simulated copy of the sample
+study with 8,000 respondents (conftest's ``model_study`` says why).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def demo_result(tmp_path_factory, small_study):
-    """The demo pipeline (every notebook, fast) on the small study, run once for the module."""
+def demo_result(tmp_path_factory, model_study):
+    """The demo pipeline (every notebook, fast) on the 8,000-respondent study, run once."""
     tmp = tmp_path_factory.mktemp("demo")
     demo = REPO / "pipelines" / "demo.yaml"
     raw = yaml.safe_load(demo.read_text())
-    raw["studies"] = [{"spec": str(small_study)}]
+    raw["studies"] = [{"spec": str(model_study)}]
     raw["runs_dir"] = str(tmp / "runs")
     raw["results_db"] = str(tmp / "runs" / "results.duckdb")
     raw["execution"]["export_html"] = False  # exported in test_runner; saves a second per run
