@@ -24,7 +24,9 @@ TOOLS := .make/tools
 UV_VERSION := 0.13.9
 UV := $(TOOLS)/bin/uv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
+# $(call apt,PACKAGES): install Debian packages; apt's own log is shown only when it fails.
+apt = mkdir -p .make && { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+  $(SUDO) apt-get install -y -qq $(1); } >.make/apt.log 2>&1 || { cat .make/apt.log; false; }
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 # uv: this interpreter (never a downloaded one), the project's .venv, compiled bytecode (as pip
@@ -66,14 +68,14 @@ bench: $(VENV)/.installed-test
 browser:
 	@command -v chromium >/dev/null || { \
 	  echo "installing Debian's chromium for the browser tests"; \
-	  $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }
+	  $(call apt,chromium); }
 
 # PyTensor compiles the models to C and links them to Debian's OpenBLAS (cxlib.models.blas
 # finds it); without it the fits still run, slower, and cxlib says what to install.
 blas:
 	@if command -v dpkg >/dev/null && ! dpkg -s libopenblas-dev >/dev/null 2>&1; then \
 	  echo "installing Debian's OpenBLAS (libopenblas-dev) for the models' compiled likelihoods"; \
-	  { $(SUDO) apt-get update -qq && $(APT_INSTALL) libopenblas-dev >/dev/null; } || \
+	  $(call apt,libopenblas-dev) || \
 	  echo "could not install libopenblas-dev: the models will run without an optimized BLAS"; \
 	fi
 
@@ -83,8 +85,7 @@ $(UV):
 	  { echo "cx workbench needs Python 3.11 or newer; found $$($(PYTHON) --version)"; exit 1; }
 	@rm -rf $(TOOLS); $(PYTHON) -m venv $(TOOLS) 2>/dev/null || { \
 	  echo "python venv support is missing; installing Debian's python3-venv"; \
-	  $(SUDO) apt-get update -qq && $(APT_INSTALL) python3-venv >/dev/null && \
-	  rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS); }
+	  $(call apt,python3-venv) && rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS); }
 	$(TOOLS)/bin/python -m pip install -qq uv==$(UV_VERSION)
 
 $(VENV)/.installed-run: pyproject.toml uv.lock | $(UV) blas

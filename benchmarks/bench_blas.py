@@ -116,7 +116,9 @@ def main() -> None:
     rows = []
     for name in args.models:
         for _ in range(args.repeats):
-            pair = {label: _subprocess(name, ld) for label, ld in (("none", ""), ("openblas", flags))}
+            pair = {
+                label: _subprocess(name, ld) for label, ld in (("none", ""), ("openblas", flags))
+            }
             rows.append(pair)
     table = []
     for pair in rows:

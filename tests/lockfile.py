@@ -32,9 +32,7 @@ def read_lock(path: Path = LOCK) -> dict:
 def locked_versions(lock: dict | None = None) -> dict[str, str]:
     """Every locked distribution (but the project itself) -> its version."""
     lock = read_lock() if lock is None else lock
-    return {
-        canonical(p["name"]): p["version"] for p in lock["package"] if p["name"] != PROJECT
-    }
+    return {canonical(p["name"]): p["version"] for p in lock["package"] if p["name"] != PROJECT}
 
 
 def _requirement_key(name: str, extras, specifier: str, marker: str | None) -> tuple:

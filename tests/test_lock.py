@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -29,8 +30,12 @@ UNLOCKED = os.environ.get("CX_TEST_LATEST") == "1"
 def test_lock_records_pyprojects_requirements():
     """A dependency edited in pyproject.toml without `make lock` fails here."""
     in_lock, in_pyproject = recorded_requirements(), pyproject_requirements()
-    assert sorted(in_pyproject - in_lock) == [], "in pyproject.toml, not in uv.lock: run `make lock`"
-    assert sorted(in_lock - in_pyproject) == [], "in uv.lock, not in pyproject.toml: run `make lock`"
+    assert sorted(in_pyproject - in_lock) == [], (
+        "in pyproject.toml, not in uv.lock: run `make lock`"
+    )
+    assert sorted(in_lock - in_pyproject) == [], (
+        "in uv.lock, not in pyproject.toml: run `make lock`"
+    )
 
 
 def test_locked_versions_satisfy_the_ranges():
@@ -73,19 +78,31 @@ def test_a_changed_requirement_is_caught(tmp_path):
 def test_differences_names_what_drifted():
     locked = locked_versions()
     freeze = f"numpy=={locked['numpy']}\npymc==99.0\ncxlib==0.1.0\nunheard-of==1.0\n"
-    assert differences(freeze) == [f"pymc: {locked['pymc']} -> 99.0", "unheard-of: not locked -> 1.0"]
+    assert differences(freeze) == [
+        f"pymc: {locked['pymc']} -> 99.0",
+        "unheard-of: not locked -> 1.0",
+    ]
 
 
 @pytest.mark.skipif(UNLOCKED, reason="make test-latest installs the newest releases on purpose")
 def test_installed_environment_is_the_lock():
     """Every distribution in this environment is at its locked version (the Makefile syncs)."""
     locked = locked_versions()
-    installed = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # the environment's own site-packages only: importing setuptools puts its vendored
+    # packages (importlib-metadata, jaraco.*) on sys.path, and those are not installs
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    installed = {
+        canonical(d.metadata["Name"]): d.version for d in metadata.distributions(path=site)
+    }
     installed.pop("cxlib", None)
     for tool in ("pip", "setuptools", "wheel"):  # a venv's own, not the project's
         if tool not in locked:
             installed.pop(tool, None)
-    off = {name: (locked.get(name), version) for name, version in installed.items() if locked.get(name) != version}
+    off = {
+        name: (locked.get(name), version)
+        for name, version in installed.items()
+        if locked.get(name) != version
+    }
     assert off == {}, "(locked, installed): run `make test`, which syncs .venv to uv.lock"
 
 

@@ -17,7 +17,15 @@ from pathlib import Path
 from cxlib import config
 from cxlib.errors import CxError
 
-__all__ = ["DASHBOARDS_DIR", "VOILA_CONFIG", "ServeError", "dashboard_url", "serve", "voila_argv"]
+__all__ = [
+    "DASHBOARDS_DIR",
+    "VOILA_CONFIG",
+    "ServeError",
+    "dashboard_url",
+    "serve",
+    "trust_dashboards",
+    "voila_argv",
+]
 
 #: The dashboards Voila serves.
 DASHBOARDS_DIR = config.REPO_ROOT / "dashboards"
@@ -46,6 +54,29 @@ def voila_argv(port: int, host: str, dashboards_dir: Path) -> list[str]:
         "--no-browser",
         f"--Voila.config_file_paths={VOILA_CONFIG.parent}",
     ]
+
+
+def trust_dashboards(folder: Path) -> int:
+    """Sign the dashboards as trusted (what ``jupyter trust`` does); the count signed.
+
+    They are this project's own notebooks; unsigned, Jupyter's contents manager logs "Notebook
+    ... is not trusted" for each one as Voila loads it. A signature database that cannot be
+    written (a read-only home) only leaves those lines in the log.
+    """
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    signed = 0
+    try:
+        notary = NotebookNotary()
+        for path in sorted(folder.glob("*.ipynb")):
+            notebook = nbformat.read(path, as_version=4)
+            if not notary.check_signature(notebook):
+                notary.sign(notebook)
+                signed += 1
+    except (OSError, ValueError):  # unwritable data dir or database
+        return signed
+    return signed
 
 
 def _check_port(host: str, port: int) -> None:
@@ -101,6 +132,7 @@ def serve(
     echo(f"open {dashboard_url(host, port)}  (Ctrl-C stops)")
     for name in sorted(p.stem for p in folder.glob("*.ipynb") if p.stem != "overview"):
         echo(f"  and  {dashboard_url(host, port, name)}")
+    trust_dashboards(folder)
     from voila.app import Voila
 
     Voila.launch_instance(argv=voila_argv(port, host, folder))

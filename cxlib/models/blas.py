@@ -50,6 +50,8 @@ MISSING_BLAS_HINT = (
 )
 
 _CHOICE: BlasChoice | None = None
+#: The ``PYTENSOR_FLAGS`` entry this module added, if any.
+_OWN_FLAG: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,11 @@ def find_openblas(dirs: list[Path] | None = None) -> str | None:
     multiarch = sysconfig.get_config_var("MULTIARCH")
     default_dirs = set(_DEFAULT_LINKER_DIRS)
     if multiarch:
-        default_dirs |= {f"/usr/lib/{multiarch}", f"/lib/{multiarch}", f"/usr/local/lib/{multiarch}"}
+        default_dirs |= {
+            f"/usr/lib/{multiarch}",
+            f"/lib/{multiarch}",
+            f"/usr/local/lib/{multiarch}",
+        }
     for folder in _library_dirs() if dirs is None else dirs:
         if (folder / "libopenblas.so").exists():
             if str(folder) in default_dirs:
@@ -117,13 +123,21 @@ def find_openblas(dirs: list[Path] | None = None) -> str | None:
     return None
 
 
+def _without_own_flag(flags: str) -> str:
+    """``PYTENSOR_FLAGS`` less the entry this module added (so a user's own stays visible)."""
+    if _OWN_FLAG is None:
+        return flags
+    return ",".join(part for part in flags.split(",") if part and part != _OWN_FLAG)
+
+
 def _flag_keys(flags: str) -> set[str]:
     return {part.split("=", 1)[0].strip() for part in flags.split(",") if "=" in part}
 
 
 def _user_chose_blas() -> bool:
     """Whether ``PYTENSOR_FLAGS`` or a ``.pytensorrc`` sets ``blas__ldflags``."""
-    if _flag_keys(os.environ.get("PYTENSOR_FLAGS", "")) & {"blas__ldflags", "blas.ldflags"}:
+    flags = _without_own_flag(os.environ.get("PYTENSOR_FLAGS", ""))
+    if _flag_keys(flags) & {"blas__ldflags", "blas.ldflags"}:
         return True
     default_rc = os.pathsep.join(["~/.pytensorrc", "~/.pytensorrc.txt"])
     for name in os.environ.get("PYTENSORRC", default_rc).split(os.pathsep):
@@ -142,8 +156,10 @@ def _user_chose_blas() -> bool:
 
 def _set_ldflags(ldflags: str) -> None:
     """Hand ``ldflags`` to PyTensor: the environment now, its config if already imported."""
-    current = os.environ.get("PYTENSOR_FLAGS", "")
-    os.environ["PYTENSOR_FLAGS"] = ",".join(p for p in (current, f"blas__ldflags={ldflags}") if p)
+    global _OWN_FLAG
+    current = _without_own_flag(os.environ.get("PYTENSOR_FLAGS", ""))
+    _OWN_FLAG = f"blas__ldflags={ldflags}"
+    os.environ["PYTENSOR_FLAGS"] = ",".join(p for p in (current, _OWN_FLAG) if p)
     if "pytensor" in sys.modules:  # imported before cxlib: its setting is read lazily
         import pytensor
 
@@ -191,8 +207,13 @@ def _one_openblas_thread() -> int | None:
     return 1
 
 
-def configure_blas() -> BlasChoice:
+def configure_blas(*, again: bool = False) -> BlasChoice:
     """Choose how PyTensor links BLAS in this process, once; later calls return the choice.
+
+    Parameters
+    ----------
+    again : bool
+        Decide afresh (after installing a BLAS in a running session, or in tests).
 
     Returns
     -------
@@ -201,7 +222,7 @@ def configure_blas() -> BlasChoice:
         ``cxlib.models.blas`` logger says what to install.
     """
     global _CHOICE
-    if _CHOICE is None:
+    if _CHOICE is None or again:
         user_chose = _user_chose_blas()
         in_conda = (Path(sys.prefix) / "conda-meta").is_dir()
         choice = choose_blas(

@@ -29,11 +29,26 @@ def _python(code: str, **env) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("facts", "want"),
     [
-        ({"user_chose": True, "platform": "linux", "in_conda": False, "openblas": "-lopenblas"}, BlasChoice("user")),
-        ({"user_chose": False, "platform": "darwin", "in_conda": False, "openblas": None}, BlasChoice("pytensor")),
-        ({"user_chose": False, "platform": "linux", "in_conda": True, "openblas": "-lopenblas"}, BlasChoice("pytensor")),
-        ({"user_chose": False, "platform": "linux", "in_conda": False, "openblas": "-lopenblas"}, BlasChoice("openblas", "-lopenblas")),
-        ({"user_chose": False, "platform": "linux", "in_conda": False, "openblas": None}, BlasChoice("none", "")),
+        (
+            {"user_chose": True, "platform": "linux", "in_conda": False, "openblas": "-lopenblas"},
+            BlasChoice("user"),
+        ),
+        (
+            {"user_chose": False, "platform": "darwin", "in_conda": False, "openblas": None},
+            BlasChoice("pytensor"),
+        ),
+        (
+            {"user_chose": False, "platform": "linux", "in_conda": True, "openblas": "-lopenblas"},
+            BlasChoice("pytensor"),
+        ),
+        (
+            {"user_chose": False, "platform": "linux", "in_conda": False, "openblas": "-lopenblas"},
+            BlasChoice("openblas", "-lopenblas"),
+        ),
+        (
+            {"user_chose": False, "platform": "linux", "in_conda": False, "openblas": None},
+            BlasChoice("none", ""),
+        ),
     ],
 )
 def test_choice_rule(facts, want):
@@ -66,11 +81,9 @@ def test_without_a_blas_one_short_line_says_what_to_install():
     """No BLAS found: NumPy's fallback, PyTensor's five-line warning replaced by one line."""
     code = (
         "import cxlib.models.blas as b; "
-        "from cxlib.models.blas import configure_blas; "
         # this process found OpenBLAS on import: forget that, and find none
-        "import os; os.environ.pop('PYTENSOR_FLAGS'); b._CHOICE = None; "
         "b.find_openblas = lambda dirs=None: None; "
-        "print(configure_blas().source); " + _COMPILE
+        "print(b.configure_blas(again=True).source); " + _COMPILE
     )
     out = _python(code)
     assert out.returncode == 0, out.stderr
@@ -106,3 +119,14 @@ def test_the_linked_openblas_runs_on_one_thread():
     assert out.returncode == 0, out.stderr
     threads = json.loads(out.stdout.strip().splitlines()[-1])
     assert [n for path, n in threads.items() if "site-packages" not in path] == [2]
+
+
+def test_deciding_again_is_not_fooled_by_its_own_flag():
+    code = (
+        "import os, cxlib.models.blas as b; first = b.configure_blas(); "
+        "again = b.configure_blas(again=True); "
+        "print(first == again, os.environ['PYTENSOR_FLAGS'].count('blas__ldflags'))"
+    )
+    out = _python(code, PYTENSOR_FLAGS="floatX=float64")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "1"]  # decided the same; one entry, not two

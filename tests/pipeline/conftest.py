@@ -81,16 +81,20 @@ def _never_the_repository_runs(tmp_path, monkeypatch):
     monkeypatch.delenv("CX_RESULTS_DB", raising=False)
 
 
-@pytest.fixture(scope="session")
-def small_study(tmp_path_factory) -> Path:
-    """A copy of the sample study spec with 400 simulated respondents beside it."""
-    folder = tmp_path_factory.mktemp("study")
+def _simulated_copy(folder: Path, n: int) -> Path:
+    """A copy of the sample study spec in ``folder`` with ``n`` simulated respondents."""
     spec = folder / "study.yaml"
     shutil.copy(config.SAMPLE_STUDY, spec)
     study = load_study(spec)
-    frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH), n=400, seed=5)
+    frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH), n=n, seed=5)
     write_responses(frame, folder / "responses.parquet")
     return spec
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> Path:
+    """A copy of the sample study spec with 400 simulated respondents beside it."""
+    return _simulated_copy(tmp_path_factory.mktemp("study"), 400)
 
 
 @pytest.fixture(scope="session")
@@ -98,19 +102,15 @@ def model_study(tmp_path_factory) -> Path:
     """A copy of the sample study spec with as many simulated respondents (8,000).
 
     The model notebooks' smoke runs (100 draws after 100 tuning steps) pass their fast
-    gates on it with a margin: the expectations model (03) gave bulk ESS 83-190 and R-hat
-    <= 1.115 over 12 seeds (2026, 1-11; gate: ESS >= 20, R-hat <= 1.2), no divergences. On 400 or 2,000 respondents
-    its slopes per segment are barely identified: ESS 6-51 and R-hat up to 1.33 over 12
-    seeds (most under the gates), and at 2,000 respondents even 200 draws after 300 tuning
-    steps diverged and fell under the ESS gate for one seed of 10.
+    gates on it with a margin (gates: bulk ESS >= 20, R-hat <= 1.2), measured over 12
+    seeds (2026, 1-11): the expectations model (03) gave ESS 83-190 and R-hat <= 1.115, the
+    SEM (02) ESS 84-205 and R-hat <= 1.104, neither a divergence. On 400 or 2,000
+    respondents the expectations model's slopes per segment are barely identified: ESS
+    6-51 and R-hat up to 1.33 over 12 seeds (most under the gates), and at 2,000
+    respondents even 200 draws after 300 tuning steps diverged and fell under the ESS gate
+    for one seed of 10.
     """
-    folder = tmp_path_factory.mktemp("model-study")
-    spec = folder / "study.yaml"
-    shutil.copy(config.SAMPLE_STUDY, spec)
-    study = load_study(spec)
-    frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH), n=8000, seed=5)
-    write_responses(frame, folder / "responses.parquet")
-    return spec
+    return _simulated_copy(tmp_path_factory.mktemp("model-study"), 8000)
 
 
 @pytest.fixture(scope="session")
