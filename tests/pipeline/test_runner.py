@@ -358,6 +358,18 @@ def _wait_for(condition, timeout_s: float):
     raise AssertionError("timed out waiting")
 
 
+def _as_from_a_shell() -> None:
+    """In the child before exec: SIGINT at its default, as a shell starts a command.
+
+    The runner keeps SIGINT ignored when its parent ignores it (as under nohup), and an
+    ignored disposition survives exec; something earlier in a full test session leaves
+    the pytest process with SIGINT ignored, so without this the runner ignored Ctrl-C here
+    and its notebooks ran into their 60 s cell timeout (reproduced by ignoring SIGINT in
+    the pytest process).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_parallel_runner_stops_its_notebooks_at_once(make_spec, tmp_path, sig):
     spec = make_spec(
@@ -371,6 +383,7 @@ def test_interrupted_parallel_runner_stops_its_notebooks_at_once(make_spec, tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_as_from_a_shell,
     )
     try:
         # both notebooks are inside their long cell: wait for that state, however long
