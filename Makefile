@@ -37,6 +37,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_COMPILE_BYTECODE := 1
 export UV_NO_PROGRESS := 1
 UV_SYNC := $(UV) sync --quiet --locked
+LINT_PATHS := cxlib tests benchmarks notebooks dashboards pipelines
 
 .PHONY: run test lint bench browser blas lock lock-upgrade test-latest clean help
 
@@ -53,11 +54,11 @@ run: $(VENV)/.installed-run
 	$(BIN)/cx serve
 
 test: $(VENV)/.installed-test browser
-	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
+	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check cxlib tests benchmarks notebooks dashboards pipelines
+	$(BIN)/ruff check $(LINT_PATHS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_data.py
@@ -110,7 +111,7 @@ test-latest: | $(UV) blas browser
 	@echo "versions that differ from uv.lock:"
 	@$(UV) pip freeze --quiet --python .make/latest/bin/python --exclude-editable | \
 	  .make/latest/bin/python tests/lockfile.py --differences
-	.make/latest/bin/ruff check cxlib tests benchmarks notebooks dashboards pipelines
+	.make/latest/bin/ruff check $(LINT_PATHS)
 	CX_TEST_LATEST=1 .make/latest/bin/python -m pytest
 
 clean:

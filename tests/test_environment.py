@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.lockfile import canonical
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -13,7 +15,7 @@ def _normalise(requirement: str) -> tuple[str, str]:
     requirement = requirement.split(";")[0].replace(" ", "")
     match = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?(.*)$", requirement)
     name, _, spec = match.groups()
-    return re.sub(r"[-_.]+", "-", name).lower(), ",".join(sorted(spec.split(","))) if spec else ""
+    return canonical(name), ",".join(sorted(spec.split(","))) if spec else ""
 
 
 def _pyproject() -> dict[str, str]:

@@ -74,21 +74,22 @@ class BlasChoice:
     threads: int | None = None
 
 
-def _library_dirs() -> list[Path]:
-    """Where a linker looks for ``-l`` libraries on this machine, most specific first."""
-    dirs = [Path(sys.prefix) / "lib"]
-    dirs += [Path(p) for p in os.environ.get("LIBRARY_PATH", "").split(os.pathsep) if p]
+def _system_dirs() -> list[Path]:
+    """The system's library directories: the ones a linker searches without ``-L``."""
     multiarch = sysconfig.get_config_var("MULTIARCH")
+    dirs = []
     for root in ("/usr/local/lib", "/usr/lib", "/lib"):
         if multiarch:
             dirs.append(Path(root) / multiarch)
         dirs.append(Path(root))
-    dirs += [Path("/usr/lib64"), Path("/usr/local/lib64")]
-    return dirs
+    return [*dirs, Path("/usr/lib64")]
 
 
-#: Directories the system linker searches without being told (no ``-L`` needed).
-_DEFAULT_LINKER_DIRS = {"/usr/lib", "/lib", "/usr/lib64", "/usr/local/lib"}
+def _library_dirs() -> list[Path]:
+    """Where a linker looks for ``-l`` libraries on this machine, most specific first."""
+    dirs = [Path(sys.prefix) / "lib"]
+    dirs += [Path(p) for p in os.environ.get("LIBRARY_PATH", "").split(os.pathsep) if p]
+    return [*dirs, *_system_dirs(), Path("/usr/local/lib64")]
 
 
 def find_openblas(dirs: list[Path] | None = None) -> str | None:
@@ -107,17 +108,10 @@ def find_openblas(dirs: list[Path] | None = None) -> str | None:
         for one elsewhere; ``None`` when no linkable ``libopenblas.so`` exists (the runtime
         ``libopenblas.so.0`` alone cannot be linked to).
     """
-    multiarch = sysconfig.get_config_var("MULTIARCH")
-    default_dirs = set(_DEFAULT_LINKER_DIRS)
-    if multiarch:
-        default_dirs |= {
-            f"/usr/lib/{multiarch}",
-            f"/lib/{multiarch}",
-            f"/usr/local/lib/{multiarch}",
-        }
+    default_dirs = set(_system_dirs())
     for folder in _library_dirs() if dirs is None else dirs:
         if (folder / "libopenblas.so").exists():
-            if str(folder) in default_dirs:
+            if folder in default_dirs:
                 return "-lopenblas"
             return f"-L{folder} -Wl,-rpath,{folder} -lopenblas"
     return None
