@@ -12,6 +12,7 @@ from pathlib import Path
 __all__ = [
     "DATA_DIR",
     "DEFAULT_SEED",
+    "EVERYONE",
     "EXECUTION_TIMEOUT_S",
     "FLOOR_CEILING_SHARE",
     "HDI_PROB",
@@ -43,6 +44,10 @@ SAMPLE_TRUTH = DATA_DIR / "telecom" / "truth.yaml"
 DEFAULT_SEED = 2026
 #: Probability mass of reported highest-density intervals.
 HDI_PROB = 0.94
+
+#: The one label for "every respondent": the group of an ungrouped fit, the segment
+#: of an unsegmented study and the row of a table that is not filtered.
+EVERYONE = "all"
 
 #: Convergence gates: a result is flagged when any parameter breaks one.
 MAX_R_HAT = 1.01

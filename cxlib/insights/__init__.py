@@ -31,7 +31,7 @@ from cxlib.insights.drivers import (
     what_if_baseline,
     what_if_examples,
 )
-from cxlib.insights.intervals import hdi, summarize_draws
+from cxlib.stats import hdi, summarize_draws
 from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis, segment_differences
 
 __all__ = [

@@ -33,7 +33,7 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.errors import CxError, DataProblem, DataValidationError
-from cxlib.insights.intervals import summarize_draws
+from cxlib.stats import summarize_draws
 
 __all__ = [
     "DeliveryGap",

@@ -31,7 +31,7 @@ import pandas as pd
 from cxlib import config
 from cxlib.errors import CxError
 from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
-from cxlib.insights.intervals import summarize_draws
+from cxlib.stats import summarize_draws
 
 __all__ = [
     "ALL",

@@ -48,7 +48,7 @@ import pandas as pd
 from scipy import stats
 
 from cxlib import config
-from cxlib.insights.intervals import summarize_draws
+from cxlib.stats import summarize_draws
 from cxlib.models.base import (
     CxModel,
     ModelResult,

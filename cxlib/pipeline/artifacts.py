@@ -86,7 +86,24 @@ class Artifacts:
     def __repr__(self) -> str:
         return f"Artifacts({str(self.path)!r}, {len(self.files)} file(s))"
 
-    def _record(self, path: Path, kind: str, **extra: Any) -> Path:
+    def record(self, path: Path | str, kind: str, **extra: Any) -> Path:
+        """List a file the notebook wrote itself (under the run folder) in the manifest.
+
+        Parameters
+        ----------
+        path : pathlib.Path or str
+            The file, inside :attr:`path`.
+        kind : str
+            What it is (``"draws"``, ``"table"``, ...), for the manifest.
+        **extra
+            More manifest fields for this file.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``, so that a save can be recorded in one line.
+        """
+        path = Path(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         rel = path.relative_to(self.path).as_posix()
         self.files = [f for f in self.files if f["path"] != rel]
@@ -129,14 +146,14 @@ class Artifacts:
         tmp = path.with_suffix(".parquet.tmp")
         frame.to_parquet(tmp, index=False)
         tmp.replace(path)
-        return self._record(path, "table", rows=len(frame), columns=list(frame.columns))
+        return self.record(path, "table", rows=len(frame), columns=list(frame.columns))
 
     def json(self, name: str, data: Any) -> Path:
         """Write a JSON document as ``<name>.json`` (e.g. a report's ``to_dict()``)."""
         self._check_name(name)
         path = self.path / f"{name}.json"
         write_json_atomic(path, data)
-        return self._record(path, "json")
+        return self.record(path, "json")
 
     def chart(self, name: str, chart, formats: tuple[str, ...] = ("svg",)) -> list[Path]:
         """Write an altair chart as ``charts/<name>.vl.json`` plus images.
@@ -160,7 +177,7 @@ class Artifacts:
         spec = chart.to_dict()
         paths = [folder / f"{name}.vl.json"]
         write_json_atomic(paths[0], spec)
-        self._record(paths[0], "chart")
+        self.record(paths[0], "chart")
         import vl_convert as vlc
 
         for fmt in formats:
@@ -172,7 +189,7 @@ class Artifacts:
                 out.write_bytes(vlc.vegalite_to_png(spec, scale=2))
             else:
                 raise ValueError(f"chart format {fmt!r}: use 'svg' or 'png'")
-            paths.append(self._record(out, "image"))
+            paths.append(self.record(out, "image"))
         return paths
 
     def diagnostics(self, diagnostics) -> Path:
@@ -197,7 +214,7 @@ class Artifacts:
             diagnostics = diagnostics_from_idata(diagnostics)
         path = self.path / DIAGNOSTICS_FILE
         write_json_atomic(path, diagnostics)
-        return self._record(path, "diagnostics")
+        return self.record(path, "diagnostics")
 
     def finish(self) -> Path:
         """Write ``manifest.json`` listing every file written; return its path."""

@@ -20,7 +20,7 @@ from cxlib.dashboard.widgets import fmt
 from cxlib.data import load_responses
 from cxlib.insights.allocation import TouchpointGains, allocate_budget, read_cost_table
 from cxlib.insights.delivery_gap import delivery_gap, read_internal_assessment
-from cxlib.insights.intervals import summarize_draws
+from cxlib.stats import summarize_draws
 from cxlib.insights.journey import default_budget
 from cxlib.models.touchpoints_data import CHANNELS, STAGES, journey_map
 from cxlib.study import load_study

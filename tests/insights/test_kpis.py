@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 from cxlib.data import SurveyData
-from cxlib.insights.intervals import hdi
+from cxlib.stats import hdi
 from cxlib.insights.kpis import KpiError, estimate_kpis, nps_posterior_moments
 from cxlib.study import study_from_dict
 
