@@ -6,16 +6,84 @@ line prints its message and exits with status 2, with no traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AlertRuleError",
+    "ConvergenceWarning",
     "CxError",
     "DataProblem",
     "DataValidationError",
+    "DriverError",
+    "ModelFileError",
+    "ModelSpecificationError",
     "ModelSyntaxError",
     "StudySpecError",
+    "closest",
+    "did_you_mean",
 ]
+
+
+def closest(name: object, choices: Iterable[object], *, cutoff: float = 0.6) -> str | None:
+    """The choice closest to ``name``, or None when none is close enough.
+
+    Parameters
+    ----------
+    name : object
+        What was given (compared as ``str``).
+    choices : iterable
+        What is allowed (each compared as ``str``).
+    cutoff : float
+        How similar a choice must be, from 0 to 1 (as in
+        :func:`difflib.get_close_matches`).
+
+    Returns
+    -------
+    str or None
+        The closest choice, as text.
+    """
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(
+    name: object, choices: Iterable[object], *, cutoff: float = 0.6, parens: bool = False
+) -> str:
+    """The "did you mean" hint an error message ends with, or ``""``.
+
+    Parameters
+    ----------
+    name : object
+        What was given (compared as ``str``).
+    choices : iterable
+        What is allowed (each compared as ``str``).
+    cutoff : float
+        How similar a choice must be, from 0 to 1 (see :func:`closest`).
+    parens : bool
+        Write the hint as an aside, ``" (did you mean 'x'?)"``, to follow a name
+        inside a sentence; by default it is a clause, ``"; did you mean 'x'?"``,
+        that ends one.
+
+    Returns
+    -------
+    str
+        The hint naming the closest choice, or ``""`` when none is close.
+
+    Examples
+    --------
+    >>> did_you_mean("Loyalti", ["Image", "Loyalty"])
+    "; did you mean 'Loyalty'?"
+    >>> did_you_mean("wieght", ["weight"], parens=True)
+    " (did you mean 'weight'?)"
+    >>> did_you_mean("zzz", ["weight"])
+    ''
+    """
+    match = closest(name, choices, cutoff=cutoff)
+    if match is None:
+        return ""
+    return f" (did you mean {match!r}?)" if parens else f"; did you mean {match!r}?"
 
 
 class CxError(Exception):
@@ -24,6 +92,10 @@ class CxError(Exception):
 
 class StudySpecError(CxError):
     """A study spec (YAML) that is missing, unreadable or inconsistent."""
+
+
+class AlertRuleError(CxError):
+    """An alert rule that cannot be read (or evaluated with the inputs given)."""
 
 
 class ModelSyntaxError(CxError, ValueError):
@@ -151,3 +223,19 @@ class DataValidationError(CxError):
     def columns(self) -> list[str]:
         """Columns named by the problems."""
         return [p.column for p in self.problems if p.column]
+
+
+class ModelSpecificationError(CxError, ValueError):
+    """A model that cannot be fitted as specified (not identified, items missing, ...)."""
+
+
+class ModelFileError(CxError):
+    """A saved model file that does not belong to this model type or cxlib version."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The sampler did not converge: R-hat too high, ESS too low or divergences."""
+
+
+class DriverError(CxError):
+    """A driver analysis asked for something the model or data cannot give."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from cxlib import config
 
-__all__ = ["hdi", "interval_columns", "summarize_draws"]
+__all__ = ["hdi", "interval_columns", "pair_draws", "summarize_draws"]
 
 
 def hdi(draws: np.ndarray, prob: float = config.HDI_PROB) -> np.ndarray:
@@ -94,3 +94,16 @@ def summarize_draws(
         low: bounds[..., 0],
         high: bounds[..., 1],
     }
+
+
+def pair_draws(draws: np.ndarray, size: int, seed: int = config.DEFAULT_SEED) -> np.ndarray:
+    """Another posterior's draws matched to ``size`` of this one's (a seeded shuffle or resample).
+
+    Two independent posteriors (say, a touchpoint model's and a SEM's) combine draw by
+    draw once their draws are paired at random: a permutation when both have as many
+    draws, resampling with replacement otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    if draws.size == size:
+        return draws[rng.permutation(size)]
+    return draws[rng.integers(0, draws.size, size=size)]

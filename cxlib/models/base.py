@@ -16,10 +16,10 @@ PyMC and ArviZ are imported here, so import this module only when a model is use
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,35 +27,18 @@ import numpy as np
 import pandas as pd
 
 from cxlib import __version__, config
-from cxlib.errors import CxError
+from cxlib.errors import ConvergenceWarning, ModelFileError, ModelSpecificationError
+from cxlib.models.diagnostics import Diagnostics, count_divergences, diagnose
+from cxlib.models.sampling import nuts_start, one_blas_thread
 
 __all__ = [
-    "ConvergenceWarning",
     "CxModel",
-    "Diagnostics",
-    "ModelFileError",
     "ModelResult",
-    "ModelSpecificationError",
     "as_frame",
-    "diagnose",
     "frame_hash",
     "make_prior",
-    "maximize_logp",
     "merge_config",
-    "one_blas_thread",
 ]
-
-
-class ModelSpecificationError(CxError, ValueError):
-    """A model that cannot be fitted as specified (not identified, items missing, ...)."""
-
-
-class ModelFileError(CxError):
-    """A saved model file that does not belong to this model type or cxlib version."""
-
-
-class ConvergenceWarning(UserWarning):
-    """The sampler did not converge: R-hat too high, ESS too low or divergences."""
 
 
 # ----------------------------------------------------------------------------- config
@@ -120,49 +103,6 @@ def make_prior(name: str, spec: dict[str, Any], **kwargs):
     return dist(name, **spec, **extra)
 
 
-def gaussian_loglik_from_moments(beta, xtwx, xtwy, ytwy, sum_w, sigma):
-    """Weighted normal regression log-likelihood from sufficient statistics.
-
-    ``y ~ Normal(X beta, sigma)`` summed over respondents with weights ``w``, evaluated from
-    X'WX, X'Wy, y'Wy and the weight total only, so its cost does not depend on the number of
-    respondents. Leading axes (one set of moments per segment) are summed over.
-
-    Parameters
-    ----------
-    beta : tensor, shape (..., k)
-        Regression coefficients (intercept column included in X).
-    xtwx : array, shape (..., k, k)
-    xtwy : array, shape (..., k)
-    ytwy, sum_w : array, shape (...)
-    sigma : tensor
-        Residual standard deviation.
-
-    Returns
-    -------
-    pytensor.tensor.TensorVariable
-        The summed log-likelihood (a scalar).
-    """
-    import pytensor.tensor as pt
-
-    quad = pt.sum(beta[..., :, None] * xtwx * beta[..., None, :], axis=(-2, -1))
-    rss = ytwy - 2.0 * pt.sum(beta * xtwy, axis=-1) + quad
-    return pt.sum(-0.5 * sum_w * pt.log(2.0 * np.pi * sigma**2) - rss / (2.0 * sigma**2))
-
-
-def one_blas_thread():
-    """A context in which BLAS uses one thread (for sampling).
-
-    The models' linear algebra per gradient is small (a dense mass matrix, a few
-    dozen coefficients), so BLAS threads only compete with the other chains' processes
-    (forked, so the limit carries over) and with the compiled likelihood. Measured on
-    2 busy cores: the touchpoint model sampled in 158 s with OpenBLAS's default threads
-    and in 14 s with one.
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def frame_hash(values: np.ndarray | pd.DataFrame) -> str:
     """SHA-256 (first 16 hex digits) of an array's or frame's values, for data-hash checks."""
     if isinstance(values, pd.DataFrame):
@@ -185,189 +125,6 @@ def as_frame(data) -> tuple[pd.DataFrame, str | None]:
     )
 
 
-def maximize_logp(value_and_grad, x0: np.ndarray, scale: float):
-    """Maximize a log density with L-BFGS-B, given its value and gradient.
-
-    Parameters
-    ----------
-    value_and_grad : callable
-        ``z -> (value, gradient)`` on the unconstrained scale; non-finite values are
-        treated as a wall.
-    x0 : numpy.ndarray
-        Starting point.
-    scale : float
-        The objective is divided by it, so that gradients are of order 1.
-
-    Returns
-    -------
-    scipy.optimize.OptimizeResult
-    """
-    from scipy.optimize import minimize
-
-    def objective(z):
-        val, grad = value_and_grad(z)
-        if not np.isfinite(val):
-            return 1e10, np.zeros_like(z)
-        return -val / scale, -grad / scale
-
-    return minimize(
-        objective,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-15},
-    )
-
-
-# ----------------------------------------------------------------------------- diagnostics
-@dataclass
-class Diagnostics:
-    """Convergence diagnostics of a fit.
-
-    Attributes
-    ----------
-    max_r_hat : float
-        Largest rank-normalized R-hat over the monitored parameters.
-    min_ess_bulk : float
-        Smallest bulk effective sample size.
-    divergences : int
-        Number of divergent transitions after tuning.
-    r_hat, ess_bulk : pandas.Series
-        Per parameter (index: readable parameter names).
-    sign_disagreement : list of str
-        Parameters whose chains settled in modes of opposite sign.
-    max_r_hat_allowed, min_ess_allowed : float
-        The thresholds applied (from :mod:`cxlib.config` unless overridden).
-    """
-
-    max_r_hat: float
-    min_ess_bulk: float
-    divergences: int
-    r_hat: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
-    ess_bulk: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
-    sign_disagreement: list[str] = field(default_factory=list)
-    max_r_hat_allowed: float = config.MAX_R_HAT
-    min_ess_allowed: float = config.MIN_ESS_BULK
-
-    @property
-    def high_r_hat(self) -> list[str]:
-        """Parameters with R-hat above the threshold."""
-        return list(self.r_hat.index[self.r_hat > self.max_r_hat_allowed])
-
-    @property
-    def low_ess(self) -> list[str]:
-        """Parameters with bulk ESS below the threshold."""
-        return list(self.ess_bulk.index[self.ess_bulk < self.min_ess_allowed])
-
-    @property
-    def ok(self) -> bool:
-        """True when every gate passes."""
-        return not (
-            self.high_r_hat or self.low_ess or self.divergences > 0 or self.sign_disagreement
-        )
-
-    def problems(self) -> list[str]:
-        """One sentence per failed gate, naming the parameters."""
-        out = []
-        if self.high_r_hat:
-            out.append(
-                f"R-hat above {self.max_r_hat_allowed} for "
-                + _name_list(self.high_r_hat, self.r_hat, "{:.3f}")
-            )
-        if self.low_ess:
-            out.append(
-                f"bulk ESS below {self.min_ess_allowed:g} for "
-                + _name_list(self.low_ess, self.ess_bulk, "{:.0f}")
-            )
-        if self.divergences:
-            out.append(
-                f"{self.divergences} divergent transition(s); raise target_accept "
-                "(sampler_config) or reparametrize"
-            )
-        if self.sign_disagreement:
-            out.append(
-                "chains disagree in sign (a reflected mode) for "
-                + ", ".join(self.sign_disagreement[:8])
-            )
-        return out
-
-    def to_frame(self) -> pd.DataFrame:
-        """Per-parameter R-hat and bulk ESS."""
-        return pd.DataFrame({"r_hat": self.r_hat, "ess_bulk": self.ess_bulk})
-
-    def __str__(self) -> str:
-        head = (
-            f"max R-hat {self.max_r_hat:.3f}, min bulk ESS {self.min_ess_bulk:.0f}, "
-            f"{self.divergences} divergences"
-        )
-        problems = self.problems()
-        return head + ("" if not problems else "\n  - " + "\n  - ".join(problems))
-
-
-def _name_list(names: list[str], values: pd.Series, fmt: str, limit: int = 8) -> str:
-    shown = ", ".join(f"{n} ({fmt.format(values[n])})" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def diagnose(
-    draws: Any,
-    *,
-    divergences: int = 0,
-    sign_disagreement: list[str] | None = None,
-    max_r_hat: float = config.MAX_R_HAT,
-    min_ess_bulk: float = config.MIN_ESS_BULK,
-) -> Diagnostics:
-    """Compute R-hat and bulk ESS per parameter.
-
-    Parameters
-    ----------
-    draws : xarray.DataArray
-        Dims ``(chain, draw, param)`` with readable ``param`` coordinates.
-    divergences : int
-        Divergent transitions counted by the caller.
-    sign_disagreement : list of str, optional
-        Parameters whose chains disagree in sign.
-    max_r_hat, min_ess_bulk : float
-        Thresholds (default from :mod:`cxlib.config`).
-
-    Returns
-    -------
-    Diagnostics
-    """
-    import arviz as az
-
-    names = [str(p) for p in draws["param"].values]
-    arr = np.asarray(draws.values, dtype=float)
-    constant = np.nanstd(arr.reshape(-1, arr.shape[-1]), axis=0) < 1e-12
-    ds = draws.to_dataset(name="x")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rhat = az.rhat(ds)["x"].values
-        ess = az.ess(ds, method="bulk")["x"].values
-    rhat = np.where(constant, np.nan, rhat)
-    ess = np.where(constant, np.nan, ess)
-    r = pd.Series(rhat, index=names, dtype=float)
-    e = pd.Series(ess, index=names, dtype=float)
-    return Diagnostics(
-        max_r_hat=float(np.nanmax(rhat)) if np.isfinite(rhat).any() else float("nan"),
-        min_ess_bulk=float(np.nanmin(ess)) if np.isfinite(ess).any() else float("nan"),
-        divergences=int(divergences),
-        r_hat=r,
-        ess_bulk=e,
-        sign_disagreement=list(sign_disagreement or []),
-        max_r_hat_allowed=max_r_hat,
-        min_ess_allowed=min_ess_bulk,
-    )
-
-
-def count_divergences(idata) -> int:
-    """Divergent transitions in ``idata.sample_stats`` (0 when not recorded)."""
-    stats = getattr(idata, "sample_stats", None)
-    if stats is None or "diverging" not in stats:
-        return 0
-    return int(np.asarray(stats["diverging"]).sum())
-
-
 # ----------------------------------------------------------------------------- result
 class ModelResult:
     """A fitted model: the InferenceData, its diagnostics, and saving.
@@ -377,7 +134,7 @@ class ModelResult:
     model : CxModel
         The model that was fitted (or rebuilt from a file).
     idata : arviz.InferenceData
-        The posterior, with the attrs :meth:`CxModel._attrs` wrote.
+        The posterior, with the attrs :meth:`CxModel.attrs` wrote.
     """
 
     def __init__(self, model: CxModel, idata):
@@ -454,7 +211,15 @@ class ModelResult:
 
 # ----------------------------------------------------------------------------- model
 class CxModel(ABC):
-    """Base of every cxlib model.
+    """Base of every cxlib model, and the one life cycle they share.
+
+    :meth:`fit` is written once, here: prepare the data and build the graph
+    (:meth:`prepare_fit`), merge the sampler config with the caller's arguments
+    (:meth:`sampler_kwargs`), sample under one BLAS thread (:meth:`sample`: NUTS from
+    the Laplace approximation), attach the data and the attrs, make the result and
+    warn when a diagnostic gate fails. A model supplies its data preparation, its
+    graph (:meth:`build_model`), the arguments that rebuild it
+    (:meth:`init_arguments`) and, where it must, its own sampling step.
 
     Parameters
     ----------
@@ -470,6 +235,11 @@ class CxModel(ABC):
     #: see :func:`cxlib.models.sampling.laplace_nuts`): little for hierarchical models.
     _laplace_weight: ClassVar[float] = 1.0
     _result_class: ClassVar[type[ModelResult]] = ModelResult
+    #: The class of the prepared data (with ``to_dataset`` / ``from_dataset``).
+    _data_class: ClassVar[type | None] = None
+    #: Keyword arguments of :meth:`fit` that are options of the fit (passed to
+    #: :meth:`prepare_fit`), not arguments of ``pymc.sample``.
+    fit_option_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -489,6 +259,8 @@ class CxModel(ABC):
         self.model_config = merge_config(self.default_model_config, model_config)
         self.sampler_config = merge_config(self.default_sampler_config, sampler_config)
         self.model = None
+        self.data = getattr(self, "data", None)
+        self.fit_options: dict[str, Any] = {}
         self.result: ModelResult | None = None
 
     def _need_data(self):
@@ -517,49 +289,152 @@ class CxModel(ABC):
             "compute_convergence_checks": False,
         }
 
-    def _sample(self, kwargs: dict[str, Any]):
-        """``pymc.sample(**kwargs)`` over :attr:`model`, with one BLAS thread.
-
-        NUTS starts as ``kwargs["mass_matrix"]`` says (:func:`cxlib.models.sampling.nuts_start`:
-        from the Laplace approximation by default); ``idata.attrs["nuts_start"]``
-        records how it started.
-        """
-        import pymc as pm
-
-        from cxlib.models.sampling import nuts_start
-
-        kwargs = dict(kwargs)
-        with self.model, one_blas_thread():
-            start = nuts_start(self.model, kwargs, weight=self._laplace_weight)
-            idata = pm.sample(**kwargs)
-        idata.attrs["nuts_start"] = start
-        return idata
-
     @abstractmethod
     def build_model(self, *args, **kwargs):
         """Build and return the PyMC model (also kept as ``self.model``)."""
 
+    # -- the life cycle ------------------------------------------------------
+    def fit(self, data=None, *, random_seed: int | None = None, **kwargs) -> ModelResult:
+        """Sample the posterior.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame or SurveyData, optional
+            The responses (left out when :meth:`build_model` was called with them).
+        random_seed : int, optional
+            Default: ``sampler_config["random_seed"]``, else
+            :data:`cxlib.config.DEFAULT_SEED`.
+        **kwargs
+            Options of the fit (:attr:`fit_option_names`), the rest passed to
+            ``pymc.sample`` over :attr:`sampler_config`.
+
+        Returns
+        -------
+        ModelResult
+            Warns with :class:`~cxlib.errors.ConvergenceWarning` when a diagnostic
+            gate fails.
+        """
+        options = {k: kwargs.pop(k) for k in self.fit_option_names if k in kwargs}
+        self.prepare_fit(data, **options)
+        sample_kwargs = self.sampler_kwargs(kwargs, random_seed)
+        with one_blas_thread():
+            idata = self.sample(sample_kwargs)
+        self.attach_data(idata)
+        idata.attrs.update(self.attrs())
+        self.result = self._result_class(self, idata)
+        self.result.warn_if_not_converged()
+        return self.result
+
+    def prepare_fit(self, data=None, **options) -> None:
+        """Prepare the data and build the graph for :meth:`fit`.
+
+        The default builds the model from ``data``, or keeps the model built before
+        when ``data`` is left out.
+        """
+        if data is not None or self.model is None:
+            if data is None and self.data is None:
+                raise ModelSpecificationError("fit() needs the data: fit(data)")
+            self.build_model(data)
+
+    def sampler_kwargs(
+        self, sample_kwargs: dict[str, Any], random_seed: int | None = None
+    ) -> dict[str, Any]:
+        """The arguments of ``pymc.sample``: the sampler config, then the caller's."""
+        kwargs = self.sampler_config | dict(sample_kwargs)
+        if random_seed is not None:
+            kwargs["random_seed"] = random_seed
+        kwargs.setdefault("random_seed", config.DEFAULT_SEED)
+        if kwargs.setdefault("nuts_sampler", "pymc") != "pymc":
+            for key in ("init", "compute_convergence_checks", "cores"):
+                kwargs.pop(key, None)
+        return kwargs
+
+    def start_values(self) -> dict[str, np.ndarray] | None:
+        """Starting values of the chains when NUTS does not start from the Laplace draws."""
+        return None
+
+    def sample(self, kwargs: dict[str, Any]):
+        """``pymc.sample(**kwargs)`` over :attr:`model`, NUTS started as ``mass_matrix`` says.
+
+        NUTS starts from the Laplace approximation by default
+        (:func:`cxlib.models.sampling.nuts_start`); ``idata.attrs["nuts_start"]``
+        records how it started. :meth:`fit` calls this under one BLAS thread.
+        """
+        import pymc as pm
+
+        kwargs = dict(kwargs)
+        with self.model:
+            start = nuts_start(self.model, kwargs, weight=self._laplace_weight)
+            if kwargs.get("initvals") is None and self.start_values() is not None:
+                kwargs["initvals"] = self.start_values()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*BLAS.*")
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                idata = pm.sample(**kwargs)
+        idata.attrs["nuts_start"] = start
+        return idata
+
+    def attach_data(self, idata) -> None:
+        """Store the prepared data in ``idata.constant_data`` (what a loaded result needs)."""
+        ds = self.data.to_dataset()
+        if "constant_data" in idata.groups():
+            idata.constant_data = idata.constant_data.merge(ds)
+        else:
+            idata.add_groups({"constant_data": ds})
+
     # -- attrs ---------------------------------------------------------------
-    def _attrs(self, data_hash: str = "") -> dict[str, str]:
-        """Attrs written with the posterior; subclasses add their own keys."""
+    def init_arguments(self) -> dict[str, Any]:
+        """Every ``__init__`` argument, JSON-serializable: what rebuilds this model.
+
+        Subclasses add their own arguments to the configs here; :meth:`attrs` refuses a
+        model whose ``__init__`` has an argument missing from this dict.
+        """
+        return {"model_config": self.model_config, "sampler_config": self.sampler_config}
+
+    @classmethod
+    def from_init_arguments(cls, arguments: dict[str, Any]) -> CxModel:
+        """Rebuild the model (unfitted) from :meth:`init_arguments`."""
+        return cls(**arguments)
+
+    @classmethod
+    def init_parameter_names(cls) -> list[str]:
+        """The names of the ``__init__`` parameters (what the attrs must hold)."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [
+            p.name
+            for p in params
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def attrs(self) -> dict[str, str]:
+        """Attrs written with the posterior: version, type, configs, init arguments, data hash."""
+        arguments = self.init_arguments()
+        missing = sorted(set(self.init_parameter_names()) - set(arguments))
+        if missing:
+            raise ModelSpecificationError(
+                f"{type(self).__name__}.__init__ has parameters that are not in the attrs: "
+                f"{', '.join(missing)}; add them to init_arguments() (saving and loading "
+                "would lose them)"
+            )
+        data_hash = getattr(self.data, "data_hash", "") if self.data is not None else ""
         return {
             "cxlib_version": __version__,
             "model_type": self._model_type,
             "model_config": json.dumps(self.model_config, sort_keys=True, default=str),
             "sampler_config": json.dumps(self.sampler_config, sort_keys=True, default=str),
+            "init_arguments": json.dumps(arguments, sort_keys=True, default=str),
+            "fit_options": json.dumps(self.fit_options, sort_keys=True, default=str),
             "data_hash": data_hash,
         }
 
-    @classmethod
-    def _from_attrs(cls, attrs: dict[str, Any]) -> CxModel:
-        """Rebuild the model (unfitted) from the attrs of a saved file."""
-        return cls(
-            model_config=json.loads(attrs["model_config"]),
-            sampler_config=json.loads(attrs["sampler_config"]),
-        )
+    def restore_data(self, idata):
+        """The prepared data of a loaded posterior (from its ``constant_data``)."""
+        return self._data_class.from_dataset(idata.constant_data)
 
-    def _restore(self, idata) -> ModelResult:
-        """Attach a loaded posterior; subclasses restore what they need from it."""
+    def restore(self, idata) -> ModelResult:
+        """Attach a loaded posterior: its fit options, its data and the result."""
+        self.fit_options = json.loads(idata.attrs.get("fit_options", "{}"))
+        self.data = self.restore_data(idata)
         self.result = self._result_class(self, idata)
         return self.result
 
@@ -581,13 +456,13 @@ class CxModel(ABC):
         Returns
         -------
         ModelResult
-            The result, with ``.model`` rebuilt from the stored syntax and config.
+            The result, with ``.model`` rebuilt from the stored arguments.
 
         Raises
         ------
         ModelFileError
             When the file is missing, was made by another model type or by another
-            cxlib version.
+            cxlib version, or lacks an argument of this model's ``__init__``.
         """
         import arviz as az
 
@@ -611,5 +486,12 @@ class CxModel(ABC):
                 f"{path}: saved by cxlib {version}, but this is cxlib {__version__}; "
                 "refit the model with this version (results are not migrated)"
             )
-        model = cls._from_attrs(attrs)
-        return model._restore(idata)
+        arguments = json.loads(attrs.get("init_arguments", "{}"))
+        missing = sorted(set(cls.init_parameter_names()) - set(arguments))
+        if missing:
+            raise ModelFileError(
+                f"{path}: the file does not record the model's argument(s) "
+                f"{', '.join(missing)} (saved by an older build of cxlib); refit the model"
+            )
+        model = cls.from_init_arguments(arguments)
+        return model.restore(idata)

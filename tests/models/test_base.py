@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cxlib.models.base import gaussian_loglik_from_moments, one_blas_thread
+from cxlib.models.moments import gaussian_loglik_from_moments
+from cxlib.models.sampling import one_blas_thread
 
 
 def test_gaussian_loglik_from_moments_is_the_weighted_sum_over_respondents():
@@ -39,7 +40,7 @@ def test_one_blas_thread_limits_blas_inside_and_restores_it():
 
 def test_a_model_without_data_says_what_to_call():
     from cxlib import config
-    from cxlib.models.base import ModelSpecificationError
+    from cxlib.errors import ModelSpecificationError
     from cxlib.models.expectations import ExpectationsModel
     from cxlib.models.touchpoints import TouchpointModel
     from cxlib.study import load_study

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxlib.errors import CxError, StudySpecError
-from cxlib.models.base import ModelFileError, ModelSpecificationError
+from cxlib.errors import CxError, ModelFileError, ModelSpecificationError, StudySpecError
 from cxlib.models.expectations import (
     ExpectationsModel,
     ExpectationsResult,
@@ -18,7 +17,7 @@ from cxlib.models.expectations import (
     UnidentifiedGapWarning,
     simulate_expectations,
 )
-from cxlib.models.expectations_data import prepare_expectations_data
+from cxlib.models.expectations.data import prepare_expectations_data
 from cxlib.study import study_from_dict
 
 TINY = {"draws": 30, "tune": 30, "chains": 1, "cores": 1}
@@ -33,7 +32,7 @@ def _quiet_fit(model, data, **kwargs):
 @pytest.fixture(scope="module")
 def sim(study):
     """1,500 simulated respondents, no missing answers."""
-    from cxlib.models.expectations_simulate import default_expectations_truth
+    from cxlib.models.expectations.simulate import default_expectations_truth
 
     truth = default_expectations_truth(study)
     truth.missing_rate = 0.0
@@ -168,7 +167,7 @@ def test_missing_answer_distribution_follows_the_item_model():
     """One missing item of a bivariate normal: the interval masses of its conditional."""
     from scipy import stats
 
-    from cxlib.models.expectations_missing import ItemModel, missing_value_combinations
+    from cxlib.models.expectations.missing import ItemModel, missing_value_combinations
 
     levels = np.arange(1.0, 6.0)
     cov = np.array([[1.0, 0.6], [0.6, 0.8]])
@@ -192,7 +191,7 @@ def test_mixture_likelihood_and_gradient(study):
     """The compiled mixture likelihood equals a direct computation; its gradient is exact."""
     from scipy import special
 
-    from cxlib.models.expectations_likelihood import (
+    from cxlib.models.expectations.likelihood import (
         MixtureRows,
         concat_rows,
         mixture_loglik_numpy,
@@ -436,7 +435,7 @@ def _covered(value, low, high):
 
 @pytest.mark.slow
 def test_recovery_of_weights_asymmetry_and_segments(study):
-    from cxlib.models.expectations_simulate import default_expectations_truth
+    from cxlib.models.expectations.simulate import default_expectations_truth
 
     # with missing answers (3%, missing at random given the expectations): they enter
     # the likelihood as mixtures over their likely values (mean imputation attenuated
@@ -502,7 +501,7 @@ def _ordinal_frame(study, n, seed, penalty_logit, reward_logit, cutpoints):
     """Answers from the sample study's attributes; LOY_STAY drawn from an ordered logit."""
     from scipy import special
 
-    from cxlib.models.expectations_simulate import default_expectations_truth
+    from cxlib.models.expectations.simulate import default_expectations_truth
 
     truth = default_expectations_truth(study)
     truth.missing_rate = 0.0
@@ -549,7 +548,7 @@ def test_ordinal_recovery_with_missing_answers(study):
 
 @pytest.mark.slow
 def test_small_segment_is_pooled_and_flagged(study):
-    from cxlib.models.expectations_simulate import default_expectations_truth
+    from cxlib.models.expectations.simulate import default_expectations_truth
 
     truth = default_expectations_truth(study)
     truth.segment_shift["Enterprise"] = {"emotional": 0.4}

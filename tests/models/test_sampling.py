@@ -5,7 +5,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import pytest
 
-from cxlib.models.base import ModelSpecificationError
+from cxlib.errors import ModelSpecificationError
 from cxlib.models.sampling import laplace_approximation, laplace_nuts, nuts_start
 
 
@@ -143,7 +143,7 @@ def test_mass_matrix_choice_is_checked_and_respected():
 def test_each_model_passes_its_own_laplace_weight(monkeypatch):
     # the SEM's marginal posterior is close to Gaussian (weight 10 draws per dimension); the
     # hierarchical models' default is 1 — a refactor once dropped the SEM's back to 1
-    import cxlib.models.sem as sem_module
+    import cxlib.models.base as base_module
     from cxlib.models import BayesianSEM
     from cxlib.models.base import CxModel
     from cxlib.models.sampling import nuts_start as real
@@ -155,15 +155,13 @@ def test_each_model_passes_its_own_laplace_weight(monkeypatch):
         seen.append(weight)
         return real(model, kwargs, weight=weight)
 
-    monkeypatch.setattr(sem_module, "nuts_start", spy)
+    monkeypatch.setattr(base_module, "nuts_start", spy)
     sem = BayesianSEM(MODEL)
     sem.fit(simulate_small(n=200), draws=20, tune=20, chains=1, cores=1)
     assert seen == [10.0] and BayesianSEM._laplace_weight == 10.0
     assert sem.fit_options["nuts_start"] == "laplace"
 
-    # the hierarchical models sample through CxModel._sample with their own weight
-    import cxlib.models.sampling as sampling_module
-
+    # the hierarchical models sample through the same CxModel.sample with their own weight
     class Tiny(CxModel):
         default_model_config = {}
 
@@ -171,10 +169,9 @@ def test_each_model_passes_its_own_laplace_weight(monkeypatch):
             self.model = _regression_model()[0]
             return self.model
 
-    monkeypatch.setattr(sampling_module, "nuts_start", spy)
     tiny = Tiny()
     tiny.build_model()
-    idata = tiny._sample({"draws": 20, "tune": 20, "chains": 1, "cores": 1, "random_seed": 1,
+    idata = tiny.sample({"draws": 20, "tune": 20, "chains": 1, "cores": 1, "random_seed": 1,
                           "progressbar": False, "compute_convergence_checks": False})
     assert seen[-1] == CxModel._laplace_weight == 1.0
     assert idata.attrs["nuts_start"] == "laplace"

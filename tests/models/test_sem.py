@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxlib.errors import CxError, ModelSyntaxError
-from cxlib.models.base import (
+from cxlib.errors import (
     ConvergenceWarning,
+    CxError,
     ModelFileError,
     ModelSpecificationError,
-    merge_config,
+    ModelSyntaxError,
 )
+from cxlib.models.base import merge_config
 from cxlib.models.sem import BayesianSEM, SEMResult
-from cxlib.models.sem_data import prepare_data, saturated_em
-from cxlib.models.sem_likelihood import GaussianPatternLogLik
+from cxlib.models.sem.data import prepare_data, saturated_em
+from cxlib.models.sem.likelihood import GaussianPatternLogLik
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
 
@@ -140,7 +141,7 @@ def test_config_merge_and_per_parameter_prior():
     }
     sem = BayesianSEM(MODEL, model_config={"path": {"sigma": 0.5}, "Loyalty ~ Image": {"mu": 0.3}})
     assert sem.model_config["path"] == {"dist": "Normal", "mu": 0.0, "sigma": 0.5}
-    spec = sem._prior_arrays("path", sem.structure.free_names["path"])
+    spec = sem.prior_spec("path", sem.structure.free_names["path"])
     np.testing.assert_allclose(spec["mu"], [0.0, 0.3, 0.0])
     with pytest.raises(ModelSpecificationError, match="unknown key"):
         BayesianSEM(MODEL, model_config={"loadings": {}})
@@ -187,7 +188,7 @@ def test_patterns_and_weighted_moments():
 def test_saturated_em_is_the_maximum_likelihood_under_missingness():
     # the (batched) EM must land where the observed-data likelihood has zero gradient, and
     # above any nearby point: checked with the pattern likelihood, an independent code path
-    from cxlib.models.sem_likelihood import GaussianPatternLogLik
+    from cxlib.models.sem.likelihood import GaussianPatternLogLik
 
     frame = simulate_small(n=500, missing=0.15, seed=4)
     w = np.random.default_rng(1).uniform(0.5, 2, len(frame))
@@ -209,7 +210,7 @@ def test_saturated_em_is_the_maximum_likelihood_under_missingness():
 
 def test_saturated_em_per_group_with_a_complete_group():
     # two groups, one of them without any missing answer: each group's EM is its own maximum
-    from cxlib.models.sem_likelihood import GaussianPatternLogLik
+    from cxlib.models.sem.likelihood import GaussianPatternLogLik
 
     frame = simulate_small(n=600, missing=0.12, seed=6)
     frame["segment"] = np.where(np.arange(600) < 400, "Consumer", "Enterprise")

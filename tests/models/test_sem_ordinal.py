@@ -1,4 +1,4 @@
-"""Tests of cxlib.models.ordinal: the bivariate-normal CDF, the pairwise likelihood Op,
+"""Tests of cxlib.models.sem.ordinal: the bivariate-normal CDF, the pairwise likelihood Op,
 the shrinkage of the variability matrix, and recovery by the ordinal SEM (slow)."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal
 
-from cxlib.models.base import ModelSpecificationError
-from cxlib.models.ordinal import (
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.sem import BayesianSEM
+from cxlib.models.sem.ordinal import (
     OrdinalData,
     PairwiseLogLik,
     bivariate_normal_cdf,
     bivariate_normal_cdf_grad,
     shrink_variability,
 )
-from cxlib.models.sem import BayesianSEM
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
 
@@ -245,22 +245,11 @@ def mixed_answers(n: int, seed: int, ordinal=ORDINAL_HALF) -> pd.DataFrame:
 
 
 def _built_mixed_model(frame, ordinal, weights=None):
-    """Build (not fit) the mixed model; returns the SEM, its prepared data and pair data."""
-    from cxlib.models.ordinal import prepare_pairs
-    from cxlib.models.sem_data import prepare_data
+    """Build (not fit) the mixed model; returns the SEM and its prepared data."""
+    from cxlib.models.sem.data import prepare_data
 
     sem = BayesianSEM(MODEL, scaling="unit_variance")
-    items = sem.structure.items
-    prepared = prepare_data(frame, items, weights=weights)
-    sem._pair_data = prepare_pairs(
-        prepared.y * prepared.scale + prepared.center,
-        prepared.weights,
-        items,
-        ordinal,
-        prepared.center,
-        prepared.scale,
-    )
-    sem._ordinal_data = sem._pair_data.od
+    prepared = prepare_data(frame, sem.structure.items, weights=weights)
     sem.build_model(prepared, ordinal=ordinal)
     return sem, prepared
 
@@ -277,8 +266,8 @@ def test_mixed_pairwise_likelihood_is_the_sum_over_respondents():
     frame["w"] = rng.uniform(0.5, 2.0, len(frame))
     ordinal = ["CX1", "CX2", "IMG1", "LOY2"]
     sem, prepared = _built_mixed_model(frame, ordinal, weights="w")
-    model, pdata = sem.model, sem._pair_data
-    graph = sem._ordinal_graph
+    model, pdata = sem.model, sem.likelihood.pairs
+    graph = sem.likelihood.graph
     outs = model.replace_rvs_by_values(
         [graph["cl"], graph["logp_cells"]]
         + [model[n] for n in ("Lambda", "B", "Psi", "Theta", "nu", "thresholds")]
@@ -329,7 +318,7 @@ def test_mixed_pairwise_likelihood_is_the_sum_over_respondents():
 
 
 def test_ordinal_continuous_gradient_matches_finite_differences():
-    from cxlib.models.ordinal import PairData
+    from cxlib.models.sem.ordinal import PairData
 
     frame = mixed_answers(500, seed=36)
     frame["CX2"] = latent_responses(500, seed=36)["CX2"].round(3)
@@ -371,9 +360,9 @@ def test_mixed_pattern_scores_add_up_to_the_gradient():
     frame = mixed_answers(300, seed=32)
     frame = frame.mask(np.random.default_rng(33).random(frame.shape) < 0.04)
     sem, _ = _built_mixed_model(frame, ORDINAL_HALF)
-    model, pdata = sem.model, sem._pair_data
+    model, pdata = sem.model, sem.likelihood.pairs
     cl_v, units_v = model.replace_rvs_by_values(
-        [sem._ordinal_graph["cl"], sem._ordinal_graph["logp_cells"]]
+        [sem.likelihood.graph["cl"], sem.likelihood.graph["logp_cells"]]
     )
     x = pt.vector("x")
     ip = model.initial_point()
@@ -400,7 +389,7 @@ def test_mixed_pattern_scores_add_up_to_the_gradient():
 
 def test_mixed_fit_reports_thresholds_intercepts_and_refuses_scores(tmp_path):
     """A quick (unconverged) mixed fit: the parameter table and the refusals."""
-    from cxlib.models.ordinal import PairData
+    from cxlib.models.sem.ordinal import PairData
 
     frame = mixed_answers(300, seed=35)
     with warnings.catch_warnings():
@@ -408,7 +397,7 @@ def test_mixed_fit_reports_thresholds_intercepts_and_refuses_scores(tmp_path):
         result = BayesianSEM(MODEL, scaling="unit_variance").fit(
             frame, ordinal=ORDINAL_HALF, draws=40, tune=40, chains=1, random_seed=1
         )
-    assert isinstance(result.model._pair_data, PairData)
+    assert isinstance(result.model.likelihood.pairs, PairData)
     assert result.ordinal and result.ordinal_items == ORDINAL_HALF
     est = result.estimates()
     continuous = [it for it in result.structure.items if it not in ORDINAL_HALF]

@@ -10,14 +10,15 @@ import pytest
 import yaml
 
 from cxlib import config
-from cxlib.models.base import ModelSpecificationError
+from cxlib.errors import ModelSpecificationError
+from cxlib.insights.journey import touchpoint_gains
 from cxlib.models.touchpoints import (
     TouchpointModel,
     TouchpointResult,
     default_touchpoint_truth,
     simulate_touchpoints,
 )
-from cxlib.models.touchpoints_data import journey_map, prepare_touchpoint_data
+from cxlib.models.touchpoints.data import journey_map, prepare_touchpoint_data
 from cxlib.study import study_from_dict
 
 
@@ -138,7 +139,7 @@ def test_collapsed_likelihood_is_the_gaussian_integral(study, export):
     logp = float(
         pm_model.compile_fn(potential, inputs=pm_model.value_vars, on_unused_input="ignore")(point)
     )
-    from cxlib.models.touchpoints import CHANNELS, STAGES
+    from cxlib.models.touchpoints.data import CHANNELS, STAGES
 
     T, nu = len(d.touchpoints), len(d.not_used)
     cfg = model.model_config
@@ -244,13 +245,13 @@ def test_save_load_and_gains_through_a_structural_model(recovery, tmp_path):
         item_sd=np.full((S, 1, 2), 20.0),
         item_order=["OVERALL", "STAY"],
     )
-    gains = result.gains(sem)
+    gains = touchpoint_gains(result, sem)
     beta = result.effect_draws()["effect_on_outcome"]
     np.testing.assert_allclose(gains.gain_per_point, beta * 0.5)
     total[:, 0, 2, 1] = 0.0
     total[:, 0, 2, 0] = 0.3  # Loyalty <- Experience only: nothing carries Overall
     with pytest.raises(ModelSpecificationError, match="no path from 'Overall' to 'Loyalty'"):
-        result.gains(sem)
+        touchpoint_gains(result, sem)
 
 
 @pytest.mark.slow
@@ -283,7 +284,7 @@ def test_gains_in_nps_through_a_structural_model(recovery):
         weights=np.ones(len(answers)),
         study=SimpleNamespace(kpis=SimpleNamespace(nps="NPS"), segment_columns=[]),
     )
-    gains = result.gains(sem, metric="nps", data=data)
+    gains = touchpoint_gains(result, sem, metric="nps", data=data)
     assert gains.target == "NPS"
     beta = result.effect_draws()["effect_on_outcome"]
     per_point = gains.gain_per_point / beta  # NPS points per outcome point, one value per draw
@@ -297,4 +298,4 @@ def test_gains_in_nps_through_a_structural_model(recovery):
     assert nearest.max() <= 1e-12 * np.abs(expected).max()
     assert per_point.mean() > 0
     with pytest.raises(ModelSpecificationError, match="need the structural model's draws"):
-        result.gains(metric="nps")
+        touchpoint_gains(result, metric="nps")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cxlib.models.base import ModelSpecificationError
+from cxlib.errors import ModelSpecificationError
 from cxlib.syntax import ParsedModel
 
 __all__ = ["Param", "SEMStructure", "SCALINGS"]
@@ -350,6 +350,21 @@ class SEMStructure:
             visit(v, [])
 
     # ------------------------------------------------------------------ queries
+    @property
+    def depth(self) -> int:
+        """Length of the longest chain of regressions between latents (``B^(depth+1) = 0``)."""
+        preds: dict[str, set[str]] = {}
+        for t in self.parsed.regressions:
+            preds.setdefault(t.lhs, set()).add(t.rhs)
+        memo: dict[str, int] = {}
+
+        def depth(v: str) -> int:
+            if v not in memo:
+                memo[v] = 0 if v not in preds else 1 + max(depth(w) for w in preds[v])
+            return memo[v]
+
+        return max([depth(v) for v in self.latents] + [0])
+
     @property
     def n_items(self) -> int:
         """Number of observed items."""

@@ -16,7 +16,7 @@ Missing answers are handled, not dropped:
 
 * a missing expectation or perception answer (``missing="model"``, the default):
   the respondent's likelihood is a mixture over the likely values of the missing
-  answers given their other answers (see :mod:`.expectations_missing`); such
+  answers given their other answers (see :mod:`.missing`); such
   respondents are kept apart in :class:`~.expectations_missing.IncompleteRows` and
   the sufficient statistics hold the complete respondents only.
   ``missing="mean_imputation"`` (for comparison only: it attenuates the slopes)
@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxlib.models.base import ModelSpecificationError, as_frame, frame_hash
-from cxlib.models.expectations_missing import (
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.base import as_frame, frame_hash
+from cxlib.models.expectations.missing import (
     IncompleteRows,
     fit_item_model,
     missing_value_combinations,

@@ -4,7 +4,7 @@ Two parts of the expectations model cannot be reduced to sufficient statistics:
 
 * respondents with a missing expectation or perception answer, whose likelihood is a
   mixture over the likely values of the missing answers
-  (:mod:`.expectations_missing`);
+  (:mod:`.missing`);
 * every respondent of an ordinal outcome (``family="ordinal"``): the ordered-logistic
   likelihood is not quadratic in the coefficients.
 

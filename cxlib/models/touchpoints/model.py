@@ -30,7 +30,7 @@ model is given (:meth:`TouchpointResult.gains` with a
 effect of the outcome construct on the target in 0-100 points (its IPMA importance).
 
 The Gaussian likelihoods are evaluated from sufficient statistics
-(:mod:`cxlib.models.touchpoints_data`).
+(:mod:`cxlib.models.touchpoints.data`).
 
 >>> from cxlib.models import TouchpointModel
 >>> result = TouchpointModel(study).fit(data)           # doctest: +SKIP
@@ -40,45 +40,24 @@ The Gaussian likelihoods are evaluated from sufficient statistics
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from cxlib import config
-from cxlib.stats import summarize_draws
-from cxlib.models.base import (
-    CxModel,
-    ModelResult,
-    ModelSpecificationError,
-    gaussian_loglik_from_moments,
-    make_prior,
-)
-from cxlib.models.touchpoints_data import (
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.base import CxModel, make_prior
+from cxlib.models.moments import gaussian_loglik_from_moments
+from cxlib.models.touchpoints.data import (
     CHANNELS,
     STAGES,
     TouchpointData,
     journey_map,
     prepare_touchpoint_data,
 )
-from cxlib.models.touchpoints_simulate import (
-    TouchpointTruth,
-    default_touchpoint_truth,
-    simulate_touchpoints,
-)
+from cxlib.models.touchpoints.result import TouchpointResult
 from cxlib.study import Study, study_from_dict
 
-__all__ = [
-    "FIXED_SPREADS",
-    "TouchpointModel",
-    "TouchpointResult",
-    "TouchpointTruth",
-    "default_touchpoint_truth",
-    "journey_map",
-    "simulate_touchpoints",
-]
+__all__ = ["FIXED_SPREADS", "SPREADS", "TouchpointModel"]
 
 #: The pooling spreads: of the channel effects, the stage effects, and of the
 #: touchpoints around their channel + stage expectation (outcome points per point).
@@ -116,6 +95,8 @@ class TouchpointModel(CxModel):
     """
 
     _model_type: ClassVar[str] = "TouchpointModel"
+    _result_class = TouchpointResult
+    _data_class = TouchpointData
 
     def __init__(
         self,
@@ -194,7 +175,7 @@ class TouchpointModel(CxModel):
         return out
 
     def prepare(self, data) -> TouchpointData:
-        """Performance and sufficient statistics (see :mod:`.touchpoints_data`)."""
+        """Performance and sufficient statistics (see :mod:`.data`)."""
         self.data = prepare_touchpoint_data(
             data, self.study, self.outcome, self.target, weights=self.weights
         )
@@ -402,67 +383,20 @@ class TouchpointModel(CxModel):
         )
         return effect, mu, channel_effect, stage_effect
 
-    def fit(
-        self, data=None, *, random_seed: int | None = None, **sample_kwargs
-    ) -> TouchpointResult:
-        """Sample the posterior.
-
-        Parameters
-        ----------
-        data : pandas.DataFrame or SurveyData, optional
-            The responses (left out when :meth:`build_model` was called with them).
-        random_seed : int, optional
-            Default :data:`cxlib.config.DEFAULT_SEED`.
-        **sample_kwargs
-            Passed to ``pymc.sample`` over :attr:`sampler_config`.
-
-        Returns
-        -------
-        TouchpointResult
-            Warns with :class:`~cxlib.models.base.ConvergenceWarning` when a gate fails.
-        """
-        if data is not None or self.model is None:
-            if data is None and self.data is None:
-                raise ModelSpecificationError("fit() needs the data: fit(data)")
-            self.build_model(data)
-        kwargs = self.sampler_config | sample_kwargs
-        kwargs["random_seed"] = config.DEFAULT_SEED if random_seed is None else random_seed
-        idata = self._sample(kwargs)
-        idata.add_groups({"constant_data": self.data.to_dataset()})
-        idata.attrs.update(self._attrs(self.data.data_hash))
-        self.result = TouchpointResult(self, idata)
-        self.result.warn_if_not_converged()
-        return self.result
-
-    def _attrs(self, data_hash: str = "") -> dict[str, str]:
-        out = super()._attrs(data_hash)
-        out.update(
-            {
-                "study": json.dumps(self.study.to_dict(), default=str),
-                "outcome": self.outcome,
-                "target": self.target,
-                "weights": json.dumps(
-                    self.weights if isinstance(self.weights, str | bool) else None
-                ),
-            }
-        )
-        return out
+    def init_arguments(self) -> dict[str, Any]:
+        """Every ``__init__`` argument (weights only when named by a column or False)."""
+        return super().init_arguments() | {
+            "study": self.study.to_dict(),
+            "outcome": self.outcome,
+            "target": self.target,
+            "weights": self.weights if isinstance(self.weights, str | bool) else None,
+        }
 
     @classmethod
-    def _from_attrs(cls, attrs: dict[str, Any]) -> TouchpointModel:
-        return cls(
-            study_from_dict(json.loads(attrs["study"]), source="saved model"),
-            outcome=attrs["outcome"],
-            target=attrs["target"],
-            weights=json.loads(attrs["weights"]),
-            model_config=json.loads(attrs["model_config"]),
-            sampler_config=json.loads(attrs["sampler_config"]),
-        )
-
-    def _restore(self, idata) -> TouchpointResult:
-        self.data = TouchpointData.from_dataset(idata.constant_data)
-        self.result = TouchpointResult(self, idata)
-        return self.result
+    def from_init_arguments(cls, arguments: dict[str, Any]) -> TouchpointModel:
+        """Rebuild the model, its study from the stored spec."""
+        study = study_from_dict(arguments["study"], source="saved model")
+        return cls(**(arguments | {"study": study}))
 
 
 def _zero_sum_basis(n: int) -> np.ndarray:
@@ -478,280 +412,3 @@ def _whitening(xtwx, xtwy, ytwy, sum_w) -> tuple[np.ndarray, np.ndarray]:
     rss = max(float(ytwy - b @ xtwy), 1e-9)
     s2 = rss / max(sum_w - len(b), 1.0)
     return b, np.linalg.cholesky(inv * s2)
-
-
-def _pair(draws: np.ndarray, size: int, seed: int = config.DEFAULT_SEED) -> np.ndarray:
-    """Another posterior's draws matched to this one's (a seeded shuffle, or resampling)."""
-    rng = np.random.default_rng(seed)
-    if draws.size == size:
-        return draws[rng.permutation(size)]
-    return draws[rng.integers(0, draws.size, size=size)]
-
-
-def _summary(draws: np.ndarray, prob: float, name: str) -> dict[str, np.ndarray]:
-    """Mean, HDI and P(> 0) of draws ``(S, ...)``."""
-    s = summarize_draws(np.moveaxis(draws, 0, -1), prob)
-    return {
-        name: s["mean"],
-        f"{name}_low": s["hdi_low"],
-        f"{name}_high": s["hdi_high"],
-    }
-
-
-class TouchpointResult(ModelResult):
-    """A fitted :class:`TouchpointModel`: per-touchpoint table, stage x channel matrix, gains."""
-
-    model: TouchpointModel
-
-    @property
-    def data(self) -> TouchpointData:
-        """The statistics the model was fitted to."""
-        return self.model.data
-
-    @property
-    def notes(self) -> list[str]:
-        """What was imputed, left out or flagged when the data were prepared."""
-        return list(self.data.notes)
-
-    def _flat(self, name: str) -> np.ndarray:
-        v = self.idata.posterior[name]
-        return np.asarray(v.values).reshape(-1, *v.shape[2:])
-
-    def _compute_diagnostics(self):
-        import xarray as xr
-
-        from cxlib.models.base import count_divergences, diagnose
-
-        post = self.idata.posterior
-        names = [
-            "effect_on_outcome",
-            "effect_mean",
-            *[k for k in ("channel_sd", "stage_sd", "touchpoint_sd") if k in post],
-            "sigma",
-            "outcome_to_target",
-            "target_sigma",
-            "intercept",
-            *(["not_used_shift"] if "not_used_shift" in post else []),
-        ]
-        parts, labels = [], []
-        for v in names:
-            da = post[v]
-            extra = [x for x in da.dims if x not in ("chain", "draw")]
-            if extra:
-                labels += [f"{v}[{c}]" for c in da[extra[0]].values]
-                parts.append(np.asarray(da.values))
-            else:
-                labels.append(v)
-                parts.append(np.asarray(da.values)[..., None])
-        arr = xr.DataArray(
-            np.concatenate(parts, axis=-1),
-            dims=("chain", "draw", "param"),
-            coords={"param": labels},
-        )
-        return diagnose(arr, divergences=count_divergences(self.idata))
-
-    # -- draws -------------------------------------------------------------------
-    def performance_draws(self, n_draws: int | None = None, *, seed: int = config.DEFAULT_SEED):
-        """Draws of each touchpoint's mean performance (0-100), shape (draw, touchpoint).
-
-        The Student-t posterior of a weighted mean (reference prior), as for KPIs.
-        """
-        d = self.data
-        S = n_draws or self._flat("effect_on_outcome").shape[0]
-        rng = np.random.default_rng(seed)
-        t = rng.standard_t(d.performance_df[None, :], size=(S, len(d.touchpoints)))
-        return d.performance_mean[None, :] + d.performance_se[None, :] * t
-
-    def outcome_to_target_draws(self, driver_model=None, *, seed: int = config.DEFAULT_SEED):
-        """Target points per outcome point, shape (draw,).
-
-        Without ``driver_model``: the model's own target regression. With a
-        :class:`~cxlib.insights.drivers.DriverModel` (the SEM's draws): the SEM's total
-        effect of the outcome construct on the target in 0-100 points (its importance),
-        averaged over groups, its draws paired at random (seeded) with this model's.
-        """
-        own = self._flat("outcome_to_target")
-        if driver_model is None:
-            return own
-        from cxlib.insights.drivers import DriverError
-
-        d = self.data
-        try:
-            names, imp = driver_model.importance(d.target)
-        except DriverError as exc:
-            raise ModelSpecificationError(
-                f"the structural model cannot carry the effects: {exc}"
-            ) from None
-        if d.outcome not in names:
-            raise ModelSpecificationError(
-                f"the structural model has no path from {d.outcome!r} to {d.target!r} "
-                f"(drivers of {d.target!r}: {', '.join(names)}); fit the touchpoint model with "
-                "an outcome the SEM has, or leave driver_model out"
-            )
-        sem = imp[..., names.index(d.outcome)].mean(axis=1)  # (draw,)
-        return _pair(sem, own.size, seed)
-
-    def effect_draws(self, driver_model=None) -> dict[str, np.ndarray]:
-        """``effect_on_outcome`` and ``effect_on_target`` draws, each (draw, touchpoint)."""
-        beta = self._flat("effect_on_outcome")
-        g = self.outcome_to_target_draws(driver_model)
-        return {"effect_on_outcome": beta, "effect_on_target": beta * g[:, None]}
-
-    def gains(self, driver_model=None, *, metric: str = "target", data=None):
-        """The draws an allocation needs: gain per performance point, per touchpoint.
-
-        Parameters
-        ----------
-        driver_model : DriverModel, optional
-            The SEM's draws (see :meth:`outcome_to_target_draws`).
-        metric : {"target", "nps"}
-            ``target``: target points (0-100) per point. ``nps``: Net Promoter Score
-            points per point, linearized at the current level: the NPS change of raising
-            the outcome by one point, carried through the SEM to the target and its NPS
-            item along the probit link (:func:`cxlib.insights.drivers.what_if`), times
-            the touchpoint's effect on the outcome. Needs ``driver_model`` and ``data``.
-        data : SurveyData, optional
-            Current answers (the NPS baseline), for ``metric="nps"``.
-
-        Returns
-        -------
-        cxlib.insights.allocation.TouchpointGains
-        """
-        from cxlib.insights.allocation import TouchpointGains
-
-        d = self.data
-        if metric == "target":
-            gain, unit = self.effect_draws(driver_model)["effect_on_target"], d.target
-        elif metric == "nps":
-            if driver_model is None or data is None:
-                raise ModelSpecificationError(
-                    "NPS gains need the structural model's draws and the data: "
-                    "gains(driver_model, metric='nps', data=data)"
-                )
-            from cxlib.insights.drivers import DriverError, what_if
-
-            try:
-                change = what_if(driver_model, {d.outcome: 1.0}, target=d.target, data=data)
-            except DriverError as exc:
-                raise ModelSpecificationError(f"no NPS gains: {exc}") from None
-            if "nps" not in change.draws:
-                raise ModelSpecificationError(
-                    f"no NPS gains: the study's NPS item does not measure {d.target!r} in the "
-                    "structural model"
-                )
-            beta = self._flat("effect_on_outcome")
-            gain, unit = beta * _pair(change.draws["nps"], beta.shape[0])[:, None], "NPS"
-        else:
-            raise ModelSpecificationError(f"metric must be 'target' or 'nps', got {metric!r}")
-        return TouchpointGains(
-            touchpoints=list(d.touchpoints),
-            gain_per_point=gain,
-            performance=d.performance_mean.copy(),
-            labels=list(d.labels),
-            channels=list(d.channels),
-            stages=list(d.stages),
-            target=unit,
-        )
-
-    # -- tables ------------------------------------------------------------------
-    def touchpoint_table(
-        self, *, driver_model=None, hdi_prob: float = config.HDI_PROB
-    ) -> pd.DataFrame:
-        """One row per touchpoint: performance and effectiveness with intervals.
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``touchpoint, item, label, channel, stage, n_answered, share_used,
-            performance, performance_low, performance_high`` (0-100, among users; the
-            interval of the Student-t posterior of a mean), ``effect_on_outcome*``
-            (outcome points per performance point), ``effect_on_target*`` (target
-            points per performance point), ``p_effective`` (P(effect > 0)),
-            ``rank`` (by effect on the target), ``not_used_shift`` (outcome points
-            non-users differ by; NaN when nobody skipped it) and ``sparse`` (answered by
-            fewer than the study's minimum cell size).
-        """
-        d = self.data
-        draws = self.effect_draws(driver_model)
-        z = stats.t.ppf(0.5 + hdi_prob / 2, d.performance_df)
-        out = pd.DataFrame(
-            {
-                "touchpoint": d.touchpoints,
-                "item": d.items,
-                "label": d.labels,
-                "channel": d.channels,
-                "stage": d.stages,
-                "n_answered": d.n_answered,
-                "share_used": d.share_used,
-                "performance": d.performance_mean,
-                "performance_low": d.performance_mean - z * d.performance_se,
-                "performance_high": d.performance_mean + z * d.performance_se,
-            }
-        )
-        for name in ("effect_on_outcome", "effect_on_target"):
-            for k, v in _summary(draws[name], hdi_prob, name).items():
-                out[k] = v
-        out["p_effective"] = (draws["effect_on_target"] > 0).mean(axis=0)
-        out["rank"] = out["effect_on_target"].rank(ascending=False, method="first").astype(int)
-        shift = pd.Series(np.nan, index=d.touchpoints)
-        if d.not_used:
-            shift[d.not_used] = self._flat("not_used_shift").mean(axis=0)
-        out["not_used_shift"] = shift.to_numpy()
-        out["sparse"] = out["n_answered"] < self.model.study.min_cell_size
-        out["outcome"] = d.outcome
-        out["target"] = d.target
-        return out
-
-    def journey_matrix(
-        self,
-        *,
-        driver_model=None,
-        hdi_prob: float = config.HDI_PROB,
-        seed: int = config.DEFAULT_SEED,
-    ) -> pd.DataFrame:
-        """The stage x channel matrix: performance and effectiveness of each cell.
-
-        A cell's effectiveness is the mean effect on the target of its touchpoints
-        (draw by draw); a cell without touchpoints shows the pooled expectation for a
-        touchpoint there (``effect_mean + stage + channel`` effect, carried to the
-        target) with ``has_touchpoints`` False. Performance is the mean of its
-        touchpoints' performance (NaN for an empty cell).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per stage x channel (9): ``stage, channel, touchpoints,
-            n_touchpoints, has_touchpoints, performance*, effect_on_target*,
-            p_effective``.
-        """
-        d = self.data
-        eff = self.effect_draws(driver_model)["effect_on_target"]
-        g = self.outcome_to_target_draws(driver_model)
-        cell = self._flat("cell_effect") * g[:, None, None]  # (S, stage, channel)
-        perf = self.performance_draws(eff.shape[0], seed=seed)
-        rows, e_cols, p_cols = [], [], []
-        for si, s in enumerate(STAGES):
-            for ci, c in enumerate(CHANNELS):
-                idx = [
-                    k for k in range(len(d.touchpoints)) if d.stages[k] == s and d.channels[k] == c
-                ]
-                rows.append(
-                    {
-                        "stage": s,
-                        "channel": c,
-                        "touchpoints": ", ".join(d.touchpoints[k] for k in idx),
-                        "n_touchpoints": len(idx),
-                        "has_touchpoints": bool(idx),
-                    }
-                )
-                e_cols.append(eff[:, idx].mean(axis=1) if idx else cell[:, si, ci])
-                p_cols.append(perf[:, idx].mean(axis=1) if idx else np.full(eff.shape[0], np.nan))
-        out = pd.DataFrame(rows)
-        E, P = np.stack(e_cols, axis=1), np.stack(p_cols, axis=1)
-        for k, v in _summary(P, hdi_prob, "performance").items():
-            out[k] = v
-        for k, v in _summary(E, hdi_prob, "effect_on_target").items():
-            out[k] = v
-        out["p_effective"] = (E > 0).mean(axis=0)
-        out["target"] = d.target
-        return out

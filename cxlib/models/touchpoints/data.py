@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxlib.models.base import ModelSpecificationError, as_frame, frame_hash
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.base import as_frame, frame_hash
 from cxlib.study import KNOWN_TAGS, Study
 
 __all__ = ["CHANNELS", "STAGES", "TouchpointData", "journey_map", "prepare_touchpoint_data"]

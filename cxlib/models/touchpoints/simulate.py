@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxlib.models.touchpoints_data import journey_map
+from cxlib.models.touchpoints.data import journey_map
 from cxlib.study import Study
 
 __all__ = ["TouchpointTruth", "default_touchpoint_truth", "simulate_touchpoints"]

@@ -418,7 +418,7 @@ def pattern_loglik(mu, sigma, moments: dict[str, np.ndarray]):
     sigma : tensor ``(G, p, p)``
     moments : dict
         ``pat_mask (P, p)``, ``pat_group (P,)``, ``pat_w (P,)``, ``pat_mean (P, p)``,
-        ``pat_cov (P, p, p)`` (see :class:`cxlib.models.sem_data.SEMData`).
+        ``pat_cov (P, p, p)`` (see :class:`cxlib.models.sem.data.SEMData`).
 
     Returns
     -------

@@ -23,7 +23,7 @@ This module draws data from exactly the model's assumptions instead:
   missing completely at random).
 
 >>> from cxlib.study import load_study
->>> from cxlib.models.expectations_simulate import simulate_expectations
+>>> from cxlib.models.expectations.simulate import simulate_expectations
 >>> study = load_study("data/telecom/study.yaml")                        # doctest: +SKIP
 >>> frame, truth = simulate_expectations(study, n=5_000, seed=1)          # doctest: +SKIP
 """

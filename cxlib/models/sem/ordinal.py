@@ -85,6 +85,7 @@ How the pairwise likelihood is evaluated (12 five-point items, 66 pairs, 1,650 c
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,14 +95,17 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from scipy.special import ndtr
 
-from cxlib.models.base import ModelSpecificationError, maximize_logp
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.sampling import maximize_logp
+from cxlib.models.sem.graph import SEMGraph
 
 __all__ = [
     "OrdinalContinuousLogLik",
     "OrdinalData",
     "PairData",
     "PairwiseLogLik",
-    "add_ordinal_likelihood",
+    "PairwiseOrdinalLikelihood",
+    "add_pairwise_likelihood",
     "adjusted_potential",
     "bivariate_normal_cdf",
     "bivariate_normal_cdf_grad",
@@ -956,12 +960,12 @@ class OrdinalContinuousEntryLogProb(_PairDataOp):
         return [grad_not_implemented(self, j, inputs[j], "entry log-densities") for j in range(4)]
 
 
-def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, Theta_y, initvals):
+def add_pairwise_likelihood(graph: SEMGraph, pdata: PairData):
     """Add thresholds (and continuous items' intercepts) and the unadjusted pairwise likelihood.
 
-    Called by :meth:`BayesianSEM.build_model` inside the model context. The working
-    scale of the likelihood is the latent response (variance 1) for an ordinal item
-    and the standardized value ``z = (y - center) / scale`` for a continuous one.
+    Called by :meth:`PairwiseOrdinalLikelihood.add` inside the model context. The
+    working scale of the likelihood is the latent response (variance 1) for an ordinal
+    item and the standardized value ``z = (y - center) / scale`` for a continuous one.
     Ordinal items' residual variances are ``1 - communality`` (not free); continuous
     items keep their free residual variances and intercepts. Residual covariances
     declared with ``~~`` are residual correlations times the residual SDs.
@@ -969,7 +973,10 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
     Returns
     -------
     cl : tensor
-        The unadjusted composite log-likelihood (the adjustment is added by ``fit``).
+        The unadjusted composite log-likelihood (the adjustment is added by
+        :meth:`PairwiseOrdinalLikelihood.finish`).
+    logp_units : tensor
+        Its units (cells, ordinal x continuous entries, continuous pairs' coefficients).
     theta : tensor
         Residual covariances on the reported scale (latent responses for ordinal
         items, the data's scale for continuous ones).
@@ -980,11 +987,11 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
     from pymc.distributions.transforms import ordered
 
     from cxlib.models.base import make_prior
-    from cxlib.models.sem import _depth
-    from cxlib.models.sem_likelihood import nilpotent_inverse
+    from cxlib.models.sem.likelihood import nilpotent_inverse
 
-    st = sem.structure
-    pdata: PairData = sem._pair_data
+    model, data, initvals = graph.model, graph.data, graph.initvals
+    Lambda_g, B_g, Psi, Theta_y = graph.lambda_g, graph.b_g, graph.psi, graph.theta_y
+    st = graph.structure
     od: OrdinalData = pdata.od
     p = st.n_items
     ordi, cont = pdata.ord_idx, pdata.cont_idx
@@ -992,7 +999,7 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
     # thresholds, one ordered RV per number of categories
     starts = od.start_thresholds()
     per_item: list = [None] * p_o
-    spec = dict(sem.model_config["threshold"])
+    spec = dict(graph.model_config["threshold"])
     n_cats = sorted(set(od.n_cat.tolist()))
     for K in n_cats:
         idx = [j for j in range(p_o) if od.n_cat[j] == K]
@@ -1028,7 +1035,7 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
     # implied covariance on the working scale; written with constant masks rather than
     # diag/set_subtensor, so the gradient graph stays in C
     Lam = Lambda_g[0] if not pdata.mixed else Lambda_g[0] / s_w[:, None]
-    inv = nilpotent_inverse(B_g[0], _depth(st))
+    inv = nilpotent_inverse(B_g[0], st.depth)
     cov_eta = inv @ Psi @ inv.T
     lam_cov = Lam @ cov_eta
     common = lam_cov @ Lam.T
@@ -1060,7 +1067,7 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
         cont_names = [st.items[j] for j in cont]
         model.add_coord("intercept_item", cont_names)
         nu_z = make_prior(
-            "intercept", sem._prior_arrays("intercept", cont_names), dims="intercept_item"
+            "intercept", graph.prior_spec("intercept", cont_names), dims="intercept_item"
         )
         initvals["intercept"] = np.zeros(cont.size)
         select = np.zeros((p, cont.size))
@@ -1104,8 +1111,100 @@ def add_ordinal_likelihood(sem, model, data, ordinal_items, Lambda_g, B_g, Psi, 
         units.append(coef.ravel())
     cl = pt.switch(feasible, cl, -np.inf)
     logp_units = pt.concatenate(units) if len(units) > 1 else units[0]
-    sem._ordinal_graph = {"cl": cl, "logp_cells": logp_units, "theta": theta}
-    return cl, theta, nu_y
+    return cl, logp_units, theta, nu_y
+
+
+class PairwiseOrdinalLikelihood:
+    """Ordinal items (with continuous ones, if any) through the adjusted pairwise likelihood.
+
+    The SEM's ordinal route as one object: :meth:`prepare` builds the pair statistics,
+    :meth:`add` the thresholds and the unadjusted composite likelihood, :meth:`finish`
+    the curvature adjustment (and the start at the pairwise maximum) and
+    :meth:`sampler_kwargs` NUTS with the adjusted posterior's covariance as its mass
+    matrix.
+
+    Parameters
+    ----------
+    items : list of str
+        The ordinal items (the model's other items enter as continuous).
+    """
+
+    nuts_start = "pairwise"
+
+    def __init__(self, items: list[str]):
+        self.latent_response_items = list(items)
+        self.pairs: PairData | None = None
+        self.graph: dict[str, Any] = {}
+        self.theta_hat: np.ndarray | None = None
+        self.info: dict[str, Any] = {}
+
+    def prepare(self, data) -> None:
+        """The pair tables and sufficient statistics of the responses."""
+        self.pairs = prepare_pairs(
+            data.y * data.scale + data.center,
+            data.weights,
+            data.items,
+            self.latent_response_items,
+            data.center,
+            data.scale,
+        )
+
+    def add(self, graph: SEMGraph):
+        """Thresholds, intercepts of continuous items and the unadjusted pairwise likelihood.
+
+        Returns ``(cl, theta_y, nu_y, None)``: no group latent means.
+        """
+        cl, logp_units, theta, nu_y = add_pairwise_likelihood(graph, self.pairs)
+        self.graph = {"cl": cl, "logp_cells": logp_units, "theta": theta}
+        return cl, theta, nu_y, None
+
+    def finish(self, model, initvals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Add the curvature-adjusted likelihood; start every chain at the pairwise maximum.
+
+        Without jitter: a jitter of +-1 on the unconstrained scale can leave the feasible
+        region.
+        """
+        import pymc as pm
+
+        from cxlib.models.sampling import constrained_point
+
+        theta_hat, C, info = curvature_adjustment(
+            self.pairs, model, self.graph["cl"], self.graph["logp_cells"]
+        )
+        self.theta_hat, self.info = theta_hat, info
+        with model:
+            pm.Potential("likelihood", adjusted_potential(model, self.graph["cl"], theta_hat, C))
+        return constrained_point(model, theta_hat)
+
+    def sampler_kwargs(self, model, kwargs: dict[str, Any], *, weight: float) -> dict[str, Any]:
+        """NUTS with the adjusted posterior's covariance ``G^-1`` as its mass matrix.
+
+        The adjusted pairwise posterior is close to ``N(theta_hat, G^-1)``, so NUTS
+        needs a few leapfrog steps per draw. A caller's ``step`` or another sampler is
+        kept; PyMC's ``init`` loses its jitter.
+        """
+        import pymc as pm
+
+        from cxlib.models.sampling import dense_mass_matrix
+
+        kwargs = dict(kwargs)
+        if str(kwargs.get("init", "")).startswith("jitter+"):
+            kwargs["init"] = kwargs["init"].removeprefix("jitter+")
+        kwargs.pop("mass_matrix", None)
+        if "step" not in kwargs and kwargs.get("nuts_sampler", "pymc") == "pymc":
+            G = self.info["G"]
+            cov = np.linalg.inv((G + G.T) / 2)
+            potential = dense_mass_matrix(
+                cov.shape[0], self.theta_hat, cov, tune=int(kwargs.get("tune", 1000)), weight=weight
+            )
+            kwargs["step"] = pm.NUTS(
+                vars=model.value_vars,
+                potential=potential,
+                model=model,
+                target_accept=kwargs.pop("target_accept", 0.85),
+            )
+            kwargs.pop("init", None)
+        return kwargs
 
 
 def shrink_variability(H: np.ndarray, scores: np.ndarray, w2: np.ndarray, w4: np.ndarray):
@@ -1163,20 +1262,19 @@ def shrink_variability(H: np.ndarray, scores: np.ndarray, w2: np.ndarray, w4: np
     return (J + J.T) / 2, (J_raw + J_raw.T) / 2, lam
 
 
-def curvature_adjustment(sem, model, cl, logp_cells, initvals):
+def curvature_adjustment(pdata: PairData, model, cl, logp_cells):
     """Estimate ``theta_hat``, ``H`` and ``J`` and return ``(theta_hat, C)`` (unconstrained).
 
     Parameters
     ----------
-    sem : BayesianSEM
+    pdata : PairData
+        The pair statistics.
     model : pymc.Model
         The model with the unadjusted composite likelihood graph ``cl``.
     cl, logp_cells : tensor
         Composite log-likelihood and its units (in terms of RVs): the cells'
         log-probabilities, the ordinal x continuous entries' log-densities and the
         continuous pairs' coefficients (:class:`PairData`).
-    initvals : dict
-        Starting values (constrained) by RV name.
 
     Returns
     -------
@@ -1189,7 +1287,6 @@ def curvature_adjustment(sem, model, cl, logp_cells, initvals):
     import pytensor
     from pymc.blocking import DictToArrayBijection
 
-    pdata: PairData = sem._pair_data
     value_vars = model.value_vars
     cl_v, cells_v = model.replace_rvs_by_values([cl, logp_cells])
     x = pt.vector("x")

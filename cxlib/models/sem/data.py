@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxlib.models.base import ModelSpecificationError, as_frame, frame_hash
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.base import as_frame, frame_hash
 
 __all__ = ["SEMData", "prepare_data", "saturated_em", "pattern_loglik_np"]
 
@@ -101,6 +102,52 @@ class SEMData:
             "center": self.center,
             "scale": self.scale,
         }
+
+    def to_dataset(self):
+        """The pattern moments as an xarray Dataset (``constant_data`` of a posterior)."""
+        import xarray as xr
+
+        return xr.Dataset(
+            {
+                "pat_mask": (("pattern", "item"), self.pat_mask.astype(np.int8)),
+                "pat_group": (("pattern",), self.pat_group.astype(np.int64)),
+                "pat_w": (("pattern",), self.pat_w),
+                "pat_n": (("pattern",), self.pat_n.astype(np.int64)),
+                "pat_mean": (("pattern", "item"), self.pat_mean),
+                "pat_cov": (("pattern", "item", "item_"), self.pat_cov),
+                "item_center": (("item",), self.center),
+                "item_scale": (("item",), self.scale),
+            },
+            coords={
+                "item": self.items,
+                "item_": self.items,
+                "pattern": np.arange(self.n_patterns),
+            },
+        )
+
+    @classmethod
+    def from_dataset(cls, ds, *, groups: list[str], data_hash: str = "") -> SEMData:
+        """The pattern moments of a stored posterior (no respondent rows)."""
+        items = [str(i) for i in ds["item"].values]
+        p = len(items)
+        return cls(
+            items=items,
+            y=np.zeros((0, p)),
+            weights=np.zeros(0),
+            group_codes=np.zeros(0, dtype=np.int64),
+            groups=list(groups),
+            center=ds["item_center"].values,
+            scale=ds["item_scale"].values,
+            pattern_of=np.zeros(0, dtype=np.int64),
+            pat_mask=ds["pat_mask"].values.astype(bool),
+            pat_group=ds["pat_group"].values.astype(np.int64),
+            pat_w=ds["pat_w"].values,
+            pat_n=ds["pat_n"].values,
+            pat_mean=ds["pat_mean"].values,
+            pat_cov=ds["pat_cov"].values,
+            data_hash=data_hash,
+            respondent_ids=pd.RangeIndex(0),
+        )
 
 
 def _did_you_mean(name: str, choices) -> str:

@@ -1,0 +1,858 @@
+"""The fitted SEM: lavaan-style estimates, effects, fit measures, reliability and scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cxlib import config
+from cxlib.errors import ModelSpecificationError
+from cxlib.models.base import ModelResult
+from cxlib.models.diagnostics import chain_diagnostics, count_divergences, diagnose
+from cxlib.models.sem.data import SEMData, prepare_data, saturated_em
+from cxlib.models.sem.structure import SEMStructure
+from cxlib.stats import summarize_draws
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxlib.models.sem.model import BayesianSEM
+
+__all__ = ["ReliabilityReport", "SEMResult"]
+
+
+@dataclass
+class ReliabilityReport:
+    """Reliability and validity of the measurement model.
+
+    Attributes
+    ----------
+    constructs : pandas.DataFrame
+        Per construct: ``alpha`` (Cronbach, from the data), ``omega`` (composite
+        reliability) and ``ave`` (average variance extracted) with posterior means and
+        HDIs (``omega_low``, ``omega_high``, ``ave_low``, ``ave_high``).
+    htmt : pandas.DataFrame
+        Heterotrait-monotrait ratios between constructs (from the data).
+    """
+
+    constructs: pd.DataFrame
+    htmt: pd.DataFrame
+
+    def _repr_html_(self) -> str:
+        return self.constructs._repr_html_() + "<br>HTMT<br>" + self.htmt._repr_html_()
+
+    def __str__(self) -> str:
+        return f"{self.constructs}\n\nHTMT\n{self.htmt.round(3)}"
+
+
+class SEMResult(ModelResult):
+    """A fitted :class:`BayesianSEM`: estimates, effects, R², reliability, fit and scores.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        The posterior. Matrices on the data's scale as ``pm.Deterministic``:
+        ``Lambda`` (item, latent), ``B`` (latent, latent_; outcome by predictor),
+        ``Psi`` (latent (residual) covariances), ``Theta`` (item residual
+        covariances), ``nu`` (intercepts), ``alpha`` (group latent means),
+        ``defined`` and ``loglik``; ordinal fits add ``thresholds``.
+    model : BayesianSEM
+    """
+
+    def __init__(self, model: BayesianSEM, idata, *, data: SEMData | None = None):
+        super().__init__(model, idata)
+        self.data = data if data is not None else model.data
+        self._cache: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def structure(self) -> SEMStructure:
+        """The model's parameter structure."""
+        return self.model.structure
+
+    @property
+    def groups(self) -> list[str]:
+        """Group labels (``["all"]`` without groups)."""
+        return list(self.model.fit_options.get("groups", ["all"]))
+
+    @property
+    def grouped(self) -> bool:
+        """True when fitted with ``group=``."""
+        return len(self.groups) > 1
+
+    @property
+    def ordinal(self) -> bool:
+        """True when fitted with the ordinal (pairwise) likelihood, for all items or some."""
+        return bool(self.model.fit_options.get("ordinal"))
+
+    @property
+    def ordinal_items(self) -> list[str]:
+        """The items fitted as ordered categories (empty for a continuous fit)."""
+        return list(self.model.fit_options.get("ordinal") or [])
+
+    def _draws(self, name: str) -> np.ndarray:
+        """Posterior draws of a variable, shape ``(chain, draw, ...)``."""
+        return np.asarray(self.idata.posterior[name].values)
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        """Draws of the model matrices with a group axis: ``(chain, draw, G, ...)``.
+
+        ``Lambda, B, Psi, Theta, nu, alpha`` and what follows from them: ``inv``
+        (``(I - B)^-1``), ``cov_eta``, ``sigma`` (implied item covariance), ``mean_eta``
+        and ``mu`` (implied item means). Computed once and cached.
+        """
+        if "matrices" in self._cache:
+            return self._cache["matrices"]
+        G = len(self.groups)
+        post = self.idata.posterior
+        st = self.structure
+
+        def with_group(name: str, base_ndim: int) -> np.ndarray:
+            arr = np.asarray(post[name].values)
+            if arr.ndim == 2 + base_ndim:
+                arr = arr[:, :, None]
+            return np.broadcast_to(arr, arr.shape[:2] + (G,) + arr.shape[3:])
+
+        mats = {
+            "Lambda": with_group("Lambda", 2),
+            "B": with_group("B", 2),
+            "Psi": with_group("Psi", 2),
+            "Theta": with_group("Theta", 2),
+            "nu": with_group("nu", 1),
+        }
+        if "alpha" in post:
+            mats["alpha"] = np.asarray(post["alpha"].values)
+        else:
+            mats["alpha"] = np.zeros(mats["B"].shape[:3] + (st.n_latents,))
+        inv = _nilpotent_inverse_np(mats["B"])
+        cov_eta = inv @ mats["Psi"] @ np.swapaxes(inv, -1, -2)
+        sigma = mats["Lambda"] @ cov_eta @ np.swapaxes(mats["Lambda"], -1, -2) + mats["Theta"]
+        mats["inv"] = inv
+        mats["cov_eta"] = cov_eta
+        mats["sigma"] = sigma
+        mats["mean_eta"] = (inv @ mats["alpha"][..., None])[..., 0]
+        mats["mu"] = mats["nu"] + (mats["Lambda"] @ mats["mean_eta"][..., None])[..., 0]
+        self._cache["matrices"] = mats
+        return mats
+
+    # ------------------------------------------------------------------ diagnostics
+    def _compute_diagnostics(self):
+        table = self._param_draws(standardized=False, free_only=True)
+        names, arr = table
+        import xarray as xr
+
+        da = xr.DataArray(arr, dims=("chain", "draw", "param"), coords={"param": names})
+        # ArViZ's numba kernels cost ~1 s of JIT compiling per process for a few
+        # dozen parameters, more than the NumPy versions take to run
+        from arviz.utils import Numba
+
+        was = Numba.numba_flag
+        Numba.disable_numba()
+        try:
+            return diagnose(
+                da,
+                divergences=count_divergences(self.idata),
+                sign_disagreement=self._sign_disagreement(names, arr),
+            )
+        finally:
+            if was:
+                Numba.enable_numba()
+
+    @staticmethod
+    def _sign_disagreement(names: list[str], arr: np.ndarray) -> list[str]:
+        if arr.shape[0] < 2:
+            return []
+        out = []
+        means = arr.mean(axis=1)
+        sds = arr.std(axis=1) + 1e-12
+        for j, name in enumerate(names):
+            if "=~" not in name:
+                continue
+            mj, sj = means[:, j], sds[:, j]
+            clear = np.abs(mj) > 2 * sj
+            if clear.all() and (np.sign(mj).min() != np.sign(mj).max()):
+                out.append(name)
+        return out
+
+    # ------------------------------------------------------------------ estimates
+    def _rows(self, free_only: bool = False) -> list[tuple[Any, int]]:
+        rows = []
+        G = len(self.groups)
+        ordinal = set(self.ordinal_items)
+        for prm in self.structure.params:
+            if prm.kind == "latent_mean" and not (self.grouped and not self.ordinal):
+                continue
+            if prm.kind == "intercept" and prm.lhs in ordinal:
+                continue
+            if free_only and not prm.is_free and prm.kind != "latent_mean":
+                continue
+            for g in range(G):
+                if prm.kind == "latent_mean" and g == 0:
+                    if free_only:
+                        continue
+                if (
+                    free_only
+                    and g > 0
+                    and prm.kind not in ("path", "latent_mean")
+                    and not (
+                        prm.kind == "loading" and self.model.fit_options.get("invariance") == "none"
+                    )
+                ):
+                    continue
+                rows.append((prm, g))
+        return rows
+
+    def _param_draws(self, *, standardized: bool, free_only: bool = False):
+        mats = self.matrices()
+        names, cols = [], []
+        sd_y = np.sqrt(np.diagonal(mats["sigma"], axis1=-2, axis2=-1))
+        sd_eta = np.sqrt(np.diagonal(mats["cov_eta"], axis1=-2, axis2=-1))
+        for prm, g in self._rows(free_only):
+            x = self._param_value(mats, prm, g)
+            if standardized:
+                x = x / self._std_divisor(prm, g, sd_y, sd_eta)
+            suffix = f" [{self.groups[g]}]" if self.grouped else ""
+            names.append(prm.name + suffix)
+            cols.append(x)
+        if self.ordinal and "thresholds" in self.idata.posterior:
+            th = self._draws("thresholds")
+            for j, it in enumerate(self.structure.items):
+                for k in range(th.shape[-1]):
+                    if np.all(np.isnan(th[..., j, k])):
+                        continue
+                    names.append(f"{it} | t{k + 1}")
+                    cols.append(th[..., j, k])
+        if not free_only:
+            for g in range(len(self.groups)):
+                for d, x in self._defined_draws(mats, g, standardized):
+                    names.append(
+                        f"{d.name} := {d.expression}"
+                        + (f" [{self.groups[g]}]" if self.grouped else "")
+                    )
+                    cols.append(x)
+        arr = np.stack(cols, axis=-1) if cols else np.zeros(mats["B"].shape[:2] + (0,))
+        return names, arr
+
+    @staticmethod
+    def _param_value(mats, prm, g) -> np.ndarray:
+        if prm.kind == "loading":
+            return mats["Lambda"][:, :, g, prm.row, prm.col]
+        if prm.kind == "path":
+            return mats["B"][:, :, g, prm.row, prm.col]
+        if prm.kind == "item_cov":
+            return mats["Theta"][:, :, g, prm.row, prm.col]
+        if prm.kind == "latent_cov":
+            return mats["Psi"][:, :, g, prm.row, prm.col]
+        if prm.kind == "intercept":
+            return mats["nu"][:, :, g, prm.row]
+        return mats["alpha"][:, :, g, prm.row]
+
+    @staticmethod
+    def _std_divisor(prm, g, sd_y, sd_eta) -> np.ndarray:
+        sy, se = sd_y[:, :, g], sd_eta[:, :, g]
+        if prm.kind == "loading":
+            return sy[..., prm.row] / se[..., prm.col]
+        if prm.kind == "path":
+            return se[..., prm.row] / se[..., prm.col]
+        if prm.kind == "item_cov":
+            return sy[..., prm.row] * sy[..., prm.col]
+        if prm.kind == "latent_cov":
+            return se[..., prm.row] * se[..., prm.col]
+        if prm.kind == "intercept":
+            return sy[..., prm.row]
+        return se[..., prm.row]
+
+    def _defined_draws(self, mats, g: int, standardized: bool):
+        st = self.structure
+        if not st.parsed.defined:
+            return []
+        sd_y = np.sqrt(np.diagonal(mats["sigma"], axis1=-2, axis2=-1))
+        sd_eta = np.sqrt(np.diagonal(mats["cov_eta"], axis1=-2, axis2=-1))
+        env: dict[str, Any] = {}
+        for prm in st.params:
+            if prm.label and prm.label not in env:
+                x = self._param_value(mats, prm, g)
+                if standardized:
+                    x = x / self._std_divisor(prm, g, sd_y, sd_eta)
+                env[prm.label] = x
+        out = []
+        for d in st.parsed.defined:
+            value = eval(d.expression.replace("^", "**"), {"__builtins__": {}}, env)  # noqa: S307
+            env[d.name] = value
+            out.append((d, np.broadcast_to(np.asarray(value, dtype=float), mats["B"].shape[:2])))
+        return out
+
+    def estimates(
+        self, standardized: bool = False, *, hdi_prob: float = config.HDI_PROB
+    ) -> pd.DataFrame:
+        """The parameter table, named as lavaan's ``parameterEstimates()``.
+
+        Parameters
+        ----------
+        standardized : bool
+            False: on the data's scale. True: the fully standardized solution
+            (``std.all``: latents and items with variance 1; defined parameters
+            recomputed from the standardized labelled parameters).
+        hdi_prob : float
+            Probability mass of the highest-density interval (default 0.94).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``lhs, op, rhs, label, mean, sd, hdi_low, hdi_high, r_hat,
+            ess_bulk`` (and ``group`` when fitted with groups). Fixed parameters have
+            ``sd`` 0 and no R-hat.
+        """
+        key = ("estimates", standardized, hdi_prob)
+        if key in self._cache:
+            return self._cache[key].copy()
+        names, arr = self._param_draws(standardized=standardized)
+        summary = _summarize(arr, hdi_prob)
+        rows = []
+        rows_meta = self._rows()
+        i = 0
+        for prm, g in rows_meta:
+            rows.append(
+                {
+                    "lhs": prm.lhs,
+                    "op": prm.op,
+                    "rhs": prm.rhs,
+                    "label": prm.label or "",
+                    "group": self.groups[g],
+                }
+            )
+            i += 1
+        if self.ordinal and "thresholds" in self.idata.posterior:
+            for name in names[i:]:
+                if " | " in name:
+                    it, t = name.split(" | ")
+                    rows.append(
+                        {"lhs": it, "op": "|", "rhs": t, "label": "", "group": self.groups[0]}
+                    )
+        for g in range(len(self.groups)):
+            for d in self.structure.parsed.defined:
+                rows.append(
+                    {
+                        "lhs": d.name,
+                        "op": ":=",
+                        "rhs": d.expression,
+                        "label": d.name,
+                        "group": self.groups[g],
+                    }
+                )
+        table = pd.DataFrame(rows)
+        table = pd.concat([table, summary], axis=1)
+        if not self.grouped:
+            table = table.drop(columns="group")
+        self._cache[key] = table
+        return table.copy()
+
+    # ------------------------------------------------------------------ effects
+    def effects(
+        self, standardized: bool = False, *, hdi_prob: float = config.HDI_PROB
+    ) -> pd.DataFrame:
+        """Direct, indirect and total effects of every construct on every other.
+
+        Parameters
+        ----------
+        standardized : bool
+            Effects in standard deviations of the outcome per SD of the predictor.
+        hdi_prob : float
+            Interval mass.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``from, to, effect, path, mean, sd, hdi_low, hdi_high, p_positive``
+            (and ``group``). ``effect`` is ``direct``, ``indirect`` (all mediated
+            paths), ``total``, ``specific indirect`` (one path, named in ``path``) or
+            ``proportion mediated`` (indirect / total, per path and overall).
+        """
+        mats = self.matrices()
+        st = self.structure
+        latents = st.latents
+        B_all = mats["B"]
+        inv_all = mats["inv"]
+        preds: dict[int, list[int]] = {}
+        for prm in st.of_kind("path"):
+            preds.setdefault(prm.row, []).append(prm.col)
+        succ: dict[int, list[int]] = {}
+        for y, xs in preds.items():
+            for x in xs:
+                succ.setdefault(x, []).append(y)
+
+        def paths_from(x: int, y: int) -> list[list[int]]:
+            if x == y:
+                return [[y]]
+            return [[x, *rest] for nxt in succ.get(x, []) for rest in paths_from(nxt, y)]
+
+        rows, cols = [], []
+        for g in range(len(self.groups)):
+            B, inv = B_all[:, :, g], inv_all[:, :, g]
+            sd = np.sqrt(np.diagonal(mats["cov_eta"][:, :, g], axis1=-2, axis2=-1))
+            for x in range(len(latents)):
+                for y in range(len(latents)):
+                    if x == y:
+                        continue
+                    chains = paths_from(x, y)
+                    if not chains:
+                        continue
+                    scale = sd[..., x] / sd[..., y] if standardized else 1.0
+                    direct = B[..., y, x] * scale
+                    total = inv[..., y, x] * scale
+                    indirect = total - direct
+                    base = {"from": latents[x], "to": latents[y], "group": self.groups[g]}
+                    arrow = f"{latents[x]} → {latents[y]}"
+                    entries = [("direct", arrow, direct)]
+                    mediated = [c for c in chains if len(c) > 2]
+                    if mediated:
+                        entries.append(("indirect", "all mediated paths", indirect))
+                    entries.append(("total", arrow, total))
+                    for c in mediated:
+                        prod = np.ones_like(total)
+                        for a, b in zip(c, c[1:], strict=False):
+                            prod = prod * B[..., b, a]
+                        entries.append(
+                            ("specific indirect", " → ".join(latents[i] for i in c), prod * scale)
+                        )
+                    if mediated:
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            entries.append(
+                                ("proportion mediated", "all mediated paths", indirect / total)
+                            )
+                            for c in mediated if len(mediated) > 1 else []:
+                                prod = np.ones_like(total)
+                                for a, b in zip(c, c[1:], strict=False):
+                                    prod = prod * B[..., b, a]
+                                entries.append(
+                                    (
+                                        "proportion mediated",
+                                        " → ".join(latents[i] for i in c),
+                                        prod * scale / total,
+                                    )
+                                )
+                    for effect, path, draws in entries:
+                        rows.append({**base, "effect": effect, "path": path})
+                        cols.append(np.broadcast_to(draws, B.shape[:2]))
+        if not cols:
+            return pd.DataFrame(
+                columns=[
+                    "from",
+                    "to",
+                    "effect",
+                    "path",
+                    "mean",
+                    "sd",
+                    "hdi_low",
+                    "hdi_high",
+                    "p_positive",
+                ]
+            )
+        arr = np.stack(cols, axis=-1)
+        summary = _summarize(arr, hdi_prob, diagnostics=False)
+        summary["p_positive"] = (arr.reshape(-1, arr.shape[-1]) > 0).mean(0)
+        table = pd.concat([pd.DataFrame(rows), summary], axis=1)
+        if not self.grouped:
+            table = table.drop(columns="group")
+        return table
+
+    def group_differences(self, *, hdi_prob: float = config.HDI_PROB) -> pd.DataFrame:
+        """Posterior of the differences in paths between segments (fits with ``group=``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Per path and pair of groups: ``lhs, op, rhs, group, versus, mean, sd,
+            hdi_low, hdi_high, p_positive`` (``group`` minus ``versus``).
+        """
+        if not self.grouped:
+            raise ModelSpecificationError("group_differences() needs a fit with group=...")
+        mats = self.matrices()
+        rows, cols = [], []
+        G = len(self.groups)
+        for prm in self.structure.of_kind("path"):
+            for a in range(G):
+                for b in range(a + 1, G):
+                    diff = (
+                        mats["B"][:, :, b, prm.row, prm.col] - mats["B"][:, :, a, prm.row, prm.col]
+                    )
+                    rows.append(
+                        {
+                            "lhs": prm.lhs,
+                            "op": "~",
+                            "rhs": prm.rhs,
+                            "group": self.groups[b],
+                            "versus": self.groups[a],
+                        }
+                    )
+                    cols.append(diff)
+        arr = np.stack(cols, axis=-1)
+        summary = _summarize(arr, hdi_prob, diagnostics=False)
+        summary["p_positive"] = (arr.reshape(-1, arr.shape[-1]) > 0).mean(0)
+        return pd.concat([pd.DataFrame(rows), summary], axis=1)
+
+    # ------------------------------------------------------------------ r2
+    def r2(self, *, hdi_prob: float = config.HDI_PROB) -> pd.DataFrame:
+        """Explained variance of endogenous constructs and of items.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``variable, kind (latent|item), mean, sd, hdi_low, hdi_high``
+            (and ``group``).
+        """
+        mats = self.matrices()
+        st = self.structure
+        rows, cols = [], []
+        for g in range(len(self.groups)):
+            cov_eta = mats["cov_eta"][:, :, g]
+            for lat in st.endogenous:
+                k = st.latents.index(lat)
+                rows.append({"variable": lat, "kind": "latent", "group": self.groups[g]})
+                cols.append(1 - mats["Psi"][:, :, g, k, k] / cov_eta[..., k, k])
+            sigma = mats["sigma"][:, :, g]
+            for j, it in enumerate(st.items):
+                rows.append({"variable": it, "kind": "item", "group": self.groups[g]})
+                cols.append(1 - mats["Theta"][:, :, g, j, j] / sigma[..., j, j])
+        summary = _summarize(np.stack(cols, -1), hdi_prob, diagnostics=False)
+        table = pd.concat([pd.DataFrame(rows), summary], axis=1)
+        return table if self.grouped else table.drop(columns="group")
+
+    # ------------------------------------------------------------------ reliability
+    def reliability(self, *, hdi_prob: float = config.HDI_PROB) -> ReliabilityReport:
+        """Cronbach's alpha, composite reliability (omega), AVE and HTMT.
+
+        Alpha and HTMT are computed from the data (the saturated covariance, which
+        uses every answer under missingness at random); omega and AVE are computed per
+        posterior draw (model-implied, first group) and reported with HDIs. After a fit
+        with ordinal items (all or some), omega and AVE use the latent responses for
+        the ordinal items (the data's scale for continuous ones); alpha and HTMT use
+        the answers as numbers.
+
+        Returns
+        -------
+        ReliabilityReport
+        """
+        st = self.structure
+        mats = self.matrices()
+        _, cov_z = self._h1(group=None)
+        cov = cov_z * np.outer(self.data.scale, self.data.scale)
+        g = 0
+        Lam = mats["Lambda"][:, :, g]
+        sigma = mats["sigma"][:, :, g]
+        cov_eta = mats["cov_eta"][:, :, g]
+        sd_y = np.sqrt(np.diagonal(sigma, axis1=-2, axis2=-1))
+        rows = []
+        for k, lat in enumerate(st.latents):
+            idx = [st.items.index(it) for it in st.indicators(lat)]
+            kk = len(idx)
+            sub = cov[np.ix_(idx, idx)]
+            alpha = kk / (kk - 1) * (1 - np.trace(sub) / sub.sum()) if kk > 1 else np.nan
+            lam_sum = Lam[..., idx, k].sum(-1)
+            true_var = lam_sum**2 * cov_eta[..., k, k]
+            total_var = sigma[..., idx, :][..., :, idx].sum((-2, -1))
+            omega = true_var / total_var
+            std_l = Lam[..., idx, k] * np.sqrt(cov_eta[..., k, k])[..., None] / sd_y[..., idx]
+            ave = (std_l**2).mean(-1)
+            so = _summarize(omega[..., None], hdi_prob, diagnostics=False).iloc[0]
+            sa = _summarize(ave[..., None], hdi_prob, diagnostics=False).iloc[0]
+            rows.append(
+                {
+                    "construct": lat,
+                    "items": kk,
+                    "alpha": alpha,
+                    "omega": so["mean"],
+                    "omega_low": so["hdi_low"],
+                    "omega_high": so["hdi_high"],
+                    "ave": sa["mean"],
+                    "ave_low": sa["hdi_low"],
+                    "ave_high": sa["hdi_high"],
+                }
+            )
+        sd = np.sqrt(np.diag(cov))
+        corr = np.abs(cov / np.outer(sd, sd))
+        htmt = pd.DataFrame(np.nan, index=st.latents, columns=st.latents)
+        mono = {}
+        for lat in st.latents:
+            idx = [st.items.index(it) for it in st.indicators(lat)]
+            sub = corr[np.ix_(idx, idx)]
+            off = sub[np.triu_indices(len(idx), 1)]
+            mono[lat] = (idx, off.mean() if off.size else np.nan)
+        for a in st.latents:
+            for b in st.latents:
+                if a == b:
+                    continue
+                ia, ma = mono[a]
+                ib, mb = mono[b]
+                hetero = corr[np.ix_(ia, ib)].mean()
+                htmt.loc[a, b] = hetero / np.sqrt(ma * mb)
+        return ReliabilityReport(pd.DataFrame(rows).set_index("construct"), htmt)
+
+    # ------------------------------------------------------------------ fit
+    def _h1(self, group: int | None):
+        key = ("h1", group)
+        if key not in self._cache:
+            self._cache[key] = saturated_em(self.data, group=group)
+        return self._cache[key]
+
+    def fit_measures(
+        self,
+        *,
+        n_replicates: int = 500,
+        random_seed: int | None = None,
+        hdi_prob: float = config.HDI_PROB,
+    ) -> pd.Series:
+        """Posterior predictive p-value of the chi-square discrepancy, BRMSEA and BCFI.
+
+        The discrepancy of each posterior draw is the likelihood-ratio chi-square
+        against the saturated model (estimated by EM under missingness at random).
+        Replicated data of the same size are drawn from the model at that draw
+        (complete data; the reference distribution is the same asymptotically), and
+        PPP is the share of draws whose replicated chi-square exceeds the observed.
+        BRMSEA and BCFI follow Garnier-Villarreal & Jorgensen (2020) with the number of
+        free parameters as ``pD``; the null model's chi-square is its ML value.
+
+        Returns
+        -------
+        pandas.Series
+            ``chisq`` (posterior mean), ``df``, ``ppp``, ``brmsea`` (mean, ``_low``,
+            ``_high``), ``bcfi`` (mean, ``_low``, ``_high``), ``npar``,
+            ``n_moments``, ``n_obs``.
+        """
+        if self.ordinal:
+            raise ModelSpecificationError(
+                "fit_measures() is available for the continuous likelihood only; the "
+                "pairwise likelihood (ordinal or mixed ordinal/continuous items) has no "
+                "saturated chi-square"
+            )
+        from scipy import stats
+
+        d = self.data
+        G = len(self.groups)
+        p = len(d.items)
+        l_h1 = 0.0
+        chisq_null = 0.0
+        h1 = []
+        for g in range(G):
+            mu_g, sig_g = self._h1(group=g if G > 1 else None)
+            h1.append((mu_g, sig_g))
+            sel = d.pat_group == g
+            from cxlib.models.sem.data import pattern_loglik_np
+
+            mu_arr = np.broadcast_to(mu_g, (G, p))
+            sig_arr = np.broadcast_to(sig_g, (G, p, p))
+            l_h1 += float(pattern_loglik_np(d, mu_arr, sig_arr, patterns=np.flatnonzero(sel)).sum())
+            # null (independence) model: available-case ML, factorizes over items
+            diag = np.diag(np.diag(sig_g))
+            l_null = 0.0
+            for j in range(p):
+                obs = sel & d.pat_mask[:, j]
+                W = d.pat_w[obs]
+                m = d.pat_mean[obs, j]
+                v = d.pat_cov[obs, j, j]
+                mj = (W * m).sum() / W.sum()
+                vj = (W * (v + (m - mj) ** 2)).sum() / W.sum()
+                l_null += -0.5 * W.sum() * (np.log(2 * np.pi) + np.log(vj) + 1)
+            del diag
+            chisq_null += 2 * (
+                float(pattern_loglik_np(d, mu_arr, sig_arr, patterns=np.flatnonzero(sel)).sum())
+                - l_null
+            )
+        loglik = self._draws("loglik").reshape(-1)
+        chisq = 2 * (l_h1 - loglik)
+        n_moments = G * (p * (p + 3) // 2)
+        npar = self._n_free_total()
+        df = n_moments - npar
+        df_null = n_moments - G * 2 * p
+        N = float(d.pat_w.sum())
+        # replicated chi-square at thinned draws
+        rng = np.random.default_rng(config.DEFAULT_SEED if random_seed is None else random_seed)
+        mats = self.matrices()
+        S = loglik.size
+        pick = rng.choice(S, size=min(n_replicates, S), replace=False)
+        sig_all = mats["sigma"].reshape((S,) + mats["sigma"].shape[2:])
+        mu_all = mats["mu"].reshape((S,) + mats["mu"].shape[2:])
+        scale = d.scale
+        inv_s = 1 / scale
+        exceed = []
+        for idx in pick:
+            rep = 0.0
+            for g in range(G):
+                Wg = float(d.pat_w[d.pat_group == g].sum())
+                sig = sig_all[idx, g] * np.outer(inv_s, inv_s)
+                mu = (mu_all[idx, g] - d.center) * inv_s
+                L = np.linalg.cholesky(sig)
+                nu = max(Wg - 1, p)
+                Srep = stats.wishart.rvs(df=nu, scale=sig, random_state=rng) / Wg
+                mrep = mu + L @ rng.standard_normal(p) / np.sqrt(Wg)
+                Linv = np.linalg.inv(L)
+                dev = Linv @ (mrep - mu)
+                F = (
+                    2 * np.log(np.diag(L)).sum()
+                    + np.sum((Linv @ Srep) * Linv)
+                    - np.linalg.slogdet(Srep)[1]
+                    - p
+                    + dev @ dev
+                )
+                rep += Wg * F
+            exceed.append(rep >= chisq[idx])
+        ppp = float(np.mean(exceed))
+        brmsea = np.sqrt(np.maximum(0.0, (chisq - n_moments) / (max(df, 1) * N)))
+        num = np.maximum(0.0, chisq - n_moments)
+        den = np.maximum(chisq_null - df_null, num)
+        bcfi = 1 - np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+        out = {"chisq": float(chisq.mean()), "df": df, "ppp": ppp}
+        for name, x in (("brmsea", brmsea), ("bcfi", bcfi)):
+            sm = _summarize(x[None, :, None], hdi_prob, diagnostics=False).iloc[0]
+            out[name] = sm["mean"]
+            out[f"{name}_low"] = sm["hdi_low"]
+            out[f"{name}_high"] = sm["hdi_high"]
+        out.update(
+            {
+                "chisq_null": chisq_null,
+                "npar": npar,
+                "n_moments": n_moments,
+                "n_obs": int(d.pat_n.sum()),
+            }
+        )
+        return pd.Series(out, dtype=float)
+
+    def _n_free_total(self) -> int:
+        post = self.idata.posterior
+        total = 0
+        for name in (
+            "loading",
+            "loading_positive",
+            "path",
+            "item_sd",
+            "item_corr",
+            "latent_sd",
+            "latent_corr",
+            "intercept",
+            "latent_mean",
+            "threshold",
+        ):
+            if name in post:
+                total += int(np.prod(post[name].shape[2:]))
+        if self.grouped:
+            total += len(self.structure.free_names["path"]) * (
+                len(self.groups) - int(np.sum(self._pooled_mask())) - 1
+            )
+        return total
+
+    def _pooled_mask(self) -> np.ndarray:
+        pooled = set(self.model.fit_options.get("pooled_groups", []))
+        return np.array([g in pooled for g in self.groups])
+
+    # ------------------------------------------------------------------ scores
+    def scores(
+        self, data=None, *, n_draws: int = 200, random_seed: int | None = None
+    ) -> pd.DataFrame:
+        """Posterior mean latent scores per respondent.
+
+        The expected latent value given a respondent's answers (the regression
+        score ``E[eta | y]``), averaged over posterior draws, using every answered
+        item (missing answers are skipped, not imputed).
+
+        Parameters
+        ----------
+        data : DataFrame or SurveyData, optional
+            The data the model was fitted to (required after ``load``; its hash is
+            checked).
+        n_draws : int
+            Posterior draws averaged over (thinned at random).
+        random_seed : int, optional
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per respondent (the data's index), one column per construct, on
+            the construct's scale (its marker item's units, or SD 1).
+        """
+        if self.ordinal:
+            raise ModelSpecificationError(
+                "scores() is available for the continuous likelihood only for now (not "
+                "after a fit with ordinal items, all or some)"
+            )
+        d = self.data
+        if data is not None or d is None or d.y.shape[0] == 0:
+            if data is None:
+                raise ModelSpecificationError(
+                    "scores() after load() needs the data the model was fitted to: "
+                    "result.scores(data)"
+                )
+            group = self.model.fit_options.get("group")
+            fresh = prepare_data(data, self.structure.items, weights=False, group=group)
+            stored = self.idata.attrs.get("data_hash", "")
+            if hasattr(data, "data_hash") and stored and data.data_hash != stored:
+                raise ModelSpecificationError(
+                    "these data are not the data the model was fitted to (data hash "
+                    f"{data.data_hash[:12]} vs {stored[:12]})"
+                )
+            # keep the fitted standardization
+            fresh.y = fresh.y * fresh.scale / d.scale + (fresh.center - d.center) / d.scale
+            d_use = fresh
+        else:
+            d_use = d
+        mats = self.matrices()
+        S = mats["B"].shape[0] * mats["B"].shape[1]
+        rng = np.random.default_rng(config.DEFAULT_SEED if random_seed is None else random_seed)
+        pick = rng.choice(S, size=min(n_draws, S), replace=False)
+
+        def flat(name):
+            a = mats[name]
+            return a.reshape((S,) + a.shape[2:])[pick]
+
+        Lam, cov_eta, sigma, mu, mean_eta = (
+            flat(n) for n in ("Lambda", "cov_eta", "sigma", "mu", "mean_eta")
+        )
+        # to standardized item scale
+        s, ctr = d.scale, d.center
+        Lam_z = Lam / s[None, None, :, None]
+        sigma_z = sigma / np.outer(s, s)
+        mu_z = (mu - ctr) / s
+        C = cov_eta @ np.swapaxes(Lam_z, -1, -2)  # (D, G, m, p)
+        out = np.full((d_use.y.shape[0], self.structure.n_latents), np.nan)
+        obs_all = ~np.isnan(d_use.y)
+        keys = np.concatenate([d_use.group_codes[:, None], obs_all], axis=1)
+        uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        for k in range(uniq.shape[0]):
+            rows = np.flatnonzero(inv == k)
+            g = int(uniq[k, 0])
+            o = np.flatnonzero(uniq[k, 1:].astype(bool))
+            Soo = sigma_z[:, g][:, o][:, :, o]
+            K = np.linalg.solve(Soo, np.swapaxes(C[:, g][:, :, o], -1, -2))  # (D, |o|, m)
+            K = np.swapaxes(K, -1, -2)  # (D, m, |o|)
+            offset = mean_eta[:, g] - (K @ mu_z[:, g, o][..., None])[..., 0]
+            out[rows] = offset.mean(0) + d_use.y[np.ix_(rows, o)] @ K.mean(0).T
+        return pd.DataFrame(out, index=d_use.respondent_ids, columns=self.structure.latents)
+
+    def summary(self) -> str:
+        """A short text summary: diagnostics and the structural paths."""
+        est = self.estimates()
+        paths = est[est["op"].isin(["~", ":="])]
+        return f"{self.diagnostics}\n{paths.to_string(index=False)}"
+
+
+def _nilpotent_inverse_np(B: np.ndarray) -> np.ndarray:
+    m = B.shape[-1]
+    out = np.broadcast_to(np.eye(m), B.shape).copy()
+    term = np.broadcast_to(np.eye(m), B.shape).copy()
+    for _ in range(m):
+        term = term @ B
+        if not np.any(term):
+            break
+        out = out + term
+    return out
+
+
+def _summarize(arr: np.ndarray, hdi_prob: float, *, diagnostics: bool = True) -> pd.DataFrame:
+    """mean, sd, HDI (:mod:`cxlib.stats`) and R-hat, bulk ESS of ``(chain, draw, k)`` draws."""
+    k = arr.shape[-1]
+    flat = arr.reshape(-1, k)
+    out = pd.DataFrame(summarize_draws(flat.T, hdi_prob))
+    if diagnostics:
+        out["r_hat"], out["ess_bulk"] = chain_diagnostics(arr)
+    return out
