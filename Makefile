@@ -4,7 +4,9 @@
 #                     it (data-quality report), refresh and publish it through the demo pipeline
 #                     (papermill), then serve the dashboards (Voila) and print their URL
 #   make test         the same environment with the test extra and Debian's chromium (browser
-#                     tests), lint, and run every test (incl. slow)
+#                     tests), lint, and run every test (incl. slow, notebooks, browser)
+#   make check        the fast inner loop: lint, and the tests not marked slow, notebooks or
+#                     browser (about a minute or two)
 #
 #   make lock         update uv.lock after editing the dependencies in pyproject.toml (keeps
 #                     every other locked version); commit both files together
@@ -39,10 +41,10 @@ export UV_NO_PROGRESS := 1
 UV_SYNC := $(UV) sync --quiet --locked
 LINT_PATHS := cxlib tests benchmarks notebooks dashboards pipelines
 
-.PHONY: run test lint bench browser blas lock lock-upgrade test-latest clean help
+.PHONY: run test check lint bench browser blas lock lock-upgrade test-latest clean help
 
 help:
-	@sed -n '1,17p' Makefile
+	@sed -n '1,19p' Makefile
 
 run: $(VENV)/.installed-run
 	$(BIN)/cx sample
@@ -56,6 +58,10 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test browser
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/python -m pytest
+
+check: $(VENV)/.installed-test
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/python -m pytest -m "not slow and not notebooks and not browser" -q
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -277,9 +277,15 @@ def runs(ctx: click.Context, study, status, limit: int, results_db) -> None:
     """List the run catalog, newest first (* = published); `cx runs show RUN` shows one."""
     if ctx.invoked_subcommand is not None:
         return
+    from cxlib.pipeline.artifacts import ARTIFACT_FORMAT
     from cxlib.pipeline.store import ResultsStore
 
     store = ResultsStore(results_db)
+    if store.exists() and store.upgrade():  # tables of an older artifact format: reloaded
+        click.echo(
+            f"results store rebuilt from the run folders (artifact format {ARTIFACT_FORMAT})",
+            err=True,
+        )
     rows = store.runs(study=study, status=status, limit=limit)
     if not rows:
         where = "" if store.exists() else f" (no results store at {_shown(store.path)})"

@@ -241,7 +241,24 @@ class Truth(_Strict):
 
 
 class _Structure:
-    """The latent structure implied by a study's model and a truth."""
+    """The latent structure implied by a study's model and a truth.
+
+    Attributes
+    ----------
+    order : list of str
+        The latents, exogenous first, each after its predictors.
+    exogenous : list of str
+        The latents no path leads into.
+    paths : dict
+        ``(outcome, predictor) -> coefficient``.
+    residual_variance : dict
+        Per endogenous latent, the variance its predictors leave unexplained.
+    exo_corr : numpy.ndarray
+        Correlations of the exogenous latents.
+    pair_covariance : dict
+        ``(a, b) -> model-implied covariance`` of every pair of latents
+        (reference segment); :meth:`covariance` as a table.
+    """
 
     def __init__(self):
         self.order: list[str] = []
@@ -249,12 +266,12 @@ class _Structure:
         self.paths: dict[tuple[str, str], float] = {}
         self.residual_variance: dict[str, float] = {}
         self.exo_corr = np.eye(0)
-        self._cov: dict[tuple[str, str], float] = {}
+        self.pair_covariance: dict[tuple[str, str], float] = {}
 
     def covariance(self) -> pd.DataFrame:
         """Model-implied covariance of all latents (reference segment)."""
         return pd.DataFrame(
-            [[self._cov[(a, b)] for b in self.order] for a in self.order],
+            [[self.pair_covariance[(a, b)] for b in self.order] for a in self.order],
             index=self.order,
             columns=self.order,
         )
@@ -323,7 +340,7 @@ class _Structure:
                 c = float(sum(b * cov[(p, other)] for b, p in zip(betas, preds, strict=True)))
                 cov[(name, other)] = cov[(other, name)] = c
             cov[(name, name)] = 1.0
-        s._cov = cov
+        s.pair_covariance = cov
         return s
 
 
@@ -364,7 +381,7 @@ def _segment_assignment(truth: Truth, study: Study, n: int, rng: np.random.Gener
         elif declared:
             values, shares = list(declared), np.ones(len(declared))
         else:
-            values, shares = ["All"], np.ones(1)
+            values, shares = [config.EVERYONE], np.ones(1)
         codes = rng.choice(len(values), size=n, p=shares / shares.sum())
         columns[col] = np.asarray(values, dtype=object)[codes]
         if driver is None and spec:
@@ -477,7 +494,7 @@ def simulate_responses(
             categories=list(
                 dict.fromkeys(
                     (truth.segments.get(col) or {}).keys()
-                    or (study.columns.segments[col] or ["All"])
+                    or (study.columns.segments[col] or [config.EVERYONE])
                 )
             ),
         )

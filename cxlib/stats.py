@@ -63,16 +63,22 @@ def interval_columns(quantity: str | None = None) -> tuple[str, str]:
 
 
 def summarize_draws(
-    draws: np.ndarray, prob: float = config.HDI_PROB, *, quantity: str | None = None
+    draws: np.ndarray,
+    prob: float = config.HDI_PROB,
+    *,
+    quantity: str | None = None,
+    axis: int = -1,
 ) -> dict[str, np.ndarray]:
-    """Mean, standard deviation and HDI of draws along the last axis.
+    """Mean, standard deviation and HDI of draws along one axis (the last by default).
 
     Parameters
     ----------
     draws : numpy.ndarray
-        Draws on the last axis; any leading shape.
+        Draws on ``axis``; any other shape.
     prob : float
         Probability mass inside the interval (default ``config.HDI_PROB``).
+    axis : int
+        The axis of the draws (``0`` for ``(draw, ...)`` arrays).
     quantity : str, optional
         Name of the quantity; without it the keys are ``mean, sd, hdi_low,
         hdi_high``, with it ``q, q_sd, q_hdi_low, q_hdi_high`` (see
@@ -81,9 +87,9 @@ def summarize_draws(
     Returns
     -------
     dict of str to numpy.ndarray
-        Each of shape ``draws.shape[:-1]``.
+        Each of the shape of ``draws`` without ``axis``.
     """
-    draws = np.asarray(draws, dtype=float)
+    draws = np.moveaxis(np.asarray(draws, dtype=float), axis, -1)
     bounds = hdi(draws, prob)
     low, high = interval_columns(quantity)
     return {

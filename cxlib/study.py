@@ -13,8 +13,8 @@ lavaan syntax. See ``data/telecom/study.yaml`` for a complete example.
 
 from __future__ import annotations
 
-import difflib
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -23,19 +23,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxlib import config
-from cxlib.errors import ModelSyntaxError, StudySpecError
-from cxlib.insights.alerts import AlertRule
+from cxlib.errors import AlertRuleError, ModelSyntaxError, StudySpecError, did_you_mean
 from cxlib.syntax import ParsedModel, parse_model
 
 __all__ = [
+    "KPI_NAMES",
+    "AlertRule",
     "Attribute",
     "Columns",
     "Construct",
     "Item",
     "Kpis",
+    "ParsedRule",
     "Scale",
     "Study",
     "load_study",
+    "parse_rule",
     "study_from_dict",
 ]
 
@@ -190,6 +193,143 @@ class Source(_Strict):
     internal_assessment: str | None = None
 
 
+# ------------------------------------------------------------------ alert rules
+#: The KPIs alert rules can name (what :mod:`cxlib.insights.kpis` estimates), in order.
+KPI_NAMES = (
+    "nps",
+    "promoters",
+    "passives",
+    "detractors",
+    "satisfaction_mean",
+    "satisfaction_top_box",
+    "satisfaction_top2_box",
+    "loyalty_index",
+)
+_KPI_ALIASES = {
+    "satisfaction": "satisfaction_mean",
+    "loyalty": "loyalty_index",
+    "top_box": "satisfaction_top_box",
+    "top2_box": "satisfaction_top2_box",
+}
+_NUM = r"[+-]?\d+(?:\.\d+)?"
+_PROB_RULE = re.compile(
+    rf"^P\(\s*(?P<inner>.+?)\s*\)\s*(?P<op>>=|<=|>|<)\s*(?P<prob>{_NUM})\s*$", re.IGNORECASE
+)
+_INNER = re.compile(
+    rf"^(?:(?P<change>change)\(\s*(?P<ckpi>[A-Za-z_0-9]+)\s*\)|(?P<kpi>[A-Za-z_0-9]+))"
+    rf"\s*(?P<op>>=|<=|>|<)\s*(?P<value>{_NUM})$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ParsedRule:
+    """A rule read from its text.
+
+    ``kind`` is ``threshold`` (``P(kpi op value) op prob``), ``change``
+    (``P(change(kpi) op value) op prob``), ``fix_first`` or ``diagnostics``.
+    """
+
+    kind: Literal["threshold", "change", "fix_first", "diagnostics"]
+    kpi: str | None = None
+    op: str | None = None
+    value: float | None = None
+    prob_op: str = ">"
+    prob: float = 0.0
+
+
+def _kpi_name(name: str, text: str) -> str:
+    key = _KPI_ALIASES.get(name.lower(), name.lower())
+    if key not in KPI_NAMES:
+        raise AlertRuleError(
+            f"alert rule {text!r}: unknown KPI {name!r}; use one of {', '.join(KPI_NAMES)}"
+        )
+    return key
+
+
+def parse_rule(text: str) -> ParsedRule:
+    """Parse an alert rule.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"P(NPS < 20) > 0.9"`` or ``"P(change(NPS) < -3) > 0.95"``.
+
+    Returns
+    -------
+    ParsedRule
+
+    Raises
+    ------
+    AlertRuleError
+        Saying what the rule should look like.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise AlertRuleError("an alert rule must be a non-empty text such as 'P(NPS < 20) > 0.9'")
+    stripped = text.strip()
+    if stripped.lower() in ("diagnostics_failed", "diagnostics failed"):
+        return ParsedRule("diagnostics")
+    match = _PROB_RULE.match(stripped)
+    if not match:
+        raise AlertRuleError(
+            f"cannot read the alert rule {text!r}; write 'P(<kpi> <op> <value>) > <probability>' "
+            "(e.g. 'P(NPS < 20) > 0.9'), 'P(change(<kpi>) < <value>) > <probability>', "
+            "'P(fix_first) > <probability>' or 'diagnostics_failed'"
+        )
+    prob = float(match["prob"])
+    if not 0 <= prob <= 1:
+        raise AlertRuleError(
+            f"alert rule {text!r}: the probability {prob} must lie between 0 and 1"
+        )
+    inner = match["inner"]
+    if inner.strip().lower() == "fix_first":
+        return ParsedRule("fix_first", prob_op=match["op"], prob=prob)
+    m = _INNER.match(inner.strip())
+    if not m:
+        raise AlertRuleError(
+            f"alert rule {text!r}: inside P(...) write '<kpi> <op> <value>' or "
+            f"'change(<kpi>) <op> <value>', got {inner!r}"
+        )
+    if m["change"]:
+        return ParsedRule(
+            "change", _kpi_name(m["ckpi"], text), m["op"], float(m["value"]), match["op"], prob
+        )
+    return ParsedRule(
+        "threshold", _kpi_name(m["kpi"], text), m["op"], float(m["value"]), match["op"], prob
+    )
+
+
+class AlertRule(BaseModel):
+    """An alert rule as declared in a study or pipeline YAML.
+
+    The rule's text is read (:func:`parse_rule`) when the spec is validated; the
+    rules are evaluated by :func:`cxlib.insights.alerts.evaluate_alerts`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    rule: str
+    segments: list[str] | None = None
+    waves: list[str] | Literal["latest", "all"] = "latest"
+    severity: Literal["info", "warning", "critical"] = "warning"
+    message: str = Field(default="", description="Optional text shown with the alert.")
+
+    @field_validator("rule")
+    @classmethod
+    def _parses(cls, rule: str) -> str:
+        try:
+            parse_rule(rule)
+        except AlertRuleError as exc:
+            raise ValueError(str(exc)) from None
+        return rule
+
+    @property
+    def parsed(self) -> ParsedRule:
+        """The rule, read."""
+        return parse_rule(self.rule)
+
+
 class Study(_Strict):
     """A validated study spec.
 
@@ -263,7 +403,7 @@ class Study(_Strict):
                 if item is not None and item not in seen:
                     raise ValueError(
                         f"attribute {aname!r}: its {role} item {item!r} is not declared"
-                        + _did_you_mean(item, seen)
+                        + did_you_mean(item, seen)
                     )
             if attr.expectation is not None:
                 exp, per = self.item(attr.expectation), self.item(attr.perception)
@@ -285,7 +425,7 @@ class Study(_Strict):
             if item is not None and item not in declared:
                 raise ValueError(
                     f"kpis.{role}: {item!r} is not an item of the spec"
-                    + _did_you_mean(item, declared)
+                    + did_you_mean(item, declared)
                 )
         if kpis.nps is not None:
             scale = self.item(kpis.nps).scale
@@ -296,7 +436,7 @@ class Study(_Strict):
         if kpis.loyalty is not None and kpis.loyalty not in self.constructs:
             raise ValueError(
                 f"kpis.loyalty: {kpis.loyalty!r} is not a construct of the spec"
-                + _did_you_mean(kpis.loyalty, self.constructs)
+                + did_you_mean(kpis.loyalty, self.constructs)
             )
 
     def _check_model(self, declared: dict[str, str]) -> None:
@@ -309,20 +449,20 @@ class Study(_Strict):
                 raise ValueError(
                     f"model line {parsed.lines_for(latent)[0]}: {latent!r} is measured ('=~') "
                     "in the model but is not a construct in the spec"
-                    + _did_you_mean(latent, self.constructs)
+                    + did_you_mean(latent, self.constructs)
                 )
             for item in items:
                 if item not in declared:
                     raise ValueError(
                         f"model line {parsed.lines_for(item)[0]}: item {item!r} of {latent!r} "
-                        "is in the model but not in the spec" + _did_you_mean(item, declared)
+                        "is in the model but not in the spec" + did_you_mean(item, declared)
                     )
         known = set(self.constructs) | set(declared)
         for name in parsed.variables:
             if name not in known:
                 raise ValueError(
                     f"model line {parsed.lines_for(name)[0]}: {name!r} is neither a construct nor "
-                    "an item of the spec" + _did_you_mean(name, known)
+                    "an item of the spec" + did_you_mean(name, known)
                 )
 
     # ------------------------------------------------------------------ accessors
@@ -342,7 +482,7 @@ class Study(_Strict):
         except KeyError:
             raise KeyError(
                 f"{name!r} is not an item of study {self.name!r}"
-                + _did_you_mean(name, self.all_items)
+                + did_you_mean(name, self.all_items)
             ) from None
 
     @property
@@ -424,11 +564,6 @@ def _claim(seen: dict[str, str], item: str, where: str) -> None:
     seen[item] = where
 
 
-def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 # ---------------------------------------------------------------------- loading
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last)."""
@@ -469,7 +604,7 @@ def _resolve_scales(raw: dict[str, Any]) -> None:
                     raise StudySpecError(
                         f"{where}.{iname}.scale: unknown scale {scale!r} "
                         f"(declared scales: {', '.join(scales) or 'none'})"
-                        + _did_you_mean(scale, scales)
+                        + did_you_mean(scale, scales)
                     )
                 item["scale"] = scales[scale]
             elif isinstance(scale, list | tuple) and len(scale) == 2:
@@ -495,7 +630,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             allowed = _allowed_keys(parent)
             msg = f"unknown key {key!r}"
             if allowed:
-                msg += f" (allowed here: {', '.join(allowed)})" + _did_you_mean(key, allowed)
+                msg += f" (allowed here: {', '.join(allowed)})" + did_you_mean(key, allowed)
         elif err["type"] == "missing":
             msg = "this key is required"
         else:

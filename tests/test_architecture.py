@@ -179,6 +179,16 @@ def private_members() -> dict[str, set[str]]:
                 for item in ast.walk(node):
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         member = item.name
+                    elif isinstance(item, ast.Assign | ast.AnnAssign) and item in node.body:
+                        targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                        out[name].update(
+                            t.id
+                            for t in targets
+                            if isinstance(t, ast.Name)
+                            and t.id.startswith("_")
+                            and not t.id.startswith("__")
+                        )
+                        continue
                     elif (
                         isinstance(item, ast.Attribute)
                         and isinstance(item.value, ast.Name)

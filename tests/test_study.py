@@ -150,3 +150,31 @@ def test_unreadable_spec_files(tmp_path, content, fragment):
         path.write_text(content)
     with pytest.raises(StudySpecError, match=fragment):
         load_study(path)
+
+
+def test_the_study_owns_the_alert_rule_schema():
+    from cxlib.insights import alerts
+    from cxlib.insights.kpis import KPI_LABELS
+    from cxlib.study import KPI_NAMES, AlertRule, parse_rule
+
+    assert KPI_NAMES == tuple(KPI_LABELS), "alert rules name the KPIs the insights estimate"
+    assert alerts.AlertRule is AlertRule and alerts.parse_rule is parse_rule
+    study = study_from_dict(
+        spec(alerts=[{"name": "low", "rule": "P(satisfaction < 3) > 0.9", "waves": "all"}])
+    )
+    assert study.alerts[0].parsed.kpi == "satisfaction_mean"
+    with pytest.raises(StudySpecError) as excinfo:
+        study_from_dict(spec(alerts=[{"name": "bad", "rule": "P(CSAT < 3) > 0.9"}]))
+    assert "unknown KPI 'CSAT'; use one of " + ", ".join(KPI_LABELS) in str(excinfo.value)
+
+
+def test_did_you_mean_is_one_helper_in_two_forms():
+    from cxlib.errors import closest, did_you_mean
+
+    assert did_you_mean("Loyalti", ["Image", "Loyalty"]) == "; did you mean 'Loyalty'?"
+    assert did_you_mean("Loyalti", ["Image", "Loyalty"], parens=True) == (
+        " (did you mean 'Loyalty'?)"
+    )
+    assert did_you_mean("Imagery", ["Image"]) == "; did you mean 'Image'?"
+    assert did_you_mean("Imagery", ["Image"], cutoff=0.9) == ""
+    assert closest(3, [1, 2, 3]) == "3" and closest("x", []) is None

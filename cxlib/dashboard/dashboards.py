@@ -14,12 +14,15 @@ import math
 import ipywidgets as widgets
 import pandas as pd
 
+from cxlib import config
 from cxlib.dashboard.results import suppress_small_cells
 from cxlib.dashboard.widgets import (
+    HDI_LABEL,
     ChartView,
     Dashboard,
     esc,
     fmt,
+    interval,
     not_published,
     note,
     suppressed_note,
@@ -32,7 +35,6 @@ __all__ = [
     "OverviewDashboard",
     "SegmentsDashboard",
     "WhatIfDashboard",
-    "segment_difference_columns",
 ]
 
 #: The KPIs the overview leads with.
@@ -167,24 +169,24 @@ class OverviewDashboard(_Wired):
             p_up = 1 - r["p_change_negative"] if pd.notna(r["p_change_negative"]) else math.nan
             change = (
                 f'<div class="cx-change">vs. last wave: <span data-field="change">'
-                f"{fmt(r['change_mean'], digits, sign=True)}</span> "
-                f"[{fmt(r['change_hdi_low'], digits, sign=True)}, "
-                f"{fmt(r['change_hdi_high'], digits, sign=True)}], "
+                f"{fmt(r['change'], digits, sign=True)}</span> "
+                f"{interval(r, 'change', digits, sign=True)}, "
                 f'P(up) = <span data-field="p_up">{fmt(p_up, 2)}</span></div>'
-                if pd.notna(r["change_mean"])
+                if pd.notna(r["change"])
                 else '<div class="cx-change cx-muted">first wave: no change yet</div>'
             )
             cards.append(
                 f'<div class="cx-card" data-kpi="{key}"><div>{label} · {esc(segment)} · '
                 f'{esc(latest)}</div><div class="cx-big" data-field="mean">{fmt(r["mean"], digits)}'
-                f'</div><div class="cx-muted">94% interval <span data-field="interval">'
-                f"[{fmt(r['hdi_low'], digits)}, {fmt(r['hdi_high'], digits)}]</span> · "
+                f'</div><div class="cx-muted">{HDI_LABEL} interval <span data-field="interval">'
+                f"{interval(r, digits=digits)}</span> · "
                 f"n = {int(r['n'])}</div>{change}</div>"
             )
         self.cards.value = f'<div class="cx-cards">{"".join(cards)}</div>'
         from cxlib.plots import kpi_trend
 
-        segments = [segment] if segment == "All" else ["All", segment]
+        everyone = config.EVERYONE
+        segments = [segment] if segment == everyone else [everyone, segment]
         shown = self.kpis[(self.kpis["kpi"] == kpi) & self.kpis["segment"].isin(segments)]
         if shown.empty:
             self.trend.show(None, note("No wave of this segment has enough respondents to show."))
@@ -197,20 +199,18 @@ class OverviewDashboard(_Wired):
         if alerts is None:
             return not_published("Alerts", "overview")
         open_, _ = suppress_small_cells(
-            alerts[alerts["fired"].fillna(False).astype(bool)] if "fired" in alerts else alerts,
-            self.results.min_cell_size,
-            n_column="__none__",
+            alerts[alerts["fired"]], self.results.min_cell_size, n_column="__none__"
         )
         if open_.empty:
             return '<h3>Open alerts</h3><div class="cx-note cx-alerts-none">No open alerts.</div>'
         open_ = open_.sort_values("probability", ascending=False)
         rows = [
             [
-                esc(r.get("rule_name", "")),
-                esc(r.get("segment", "")),
-                esc(r.get("wave", "")),
-                fmt(r.get("probability"), 2),
-                esc(r.get("message", "")),
+                esc(r["rule_name"]),
+                esc(r["segment"]),
+                esc(r["wave"]),
+                fmt(r["probability"], 2),
+                esc(r["message"]),
             ]
             for r in open_.to_dict("records")
         ]
@@ -247,7 +247,7 @@ class DriversDashboard(_Wired):
         """Fill from ``driver_priorities`` (04) and the expectations tables (03)."""
         results = self.results
         pri = results.table("drivers", "driver_priorities")
-        if pri is not None and "level" in pri.columns:
+        if pri is not None:
             pri = pri[pri["level"] == "construct"]
         self.priorities, cells = suppress_small_cells(pri, results.min_cell_size)
         if pri is None:
@@ -290,10 +290,8 @@ class DriversDashboard(_Wired):
         body = [
             [
                 esc(r["driver"]),
-                f"{fmt(r['importance'], 3)} [{fmt(r['importance_low'], 3)}, "
-                f"{fmt(r['importance_high'], 3)}]",
-                f"{fmt(r['performance'])} [{fmt(r['performance_low'])}, "
-                f"{fmt(r['performance_high'])}]",
+                f"{fmt(r['importance'], 3)} {interval(r, 'importance', 3)}",
+                f"{fmt(r['performance'])} {interval(r, 'performance')}",
                 f'<span data-driver="{esc(r["driver"])}" data-field="p_fix_first">'
                 f"{fmt(r['p_fix_first'], 2)}</span>",
                 esc(r["quadrant"]),
@@ -302,7 +300,13 @@ class DriversDashboard(_Wired):
         ]
         self.table.value = _html_table(
             body,
-            ["driver", "importance [94% HDI]", "performance [94% HDI]", "P(fix first)", "quadrant"],
+            [
+                "driver",
+                f"importance [{HDI_LABEL} HDI]",
+                f"performance [{HDI_LABEL} HDI]",
+                "P(fix first)",
+                "quadrant",
+            ],
             "cx-priorities",
         )
 
@@ -330,7 +334,7 @@ class DriversDashboard(_Wired):
         self.weights_ok = True
 
     def _weights_html(self, segment: str | None) -> str:
-        """The heading, and the chosen segment's weights in words (every segment for "All")."""
+        """The heading, and the chosen segment's weights in words (every segment for everyone)."""
         head = "<h3>Technical vs. emotional</h3>"
         weights = self.dimension_weights
         if not self.weights_ok:
@@ -342,19 +346,19 @@ class DriversDashboard(_Wired):
                 f"{segment} has fewer than {self.results.min_cell_size} respondents: suppressed."
             )
         chosen = weights[weights["segment"].astype(str) == str(segment)]
-        rows = chosen if not chosen.empty else weights  # "All": every segment
+        rows = chosen if not chosen.empty else weights  # everyone: every segment
         lines = [
             f'<div class="cx-weight" data-segment="{esc(r["segment"])}">{esc(r["segment"])}: '
-            f"emotional {fmt(r['emotional'], 2)} [{fmt(r['emotional_hdi_low'], 2)}, "
-            f"{fmt(r['emotional_hdi_high'], 2)}] vs. technical {fmt(r['technical'], 2)} "
-            f"[{fmt(r['technical_hdi_low'], 2)}, {fmt(r['technical_hdi_high'], 2)}]; "
+            f"emotional {fmt(r['emotional'], 2)} {interval(r, 'emotional', 2)} vs. technical "
+            f"{fmt(r['technical'], 2)} {interval(r, 'technical', 2)}; "
             'P(emotional > technical) = <span data-field="p_emotional_greater">'
             f"{fmt(r['p_emotional_greater'], 2)}</span></div>"
             for r in rows.to_dict("records")
         ]
         return (
             head
-            + '<div class="cx-muted">Outcome change per scale point of gap (94% intervals).</div>'
+            + '<div class="cx-muted">Outcome change per scale point of gap '
+            + f"({HDI_LABEL} intervals).</div>"
             + f'<div class="cx-weights">{"".join(lines)}</div>'
         )
 
@@ -473,7 +477,7 @@ class WhatIfDashboard(_Wired):
                 esc(r["label"]),
                 f'<span data-outcome="{esc(r["outcome"])}" data-field="change">'
                 f"{fmt(r['change'], 2, sign=True)}</span>",
-                f"[{fmt(r['change_low'], 2, sign=True)}, {fmt(r['change_high'], 2, sign=True)}]",
+                interval(r, "change", 2, sign=True),
                 fmt(r["p_increase"], 2),
             ]
             for r in result.table.to_dict("records")
@@ -481,7 +485,9 @@ class WhatIfDashboard(_Wired):
         moved = ", ".join(f"{esc(d)} {v:+.0f}" for d, v in shifts.items() if v) or "no change"
         self.outcomes.value = (
             f"<h3>Predicted change for {esc(segment)} ({moved})</h3>"
-            + _html_table(rows, ["outcome", "change", "94% interval", "P(increase)"], "cx-whatif")
+            + _html_table(
+                rows, ["outcome", "change", f"{HDI_LABEL} interval", "P(increase)"], "cx-whatif"
+            )
         )
         if not self.chart.show_data(result.table):  # the bars exist: swap their rows only
             from cxlib.plots import what_if_bars
@@ -490,28 +496,6 @@ class WhatIfDashboard(_Wired):
 
 
 # ----------------------------------------------------------------------------- segments
-#: Accepted column names of ``segment_differences`` (first found wins).
-_DIFF_COLUMNS = {
-    "a": ("segment_a", "a"),
-    "b": ("segment_b", "b"),
-    "mean": ("mean", "difference", "difference_mean", "diff_mean"),
-    "low": ("hdi_low", "difference_hdi_low", "diff_hdi_low"),
-    "high": ("hdi_high", "difference_hdi_high", "diff_hdi_high"),
-    "p": ("p_a_greater", "p_a_gt_b", "prob_a_greater", "p_greater"),
-}
-
-
-def segment_difference_columns(table: pd.DataFrame) -> dict[str, str]:
-    """Which columns of a ``segment_differences`` table hold what (raises KeyError)."""
-    out = {}
-    for key, names in _DIFF_COLUMNS.items():
-        found = [n for n in names if n in table.columns]
-        if not found:
-            raise KeyError(f"segment_differences lacks a {'/'.join(names)} column")
-        out[key] = found[0]
-    return out
-
-
 class SegmentsDashboard(_Wired):
     """Segments side by side, with the posterior probability that they differ."""
 
@@ -570,25 +554,22 @@ class SegmentsDashboard(_Wired):
     def _pairs_html(self, kpi: str, wave: str, visible: set[str]) -> str:
         if self.differences is None:
             return not_published("Differences between segments", "overview")
-        cols = segment_difference_columns(self.differences)
         d = self.differences
-        d = d[(d["kpi"] == kpi) & (d["wave"].astype(str) == wave)]
-        if "small_cell" in d.columns:
-            d = d[~d["small_cell"].fillna(False).astype(bool)]
-        d = d[d[cols["a"]].astype(str).isin(visible) & d[cols["b"]].astype(str).isin(visible)]
+        d = d[(d["kpi"] == kpi) & (d["wave"].astype(str) == wave) & ~d["small_cell"]]
+        d = d[d["segment_a"].astype(str).isin(visible) & d["segment_b"].astype(str).isin(visible)]
         if d.empty:
             return note("No pair of segments with enough respondents to compare in this wave.")
         digits = 2 if kpi == "satisfaction_mean" else 1
         rows = [
             [
-                f"{esc(r[cols['a']])} − {esc(r[cols['b']])}",
-                fmt(r[cols["mean"]], digits, sign=True),
-                f"[{fmt(r[cols['low']], digits, sign=True)}, {fmt(r[cols['high']], digits, sign=True)}]",
-                f'<span data-pair="{esc(r[cols["a"]])}|{esc(r[cols["b"]])}" data-field="p">'
-                f"{fmt(r[cols['p']], 2)}</span>",
+                f"{esc(r['segment_a'])} − {esc(r['segment_b'])}",
+                fmt(r["difference"], digits, sign=True),
+                interval(r, "difference", digits, sign=True),
+                f'<span data-pair="{esc(r["segment_a"])}|{esc(r["segment_b"])}" data-field="p">'
+                f"{fmt(r['p_a_greater'], 2)}</span>",
             ]
             for r in d.to_dict("records")
         ]
         return "<h3>Do the segments differ?</h3>" + _html_table(
-            rows, ["difference", "mean", "94% interval", "P(first > second)"], "cx-pairs"
+            rows, ["difference", "mean", f"{HDI_LABEL} interval", "P(first > second)"], "cx-pairs"
         )

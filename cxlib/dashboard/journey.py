@@ -14,7 +14,17 @@ import math
 import ipywidgets as widgets
 import pandas as pd
 
-from cxlib.dashboard.widgets import ChartView, Dashboard, esc, fmt, not_published, note
+from cxlib.dashboard.widgets import (
+    HDI_LABEL,
+    ChartView,
+    Dashboard,
+    esc,
+    fmt,
+    interval,
+    not_published,
+    note,
+)
+from cxlib.stats import interval_columns
 
 __all__ = ["JOURNEY_NOTEBOOK", "JourneyDashboard", "budget_range", "snap_budget"]
 
@@ -135,7 +145,7 @@ class JourneyDashboard(Dashboard):
             self.heatmap.show(journey_heatmap(matrix))
         effects = results.table(JOURNEY_NOTEBOOK, "touchpoint_effects")
         sparse = []
-        if effects is not None and "n_answered" in effects:
+        if effects is not None:
             sparse = list(effects.loc[effects["n_answered"] < results.min_cell_size, "touchpoint"])
         self.matrix_note.value = (
             note(
@@ -206,7 +216,7 @@ class JourneyDashboard(Dashboard):
                 f'<span data-touchpoint="{esc(r["touchpoint"])}" data-field="points">'
                 f"+{fmt(r['points'], 0)}</span>",
                 fmt(r["cost"], 0),
-                f"{fmt(r['gain'], 2)} [{fmt(r['gain_low'], 2)}, {fmt(r['gain_high'], 2)}]",
+                f"{fmt(r['gain'], 2)} {interval(r, 'gain', 2)}",
             ]
             for r in plan.plan.to_dict("records")
         ]
@@ -214,7 +224,7 @@ class JourneyDashboard(Dashboard):
             [
                 esc(r["plan"]),
                 esc(r["points"]),
-                f"{fmt(r['expected_gain'], 2)} [{fmt(r['gain_low'], 2)}, {fmt(r['gain_high'], 2)}]",
+                f"{fmt(r['gain'], 2)} {interval(r, 'gain', 2)}",
                 fmt(r["p_plan_better"], 2),
             ]
             for r in plan.alternatives.to_dict("records")
@@ -222,20 +232,24 @@ class JourneyDashboard(Dashboard):
         target = esc(self.gains.target)
         self.plan_html.value = (
             f'<div class="cx-cards"><div class="cx-card"><div>Expected gain in {target} '
-            f'(points)</div><div class="cx-big" data-field="expected_gain">'
-            f"{fmt(s['expected_gain'], 2)}</div><div class='cx-muted'>94% interval "
-            f'<span data-field="gain_interval">[{fmt(s["gain_low"], 2)}, '
-            f"{fmt(s['gain_high'], 2)}]</span> · 10th percentile "
+            f'(points)</div><div class="cx-big" data-field="gain">'
+            f"{fmt(s['gain'], 2)}</div><div class='cx-muted'>{HDI_LABEL} interval "
+            f'<span data-field="gain_interval">{interval(s, "gain", 2)}</span> · 10th percentile '
             f'<span data-field="gain_quantile">{fmt(s["gain_quantile"], 2)}</span></div></div>'
             f'<div class="cx-card"><div>Spent of budget</div><div class="cx-big" '
             f'data-field="spent">{fmt(s["spent"], 0)}</div><div class="cx-muted">of '
             f"{fmt(s['budget'], 0)}</div></div></div>"
-            + _table(rows, ["touchpoint", "points", "cost", "gain [94% HDI]"], "cx-plan")
+            + _table(rows, ["touchpoint", "points", "cost", f"gain [{HDI_LABEL} HDI]"], "cx-plan")
             + (
                 "<h4>Runner-up plans</h4>"
                 + _table(
                     alternatives,
-                    ["plan", "improvements", "expected gain [94% HDI]", "P(plan gains more)"],
+                    [
+                        "plan",
+                        "improvements",
+                        f"expected gain [{HDI_LABEL} HDI]",
+                        "P(plan gains more)",
+                    ],
                     "cx-alternatives",
                 )
                 if alternatives
@@ -258,11 +272,12 @@ class JourneyDashboard(Dashboard):
         small = gap["n_customers"] < results.min_cell_size
         shown = gap.loc[~small]
         s = summary.iloc[0]
+        low, high = interval_columns("share_overrated")
         text = (
             f'<div class="cx-note cx-gap-summary">The company rates <b data-field="share_overrated">'
             f"{fmt(100 * s['share_overrated'], 0)}%</b> of its {int(s['n_touchpoints'])} "
-            f"assessed touchpoints above its customers (94% interval "
-            f"{fmt(100 * s['share_overrated_low'], 0)}–{fmt(100 * s['share_overrated_high'], 0)}%); "
+            f"assessed touchpoints above its customers ({HDI_LABEL} interval "
+            f"{fmt(100 * s[low], 0)}–{fmt(100 * s[high], 0)}%); "
             f"clearly (P &gt; 0.9) for {fmt(100 * s['share_clearly_overrated'], 0)}%.</div>"
         )
         if small.any():
@@ -275,8 +290,7 @@ class JourneyDashboard(Dashboard):
                 esc(r["touchpoint"]),
                 fmt(r["internal_rating"], 2),
                 fmt(r["customer_mean"], 2),
-                f"{fmt(r['gap'], 2, sign=True)} [{fmt(r['gap_low'], 2, sign=True)}, "
-                f"{fmt(r['gap_high'], 2, sign=True)}]",
+                f"{fmt(r['gap'], 2, sign=True)} {interval(r, 'gap', 2, sign=True)}",
                 f'<span data-touchpoint="{esc(r["touchpoint"])}" data-field="p_overrates">'
                 f"{fmt(r['p_company_overrates'], 2)}</span>",
             ]
@@ -284,7 +298,13 @@ class JourneyDashboard(Dashboard):
         ]
         self.gap_html.value = text + _table(
             rows,
-            ["touchpoint", "company", "customers", "gap [94% HDI]", "P(company overrates)"],
+            [
+                "touchpoint",
+                "company",
+                "customers",
+                f"gap [{HDI_LABEL} HDI]",
+                "P(company overrates)",
+            ],
             "cx-gap",
         )
         self.gap_chart.show(delivery_gap_chart(shown) if not shown.empty else None)

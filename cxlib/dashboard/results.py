@@ -8,7 +8,10 @@ contract's names (``notebooks/README.md``) inside a published run folder; a
 pointer entry that points outside its study folder is ignored.
 
 Missing artifacts are normal (a notebook not published yet): accessors return
-``None`` and dashboards say "not published yet".
+``None`` and dashboards say "not published yet". A published table is checked
+against its declaration (:mod:`cxlib.pipeline.schemas`) when it is read, so pages
+use the declared columns only; a run written in an older artifact format is
+flagged as stale.
 
 Small cells (segment x wave with fewer than the study's ``min_cell_size``
 respondents) are removed by :func:`suppress_small_cells` before anything is
@@ -30,7 +33,9 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.errors import CxError
+from cxlib.pipeline.artifacts import ARTIFACT_FORMAT, MANIFEST_FILE
 from cxlib.pipeline.publish import POINTER_FILE, read_pointer
+from cxlib.pipeline.schemas import published_table
 
 __all__ = [
     "NOTEBOOKS",
@@ -51,8 +56,8 @@ NOTEBOOKS = {
     "drivers": "04-drivers-and-what-if",
     "journey": "05-touchpoints-and-journey",
 }
-#: The parameter set dashboards read first (the whole sample); others are fallbacks.
-PREFERRED_SET = "all"
+#: The parameter set dashboards read first (every respondent); others are fallbacks.
+PREFERRED_SET = config.EVERYONE
 #: A published result older than this is flagged as stale on the page.
 STALE_AFTER_DAYS = 45
 
@@ -155,11 +160,22 @@ class PublishedResults:
         return self.slot(notebook) is not None
 
     def table(self, notebook: str, name: str) -> pd.DataFrame | None:
-        """A published tidy table (``tables/<name>.parquet``), or None when not published."""
+        """A published tidy table (``tables/<name>.parquet``), or None when not published.
+
+        Raises
+        ------
+        TableSchemaError
+            When a declared table does not match its declaration (e.g. a run
+            written in an older artifact format).
+        """
         key = f"table:{notebook}:{name}"
         if key not in self._cache:
             path = self._file(notebook, f"tables/{self._name(name)}.parquet")
-            self._cache[key] = pd.read_parquet(path) if path else None
+            frame = pd.read_parquet(path) if path else None
+            declared = published_table(name)
+            if frame is not None and declared is not None:
+                frame = declared.validate(frame, notebook=NOTEBOOKS.get(notebook, notebook))
+            self._cache[key] = frame
         frame = self._cache[key]
         return None if frame is None else frame.copy()
 
@@ -265,6 +281,7 @@ class PublishedResults:
             if ok is False or ok in ("failed", "fail"):
                 failed.append(str(model))
         stale += self._newer_failures()
+        stale += self._old_formats()
         age = self._age_days(now)
         if age is not None and age > STALE_AFTER_DAYS:
             stale.append(f"published {age:.0f} days ago")
@@ -283,6 +300,22 @@ class PublishedResults:
         except ValueError:
             return None
         return ((now or time.time()) - published) / 86400
+
+    def _old_formats(self) -> list[str]:
+        """Published runs whose tables were written in another artifact format."""
+        reasons = []
+        for slot, folder in sorted(self.folders.items()):
+            try:
+                files = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            found = {f.get("format") for f in files if f.get("kind") == "table"}
+            if found - {ARTIFACT_FORMAT}:
+                reasons.append(
+                    f"{slot} was published in an older results format; run the pipeline "
+                    "again to refresh it"
+                )
+        return reasons
 
     def _newer_failures(self) -> list[str]:
         """Slots whose latest run is newer than the published one and did not succeed."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from cxlib import config
 from cxlib.dashboard.results import (
     NOTEBOOKS,
     PublishedResults,
@@ -25,6 +26,7 @@ from cxlib.dashboard.results import (
     published_studies,
     requested_study,
 )
+from cxlib.stats import interval_columns
 
 __all__ = [
     "ChartView",
@@ -32,7 +34,9 @@ __all__ = [
     "chart_values",
     "offline_chart",
     "Dashboard",
+    "HDI_LABEL",
     "fmt",
+    "interval",
     "not_published",
     "query_string",
     "status_html",
@@ -54,6 +58,10 @@ table.cx-table td,table.cx-table th{padding:3px 8px;border-bottom:1px solid #eee
 </style>"""
 
 
+#: How pages name the interval mass of every HDI they show (``94%``).
+HDI_LABEL = f"{config.HDI_PROB:.0%}"
+
+
 def fmt(value: Any, digits: int = 1, *, sign: bool = False) -> str:
     """A number as the page shows it (``-`` for missing)."""
     try:
@@ -63,6 +71,29 @@ def fmt(value: Any, digits: int = 1, *, sign: bool = False) -> str:
     if math.isnan(x):
         return "-"
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def interval(row, quantity: str | None = None, digits: int = 1, *, sign: bool = False) -> str:
+    """A row's HDI as the page shows it, ``[low, high]``.
+
+    Parameters
+    ----------
+    row : mapping
+        A table row (a dict or a pandas row).
+    quantity : str, optional
+        The named quantity (``change``, ``gain`` ...); None: the row's own estimate.
+        The columns follow :func:`cxlib.stats.interval_columns`.
+    digits : int
+        Decimals.
+    sign : bool
+        Write a ``+`` before positive bounds.
+
+    Returns
+    -------
+    str
+    """
+    low, high = interval_columns(quantity)
+    return f"[{fmt(row[low], digits, sign=sign)}, {fmt(row[high], digits, sign=sign)}]"
 
 
 def esc(value: Any) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,25 @@ import pandas as pd
 from cxlib import config
 
 if TYPE_CHECKING:
-    from cxlib.data import SurveyData
+    from cxlib.study import Study
 
-__all__ = ["QualityReport", "quality_report", "straightlining"]
+__all__ = ["QualityReport", "Responses", "quality_report", "straightlining"]
+
+
+class Responses(Protocol):
+    """What the report reads of validated responses: a :class:`~cxlib.data.SurveyData`.
+
+    Declared here rather than imported, so that this module does not import the
+    package that imports it.
+    """
+
+    frame: pd.DataFrame
+    study: Study
+    source: Path
+    format: str
+    encoding: str | None
+    dropped_personal_data: dict[str, str]
+    ignored_columns: list[str]
 
 
 @dataclass
@@ -149,7 +166,7 @@ class QualityReport:
         return "\n".join(out)
 
 
-def straightlining(data: SurveyData) -> pd.Series:
+def straightlining(data: Responses) -> pd.Series:
     """Which respondents straight-line: one answer to every item of a grid.
 
     A grid is a set of items sharing a scale (as surveys ask them); only grids of
@@ -178,7 +195,7 @@ def straightlining(data: SurveyData) -> pd.Series:
     return pd.Series(flag, index=data.frame.index, name="straightlining")
 
 
-def quality_report(data: SurveyData) -> QualityReport:
+def quality_report(data: Responses) -> QualityReport:
     """Compute the data-quality report of validated responses.
 
     Parameters

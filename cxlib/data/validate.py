@@ -10,7 +10,6 @@ the file, the column, the first offending rows and values, and what was expected
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Sequence
 
@@ -20,7 +19,7 @@ import pandas as pd
 from cxlib import config
 from cxlib.data.personal import find_personal_data
 from cxlib.data.readers import RawTable
-from cxlib.errors import DataProblem, DataValidationError
+from cxlib.errors import DataProblem, DataValidationError, closest, did_you_mean
 from cxlib.study import Study
 
 __all__ = ["validate_table", "build_schema"]
@@ -58,8 +57,7 @@ def _near(name: str, columns: Sequence[str]) -> str:
     lower = {str(c).lower(): c for c in columns}
     if name.lower() in lower:
         return f" (the file has {lower[name.lower()]!r}: names are case-sensitive)"
-    close = difflib.get_close_matches(name, [str(c) for c in columns], n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(name, columns, cutoff=0.75, parens=True)
 
 
 def build_schema(study: Study, columns: Sequence[str]):
@@ -394,11 +392,8 @@ def _problems_from_pandera(
             message, expected = _expected(study, column, check)
             if check == "isin" and column in study.columns.segments:
                 allowed = study.columns.segments[column] or []
-                near = {
-                    v: difflib.get_close_matches(str(v), allowed, n=1)
-                    for v in pd.unique(values)[:3]
-                }
-                hints = [f"{v!r} -> {m[0]!r}?" for v, m in near.items() if m]
+                near = {v: closest(v, allowed) for v in pd.unique(values)[:3]}
+                hints = [f"{v!r} -> {m!r}?" for v, m in near.items() if m is not None]
                 if hints:
                     message += " (" + "; ".join(hints) + ")"
         problems.append(_problem(raw, column, message, positions, values, expected))

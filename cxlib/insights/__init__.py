@@ -31,11 +31,10 @@ from cxlib.insights.drivers import (
     what_if_baseline,
     what_if_examples,
 )
+from cxlib.insights.kpis import KPI_LABELS, KpiEstimates, estimate_kpis, segment_differences
 from cxlib.stats import hdi, summarize_draws
-from cxlib.insights.kpis import ALL, KPI_LABELS, KpiEstimates, estimate_kpis, segment_differences
 
 __all__ = [
-    "ALL",
     "AllocationError",
     "AllocationPlan",
     "DeliveryGap",

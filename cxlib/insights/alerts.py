@@ -11,24 +11,27 @@ A rule is one line a CX operations person can read::
 KPI names: ``nps``, ``promoters``, ``passives``, ``detractors``, ``satisfaction_mean``,
 ``satisfaction_top_box``, ``satisfaction_top2_box``, ``loyalty_index`` (case-insensitive;
 ``satisfaction`` and ``loyalty`` are accepted for the mean and the index). Each rule is
-evaluated per segment (and "All") in the latest wave unless it names ``segments`` or
+evaluated per segment (and everyone, ``config.EVERYONE``) in the latest wave unless it names ``segments`` or
 ``waves``; the result is a table of alert records (rule, study, segment, wave,
 probability, fired, message) that pipelines store and dashboards show.
+
+The rules' schema (:class:`~cxlib.study.AlertRule`, :func:`~cxlib.study.parse_rule`)
+belongs to the study layer, which validates the specs that declare them; this module
+evaluates them (and re-exports the schema).
 """
 
 from __future__ import annotations
 
 import operator
-import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cxlib.errors import CxError
+from cxlib import config
+from cxlib.errors import AlertRuleError
 from cxlib.insights.kpis import KPI_LABELS, KpiEstimates
+from cxlib.study import AlertRule, ParsedRule, parse_rule
 
 __all__ = ["AlertRule", "AlertRuleError", "ParsedRule", "evaluate_alerts", "parse_rule"]
 
@@ -48,129 +51,6 @@ ALERT_COLUMNS = [
 ]
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_ALIASES = {
-    "satisfaction": "satisfaction_mean",
-    "loyalty": "loyalty_index",
-    "top_box": "satisfaction_top_box",
-    "top2_box": "satisfaction_top2_box",
-}
-_NUM = r"[+-]?\d+(?:\.\d+)?"
-_PROB_RULE = re.compile(
-    rf"^P\(\s*(?P<inner>.+?)\s*\)\s*(?P<op>>=|<=|>|<)\s*(?P<prob>{_NUM})\s*$", re.IGNORECASE
-)
-_INNER = re.compile(
-    rf"^(?:(?P<change>change)\(\s*(?P<ckpi>[A-Za-z_0-9]+)\s*\)|(?P<kpi>[A-Za-z_0-9]+))"
-    rf"\s*(?P<op>>=|<=|>|<)\s*(?P<value>{_NUM})$",
-    re.IGNORECASE,
-)
-
-
-class AlertRuleError(CxError):
-    """An alert rule that cannot be read."""
-
-
-@dataclass(frozen=True)
-class ParsedRule:
-    """A rule read from its text.
-
-    ``kind`` is ``threshold`` (``P(kpi op value) op prob``), ``change``
-    (``P(change(kpi) op value) op prob``), ``fix_first`` or ``diagnostics``.
-    """
-
-    kind: Literal["threshold", "change", "fix_first", "diagnostics"]
-    kpi: str | None = None
-    op: str | None = None
-    value: float | None = None
-    prob_op: str = ">"
-    prob: float = 0.0
-
-
-def _kpi_name(name: str, text: str) -> str:
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in KPI_LABELS:
-        raise AlertRuleError(
-            f"alert rule {text!r}: unknown KPI {name!r}; use one of {', '.join(KPI_LABELS)}"
-        )
-    return key
-
-
-def parse_rule(text: str) -> ParsedRule:
-    """Parse an alert rule.
-
-    Parameters
-    ----------
-    text : str
-        E.g. ``"P(NPS < 20) > 0.9"`` or ``"P(change(NPS) < -3) > 0.95"``.
-
-    Returns
-    -------
-    ParsedRule
-
-    Raises
-    ------
-    AlertRuleError
-        Saying what the rule should look like.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise AlertRuleError("an alert rule must be a non-empty text such as 'P(NPS < 20) > 0.9'")
-    stripped = text.strip()
-    if stripped.lower() in ("diagnostics_failed", "diagnostics failed"):
-        return ParsedRule("diagnostics")
-    match = _PROB_RULE.match(stripped)
-    if not match:
-        raise AlertRuleError(
-            f"cannot read the alert rule {text!r}; write 'P(<kpi> <op> <value>) > <probability>' "
-            "(e.g. 'P(NPS < 20) > 0.9'), 'P(change(<kpi>) < <value>) > <probability>', "
-            "'P(fix_first) > <probability>' or 'diagnostics_failed'"
-        )
-    prob = float(match["prob"])
-    if not 0 <= prob <= 1:
-        raise AlertRuleError(
-            f"alert rule {text!r}: the probability {prob} must lie between 0 and 1"
-        )
-    inner = match["inner"]
-    if inner.strip().lower() == "fix_first":
-        return ParsedRule("fix_first", prob_op=match["op"], prob=prob)
-    m = _INNER.match(inner.strip())
-    if not m:
-        raise AlertRuleError(
-            f"alert rule {text!r}: inside P(...) write '<kpi> <op> <value>' or "
-            f"'change(<kpi>) <op> <value>', got {inner!r}"
-        )
-    if m["change"]:
-        return ParsedRule(
-            "change", _kpi_name(m["ckpi"], text), m["op"], float(m["value"]), match["op"], prob
-        )
-    return ParsedRule(
-        "threshold", _kpi_name(m["kpi"], text), m["op"], float(m["value"]), match["op"], prob
-    )
-
-
-class AlertRule(BaseModel):
-    """An alert rule as declared in a study or pipeline YAML."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    rule: str
-    segments: list[str] | None = None
-    waves: list[str] | Literal["latest", "all"] = "latest"
-    severity: Literal["info", "warning", "critical"] = "warning"
-    message: str = Field(default="", description="Optional text shown with the alert.")
-
-    @field_validator("rule")
-    @classmethod
-    def _parses(cls, rule: str) -> str:
-        try:
-            parse_rule(rule)
-        except AlertRuleError as exc:
-            raise ValueError(str(exc)) from None
-        return rule
-
-    @property
-    def parsed(self) -> ParsedRule:
-        """The rule, read."""
-        return parse_rule(self.rule)
 
 
 def _fmt(x: float) -> str:
@@ -350,8 +230,8 @@ def _diagnostics_alerts(rule, study, diagnostics) -> list[dict]:
                 rule=rule.rule,
                 kind="diagnostics",
                 study=study,
-                segment="All",
-                wave="",
+                segment=config.EVERYONE,
+                wave=config.EVERYONE,
                 subject=str(model),
                 probability=np.nan,
                 threshold=np.nan,

@@ -36,7 +36,6 @@ probability that the plan beats each. Everything is deterministic (no random num
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +44,8 @@ import numpy as np
 import pandas as pd
 
 from cxlib import config
-from cxlib.errors import CxError, DataProblem, DataValidationError
-from cxlib.stats import summarize_draws
+from cxlib.errors import CxError, DataProblem, DataValidationError, did_you_mean
+from cxlib.stats import interval_columns, summarize_draws
 
 __all__ = [
     "AllocationError",
@@ -155,11 +154,6 @@ class TouchpointGains:
 
 
 # ----------------------------------------------------------------------------- cost table
-def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def validate_cost_table(
     table: pd.DataFrame,
     touchpoints: list[str],
@@ -211,7 +205,7 @@ def validate_cost_table(
     unknown = ~names.isin(touchpoints)
     if unknown.any():
         bad = names[unknown]
-        hint = _did_you_mean(bad.iloc[0], touchpoints)
+        hint = did_you_mean(bad.iloc[0], touchpoints)
         problems.append(
             DataProblem(
                 "touchpoint",
@@ -304,14 +298,16 @@ class AllocationPlan:
     ----------
     plan : pandas.DataFrame
         One row per touchpoint that the plan improves: ``touchpoint, label, channel,
-        stage, performance, points, new_performance, cost, gain, gain_low, gain_high,
-        gain_per_point, cost_per_point``.
+        stage, performance, points, new_performance, cost, gain, gain_sd,
+        gain_hdi_low, gain_hdi_high, gain_per_point, cost_per_point``.
     summary : dict
-        ``budget, spent, objective, quantile, expected_gain, gain_low, gain_high,
-        gain_quantile, p_gain_positive, target, step``.
+        ``target, budget, spent, objective, quantile, step, gain`` (the expected
+        gain), ``gain_sd, gain_hdi_low, gain_hdi_high, gain_quantile,
+        p_gain_positive``.
     alternatives : pandas.DataFrame
-        Runner-up plans: ``rank, plan, spent, expected_gain, gain_low, gain_high,
-        gain_quantile, p_plan_better`` (P(the plan gains more than this one)).
+        Runner-up plans: ``rank, plan, points, spent, gain, gain_sd, gain_hdi_low,
+        gain_hdi_high, gain_quantile, p_plan_better`` (P(the plan gains more than
+        this one)).
     gain_draws : numpy.ndarray
         Draws of the plan's total gain.
     points : numpy.ndarray
@@ -688,12 +684,11 @@ def allocate_budget(
         (f"best by {'quantile' if objective == 'expected' else 'expected gain'}", other)
     )
     total = G @ n
-    summ = summarize_draws(total[None, :], hdi_prob)
     points = n * size
     rows = []
     for k in np.flatnonzero(points > 0):
         contrib = gains.gain_per_point[:, k] * points[k]
-        s = summarize_draws(contrib[None, :], hdi_prob)
+        s = summarize_draws(contrib, hdi_prob, quantity="gain")
         rows.append(
             {
                 "touchpoint": gains.touchpoints[k],
@@ -704,16 +699,14 @@ def allocate_budget(
                 "points": points[k],
                 "new_performance": gains.performance[k] + points[k],
                 "cost": cost_pp[k] * points[k],
-                "gain": float(s["mean"][0]),
-                "gain_low": float(s["hdi_low"][0]),
-                "gain_high": float(s["hdi_high"][0]),
+                **{key: float(v) for key, v in s.items()},
                 "gain_per_point": float(gains.gain_per_point[:, k].mean()),
                 "cost_per_point": cost_pp[k],
             }
         )
     plan_cols = [
         "touchpoint", "label", "channel", "stage", "performance", "points", "new_performance",
-        "cost", "gain", "gain_low", "gain_high", "gain_per_point", "cost_per_point",
+        "cost", "gain", "gain_sd", *interval_columns("gain"), "gain_per_point", "cost_per_point",
     ]  # fmt: skip
     plan = pd.DataFrame(rows, columns=plan_cols)
     summary = {
@@ -723,9 +716,7 @@ def allocate_budget(
         "objective": objective,
         "quantile": quantile,
         "step": step,
-        "expected_gain": float(summ["mean"][0]),
-        "gain_low": float(summ["hdi_low"][0]),
-        "gain_high": float(summ["hdi_high"][0]),
+        **{key: float(v) for key, v in summarize_draws(total, hdi_prob, quantity="gain").items()},
         "gain_quantile": float(np.quantile(total, quantile)),
         "p_gain_positive": float((total > 0).mean()),
     }
@@ -736,7 +727,7 @@ def allocate_budget(
             continue
         seen.add(key)
         t_alt = G @ m
-        s = summarize_draws(t_alt[None, :], hdi_prob)
+        s = summarize_draws(t_alt, hdi_prob, quantity="gain")
         pts = m * size
         alt_rows.append(
             {
@@ -745,9 +736,7 @@ def allocate_budget(
                     f"{gains.touchpoints[k]} +{pts[k]:g}" for k in np.flatnonzero(pts > 0)
                 ),
                 "spent": float(np.sum(np.where(pts > 0, cost_pp * pts, 0.0))),
-                "expected_gain": float(s["mean"][0]),
-                "gain_low": float(s["hdi_low"][0]),
-                "gain_high": float(s["hdi_high"][0]),
+                **{key: float(v) for key, v in s.items()},
                 "gain_quantile": float(np.quantile(t_alt, quantile)),
                 "p_plan_better": float((total > t_alt).mean()),
             }
@@ -756,7 +745,7 @@ def allocate_budget(
             break
     alternatives = pd.DataFrame(
         alt_rows,
-        columns=["plan", "points", "spent", "expected_gain", "gain_low", "gain_high",
+        columns=["plan", "points", "spent", "gain", "gain_sd", *interval_columns("gain"),
                  "gain_quantile", "p_plan_better"],
     )  # fmt: skip
     alternatives.insert(0, "rank", np.arange(2, len(alternatives) + 2))

@@ -1,8 +1,8 @@
 """Segment x wave cells, and the posterior of a weighted mean in each cell.
 
-KPIs and driver performance are both reported per segment (plus "All") and wave.
-Every respondent counts twice: in their segment's cell and in the "All" cell of
-their wave.
+KPIs and driver performance are both reported per segment (plus everyone,
+``config.EVERYONE``) and wave. Every respondent counts twice: in their segment's cell
+and in the everyone cell of their wave.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALL", "Cells", "segment_wave_cells", "weighted_mean_draws"]
+from cxlib import config
 
-#: The label of the all-segments level.
-ALL = "All"
+__all__ = ["Cells", "segment_wave_cells", "weighted_mean_draws"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,8 @@ class Cells:
     Attributes
     ----------
     segments, waves : list of str
-        Cell labels; ``"All"`` first among segments.
+        Cell labels; ``config.EVERYONE`` first among segments (and the one wave
+        label when the study has no wave column).
     rows : numpy.ndarray
         Respondent row of each entry (respondents appear once per level they belong to).
     cell : numpy.ndarray
@@ -48,22 +48,22 @@ class Cells:
 
 
 def segment_wave_cells(data, segment_column: str | None, wave_column: str | None) -> Cells:
-    """Cells of validated responses, by segment (plus "All") and by the waves present."""
+    """Cells of validated responses, by segment (plus everyone) and by the waves present."""
     frame = data.frame
     n = len(frame)
     if segment_column:
         seg = frame[segment_column]
-        seg_labels = [ALL, *map(str, seg.cat.categories)]
+        seg_labels = [config.EVERYONE, *map(str, seg.cat.categories)]
         seg_codes = seg.cat.codes.to_numpy() + 1
     else:
-        seg_labels, seg_codes = [ALL], np.zeros(n, dtype=int)
+        seg_labels, seg_codes = [config.EVERYONE], np.zeros(n, dtype=int)
     if wave_column:
         wave = frame[wave_column]
         present = [c for c in wave.cat.categories if (wave == c).any()]
         wave_labels = [str(w) for w in present]
         wave_codes = wave.map({c: i for i, c in enumerate(present)}).to_numpy(dtype=int)
     else:
-        wave_labels, wave_codes = [ALL], np.zeros(n, dtype=int)
+        wave_labels, wave_codes = [config.EVERYONE], np.zeros(n, dtype=int)
     n_wave = len(wave_labels)
     rows = np.arange(n)
     cell = wave_codes

@@ -24,7 +24,6 @@ which the tests check the draws against.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from cxlib import config
-from cxlib.errors import CxError, DataProblem, DataValidationError
-from cxlib.stats import summarize_draws
+from cxlib.errors import CxError, DataProblem, DataValidationError, did_you_mean
+from cxlib.stats import hdi, summarize_draws
 
 __all__ = [
     "DeliveryGap",
@@ -64,7 +63,7 @@ def validate_internal_assessment(
         Columns ``touchpoint`` and ``rating`` (on the touchpoint item's scale);
         optionally ``rater`` (one row per rater and touchpoint).
     journey : pandas.DataFrame
-        :func:`cxlib.models.touchpoints_data.journey_map` of the study.
+        :func:`cxlib.models.touchpoints.data.journey_map` of the study.
     source, row_label, first_row :
         How to name the table and its rows in errors.
 
@@ -97,12 +96,10 @@ def validate_internal_assessment(
     known = list(journey["touchpoint"])
     unknown = ~names.isin(known)
     if unknown.any():
-        close = difflib.get_close_matches(names[unknown].iloc[0], known, n=1)
         problems.append(
             DataProblem(
                 "touchpoint",
-                "touchpoint(s) not in the study"
-                + (f"; did you mean {close[0]!r}?" if close else ""),
+                "touchpoint(s) not in the study" + did_you_mean(names[unknown].iloc[0], known),
                 rows=tuple(int(r) for r in rows[unknown.to_numpy()][: config.SHOW_ROWS]),
                 values=tuple(names[unknown].iloc[: config.SHOW_ROWS]),
                 n_rows=int(unknown.sum()),
@@ -159,11 +156,13 @@ class DeliveryGap:
     table : pandas.DataFrame
         One row per assessed touchpoint: ``touchpoint, label, channel, stage,
         scale_min, scale_max, internal_rating, n_raters, customer_mean,
-        customer_low, customer_high, n_customers, gap, gap_low, gap_high,
-        p_company_overrates`` (item scale points) and ``gap_points`` (0-100).
+        customer_mean_hdi_low, customer_mean_hdi_high, n_customers, gap, gap_sd,
+        gap_hdi_low, gap_hdi_high, p_company_overrates`` (item scale points) and
+        ``gap_points`` (0-100).
     summary : dict
         ``n_touchpoints``, ``share_overrated`` (posterior mean of the share of
-        touchpoints with gap > 0), ``share_overrated_low/high`` (interval),
+        touchpoints with gap > 0) with ``share_overrated_sd`` and its HDI
+        ``share_overrated_hdi_low/high``,
         ``share_clearly_overrated`` (share with P(overrates) > 0.9),
         ``internal_top2_share`` (share of touchpoints the company rates in its scale's
         top two boxes) and ``customer_top2_share`` (share of customers' answers there).
@@ -202,7 +201,7 @@ def delivery_gap(
     data : SurveyData or pandas.DataFrame
         The responses (a DataFrame: unweighted unless ``weights`` is given).
     journey : pandas.DataFrame
-        :func:`cxlib.models.touchpoints_data.journey_map` of the study.
+        :func:`cxlib.models.touchpoints.data.journey_map` of the study.
     internal : pandas.DataFrame
         A checked internal assessment (:func:`read_internal_assessment`).
     n_draws : int
@@ -261,8 +260,8 @@ def delivery_gap(
         top2 = m["scale_max"] - 1
         cust_top2.append(float(np.sum(w_all[ok] * (x[ok] >= top2)) / w_all[ok].sum()))
         int_top2.append(imean >= top2)
-        cs = summarize_draws(cust[None, :], hdi_prob)
-        gs = summarize_draws(gap[None, :], hdi_prob)
+        cust_low, cust_high = hdi(cust, hdi_prob)
+        gs = summarize_draws(gap, hdi_prob, quantity="gap")
         rows.append(
             {
                 "touchpoint": tp,
@@ -274,25 +273,23 @@ def delivery_gap(
                 "internal_rating": imean,
                 "n_raters": int(ratings.size),
                 "customer_mean": mean,
-                "customer_low": float(cs["hdi_low"][0]),
-                "customer_high": float(cs["hdi_high"][0]),
+                "customer_mean_hdi_low": float(cust_low),
+                "customer_mean_hdi_high": float(cust_high),
                 "n_customers": int(ok.sum()),
-                "gap": float(gs["mean"][0]),
-                "gap_low": float(gs["hdi_low"][0]),
-                "gap_high": float(gs["hdi_high"][0]),
+                **{k: float(v) for k, v in gs.items()},
                 "p_company_overrates": float((gap > 0).mean()),
-                "gap_points": float(gs["mean"][0]) * 100.0 / span,
+                "gap_points": float(gs["gap"]) * 100.0 / span,
             }
         )
     table = pd.DataFrame(rows)
     G = np.column_stack(draws)
     share = (G > 0).mean(axis=1)
-    ss = summarize_draws(share[None, :], hdi_prob)
     summary = {
         "n_touchpoints": len(assessed),
-        "share_overrated": float(ss["mean"][0]),
-        "share_overrated_low": float(ss["hdi_low"][0]),
-        "share_overrated_high": float(ss["hdi_high"][0]),
+        **{
+            k: float(v)
+            for k, v in summarize_draws(share, hdi_prob, quantity="share_overrated").items()
+        },
         "share_clearly_overrated": float((table["p_company_overrates"] > 0.9).mean()),
         "internal_top2_share": float(np.mean(int_top2)),
         "customer_top2_share": float(np.mean(cust_top2)),

@@ -39,9 +39,9 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from cxlib import config
-from cxlib.errors import CxError
-from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
-from cxlib.stats import summarize_draws
+from cxlib.errors import DriverError
+from cxlib.insights.cells import segment_wave_cells, weighted_mean_draws
+from cxlib.stats import interval_columns, summarize_draws
 
 __all__ = [
     "DriverError",
@@ -56,10 +56,6 @@ __all__ = [
 
 QUADRANTS = ("fix first", "keep up", "possible overkill", "low priority")
 _FORMAT = "cxlib.DriverModel/1"
-
-
-class DriverError(CxError):
-    """A driver analysis asked for something the model or data cannot give."""
 
 
 @dataclass
@@ -83,7 +79,8 @@ class DriverModel:
     item_order : list of str
         Items along the item axes.
     groups : list of str
-        Group labels (segments when the model was fitted with ``group=``), or ``["All"]``.
+        Group labels (segments when the model was fitted with ``group=``), or
+        ``[config.EVERYONE]``.
     group_column : str or None
         The segment column the groups come from.
     """
@@ -95,7 +92,7 @@ class DriverModel:
     loadings: np.ndarray
     item_sd: np.ndarray
     item_order: list[str]
-    groups: list[str] = field(default_factory=lambda: [ALL])
+    groups: list[str] = field(default_factory=lambda: [config.EVERYONE])
     group_column: str | None = None
 
     @classmethod
@@ -112,7 +109,7 @@ class DriverModel:
         study = study or getattr(result.model, "study", None)
         if study is None:
             raise DriverError("driver analyses need the study spec (item scales); pass study=")
-        mats = result.matrices() if hasattr(result, "matrices") else result._matrices()
+        mats = result.matrices()
         st = result.structure
         s = mats["inv"].shape
         flat = s[0] * s[1]
@@ -127,7 +124,7 @@ class DriverModel:
             loadings=mats["Lambda"].reshape((flat,) + mats["Lambda"].shape[2:]),
             item_sd=np.sqrt(np.diagonal(sigma, axis1=-2, axis2=-1)),
             item_order=list(st.items),
-            groups=groups if grouped else [ALL],
+            groups=groups if grouped else [config.EVERYONE],
             group_column=result.model.fit_options.get("group") if grouped else None,
         )
 
@@ -201,7 +198,7 @@ class DriverModel:
             return self.groups.index(segment)
         if len(self.groups) == 1:
             return 0  # one model for everyone: its effects hold in every segment
-        if segment == ALL:
+        if segment == config.EVERYONE:
             return -1  # averaged over groups by the caller
         raise DriverError(
             f"segment {segment!r} is not among the model's groups ({', '.join(self.groups)})"
@@ -309,9 +306,9 @@ def driver_priorities(
     -------
     pandas.DataFrame
         One row per driver x segment x wave: ``driver, construct, level, segment, wave,
-        n, importance, importance_low, importance_high, performance, performance_low,
-        performance_high, p_fix_first, p_keep_up, p_possible_overkill, p_low_priority,
-        quadrant`` (the most probable one) and ``small_cell``.
+        n``, the estimates ``importance`` and ``performance`` (each with ``_sd``,
+        ``_hdi_low``, ``_hdi_high``), ``p_fix_first, p_keep_up, p_possible_overkill,
+        p_low_priority, quadrant`` (the most probable one) and ``small_cell``.
     """
     study = data.study
     if segment == "default":
@@ -358,7 +355,6 @@ def driver_priorities(
                     "p_possible_overkill": (~high_i & ~low_p)[valid].mean(axis=0),
                     "p_low_priority": (~high_i & low_p)[valid].mean(axis=0),
                 }
-            si, sp = summarize_draws(imp_d.T, hdi_prob), summarize_draws(perf_d.T, hdi_prob)
             table = pd.DataFrame(
                 {
                     "driver": names,
@@ -367,12 +363,8 @@ def driver_priorities(
                     "segment": seg,
                     "wave": wave,
                     "n": counts[cell],
-                    "importance": si["mean"],
-                    "importance_low": si["hdi_low"],
-                    "importance_high": si["hdi_high"],
-                    "performance": sp["mean"],
-                    "performance_low": sp["hdi_low"],
-                    "performance_high": sp["hdi_high"],
+                    **summarize_draws(imp_d.T, hdi_prob, quantity="importance"),
+                    **summarize_draws(perf_d.T, hdi_prob, quantity="performance"),
                     **probs,
                 }
             )
@@ -398,7 +390,8 @@ class WhatIf:
         ``target_score``, ``top2_box`` and (when the model measures NPS) ``nps``:
         draws of the change, each of shape (draw,).
     table : pandas.DataFrame
-        ``outcome, change, change_low, change_high, p_increase`` per outcome.
+        ``outcome, label, change, change_sd, change_hdi_low, change_hdi_high,
+        p_increase`` per outcome.
     shifts : dict
         The shifts applied (driver -> points).
     """
@@ -421,7 +414,7 @@ def what_if(
     data=None,
     baseline: dict[str, float] | None = None,
     mode: str = "shift",
-    segment: str = ALL,
+    segment: str = config.EVERYONE,
     nps_item: str | None = "default",
     hdi_prob: float = config.HDI_PROB,
 ) -> WhatIf:
@@ -447,7 +440,8 @@ def what_if(
     mode : {"shift", "set"}
         Shift by the amounts, or set the drivers to them.
     segment : str
-        Whose effects to use (a group of a grouped model; ``"All"`` otherwise).
+        Whose effects to use (a group of a grouped model; ``config.EVERYONE``
+        otherwise, which averages a grouped model's groups).
     nps_item : str or None
         The NPS item among the target's items (default: the study's ``kpis.nps`` when it
         measures the target; without data, the target's one 0-10 item); None leaves NPS out.
@@ -552,14 +546,12 @@ def what_if(
     }
     rows = []
     for name, d in draws.items():
-        s = summarize_draws(d[None, :], hdi_prob)
+        s = summarize_draws(d, hdi_prob, quantity="change")
         rows.append(
             {
                 "outcome": name,
                 "label": labels[name],
-                "change": float(s["mean"][0]),
-                "change_low": float(s["hdi_low"][0]),
-                "change_high": float(s["hdi_high"][0]),
+                **{k: float(v) for k, v in s.items()},
                 "p_increase": float((d > 0).mean()),
             }
         )
@@ -585,7 +577,7 @@ def _current_levels(
     seg_col = model.group_column or (
         data.study.segment_columns[0] if data.study.segment_columns else None
     )
-    if segment != ALL and seg_col:
+    if segment != config.EVERYONE and seg_col:
         mask = (frame[seg_col] == segment).to_numpy()
         frame, w = frame[mask], w[mask]
     if len(frame) == 0:
@@ -627,7 +619,8 @@ def what_if_baseline(model: DriverModel, data, *, target: str = "Loyalty") -> di
     Returns
     -------
     dict
-        ``target``, ``segment_column`` and ``segments``: segment (``"All"`` first) ->
+        ``target``, ``segment_column`` and ``segments``: segment (``config.EVERYONE``
+        first) ->
         ``n`` (respondents), ``drivers`` (driver -> current 0-100 score),
         ``top2_box`` (mean top-2-box share of the target's items other than NPS,
         0-1) and, when the study's NPS item measures the target, ``promoters`` and
@@ -639,13 +632,17 @@ def what_if_baseline(model: DriverModel, data, *, target: str = "Loyalty") -> di
     column = model.group_column or (
         data.study.segment_columns[0] if data.study.segment_columns else None
     )
-    segments = [ALL]
+    segments = [config.EVERYONE]
     if column:
         segments += sorted(data.frame[column].dropna().astype(str).unique())
     out = {"target": target, "segment_column": column, "segments": {}}
     for seg in segments:
         levels = _current_levels(model, data, seg, {d: 0.0 for d in drivers})
-        n = len(data.frame) if seg == ALL else int((data.frame[column].astype(str) == seg).sum())
+        n = (
+            len(data.frame)
+            if seg == config.EVERYONE
+            else int((data.frame[column].astype(str) == seg).sum())
+        )
         boxes = [levels[f"top2_box:{i}"] for i in target_items if i != nps]
         entry = {
             "n": n,
@@ -671,7 +668,7 @@ def what_if_examples(
     Returns
     -------
     pandas.DataFrame
-        :attr:`WhatIf.table` rows for each driver x segment (``"All"`` and the
+        :attr:`WhatIf.table` rows for each driver x segment (everyone and the
         segments of :func:`what_if_baseline`), with ``driver``, ``shift`` and
         ``segment`` columns in front. A shift that would leave the 0-100 scale is
         left out.
@@ -682,7 +679,11 @@ def what_if_examples(
         for driver in model.drivers_of(target):
             try:
                 result = what_if(
-                    model, {driver: shift}, target=target, data=data, segment=seg,
+                    model,
+                    {driver: shift},
+                    target=target,
+                    data=data,
+                    segment=seg,
                     hdi_prob=hdi_prob,
                 )
             except DriverError:
@@ -694,7 +695,7 @@ def what_if_examples(
             frames.append(table)
     if not frames:
         return pd.DataFrame(
-            columns=["driver", "shift", "segment", "outcome", "label", "change", "change_low",
-                     "change_high", "p_increase"]
-        )
+            columns=["driver", "shift", "segment", "outcome", "label", "change", "change_sd",
+                     *interval_columns("change"), "p_increase"]
+        )  # fmt: skip
     return pd.concat(frames, ignore_index=True)

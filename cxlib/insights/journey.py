@@ -1,19 +1,20 @@
-"""The journey results as tidy tables: what ``05-touchpoints-and-journey`` publishes.
+"""Journey insights: what a point of touchpoint performance gains, and a budget to start from.
 
-One call turns a fitted touchpoint model, the cost table, a budget and the internal
-assessment into the tables the results store and the Journey dashboard read
-(``notebooks/README.md``).
+:func:`touchpoint_gains` turns a fitted touchpoint model (and, optionally, the SEM's
+draws) into the draws an allocation needs; :func:`default_budget` proposes a budget.
+The published tables of notebook 05 are built by :func:`cxlib.pipeline.tables.journey_tables`.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from cxlib import config
-from cxlib.insights.allocation import AllocationPlan, TouchpointGains, allocate_budget
-from cxlib.insights.delivery_gap import DeliveryGap, delivery_gap
+from cxlib.errors import DriverError, ModelSpecificationError
+from cxlib.insights.allocation import TouchpointGains
+from cxlib.insights.drivers import what_if
+from cxlib.stats import pair_draws
 
-__all__ = ["default_budget", "journey_tables"]
+__all__ = ["default_budget", "touchpoint_gains"]
 
 
 def default_budget(costs: pd.DataFrame, gains: TouchpointGains, *, share: float = 0.25) -> float:
@@ -28,80 +29,57 @@ def default_budget(costs: pd.DataFrame, gains: TouchpointGains, *, share: float 
     return float(round(share * full, -2)) if full >= 1000 else float(share * full)
 
 
-def journey_tables(
-    result,
-    data,
-    *,
-    driver_model=None,
-    costs: pd.DataFrame | None = None,
-    budget: float | None = None,
-    internal: pd.DataFrame | None = None,
-    objective: str = "expected",
-    metric: str = "target",
-    segment: str = "",
-    wave: str = "",
-    hdi_prob: float = config.HDI_PROB,
-    cost_source: str = "cost table",
-) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Touchpoint table, stage x channel matrix, allocation and delivery gap as tidy tables.
+def touchpoint_gains(result, driver_model=None, *, metric: str = "target", data=None):
+    """The draws an allocation needs: gain per performance point, per touchpoint.
 
     Parameters
     ----------
     result : TouchpointResult
         The fitted touchpoint model.
-    data : SurveyData
-        The responses (for the delivery gap).
     driver_model : DriverModel, optional
-        The SEM's draws: effects reach the target through its total effect.
-    costs : pandas.DataFrame, optional
-        A checked cost table (no allocation without one).
-    budget : float, optional
-        Default :func:`default_budget`.
-    internal : pandas.DataFrame, optional
-        A checked internal assessment (no delivery gap without one).
-    objective : {"expected", "quantile"}
-        The allocation's objective.
+        The SEM's draws (see
+        :meth:`~cxlib.models.touchpoints.TouchpointResult.outcome_to_target_draws`).
     metric : {"target", "nps"}
-        Allocation gains in target points, or in NPS points (needs ``driver_model``;
-        see :meth:`~cxlib.models.touchpoints.TouchpointResult.gains`).
-    segment, wave : str
-        The filter the notebook applied (labels).
+        ``target``: target points (0-100) per point. ``nps``: Net Promoter Score
+        points per point, linearized at the current level: the NPS change of raising
+        the outcome by one point, carried through the SEM to the target and its NPS
+        item along the probit link (:func:`cxlib.insights.drivers.what_if`), times
+        the touchpoint's effect on the outcome. Needs ``driver_model`` and ``data``.
+    data : SurveyData, optional
+        Current answers (the NPS baseline), for ``metric="nps"``.
 
     Returns
     -------
-    (dict of str to DataFrame, dict)
-        Tables ``touchpoint_effects``, ``journey_matrix`` and, when given their inputs,
-        ``touchpoint_costs``, ``allocation_plan``, ``allocation_alternatives``,
-        ``allocation_summary``, ``delivery_gap``, ``delivery_gap_summary``; and the
-        objects ``gains`` (TouchpointGains), ``plan`` (AllocationPlan or None), ``gap``
-        (DeliveryGap or None).
+    cxlib.insights.allocation.TouchpointGains
     """
-    from cxlib.models.touchpoints_data import journey_map
-    from cxlib.pipeline.tables import label_table
-
-    study = result.model.study
-    tables = {
-        "touchpoint_effects": result.touchpoint_table(driver_model=driver_model, hdi_prob=hdi_prob),
-        "journey_matrix": result.journey_matrix(driver_model=driver_model, hdi_prob=hdi_prob),
-    }
-    gains = result.gains(driver_model, metric=metric, data=data)
-    plan: AllocationPlan | None = None
-    gap: DeliveryGap | None = None
-    if costs is not None:
-        budget = default_budget(costs, gains) if budget is None else float(budget)
-        plan = allocate_budget(
-            gains, costs, budget, objective=objective, hdi_prob=hdi_prob, cost_source=cost_source
-        )
-        tables["touchpoint_costs"] = costs
-        tables["allocation_plan"] = plan.plan
-        tables["allocation_alternatives"] = plan.alternatives
-        tables["allocation_summary"] = pd.DataFrame([plan.summary])
-    if internal is not None:
-        gap = delivery_gap(data, journey_map(study), internal, hdi_prob=hdi_prob)
-        tables["delivery_gap"] = gap.table
-        tables["delivery_gap_summary"] = pd.DataFrame([gap.summary])
-    labelled = {
-        name: label_table(t, study=study.name, segment=segment, wave=wave)
-        for name, t in tables.items()
-    }
-    return labelled, {"gains": gains, "plan": plan, "gap": gap}
+    d = result.data
+    if metric == "target":
+        gain, unit = result.effect_draws(driver_model)["effect_on_target"], d.target
+    elif metric == "nps":
+        if driver_model is None or data is None:
+            raise ModelSpecificationError(
+                "NPS gains need the structural model's draws and the data: "
+                "touchpoint_gains(result, driver_model, metric='nps', data=data)"
+            )
+        try:
+            change = what_if(driver_model, {d.outcome: 1.0}, target=d.target, data=data)
+        except DriverError as exc:
+            raise ModelSpecificationError(f"no NPS gains: {exc}") from None
+        if "nps" not in change.draws:
+            raise ModelSpecificationError(
+                f"no NPS gains: the study's NPS item does not measure {d.target!r} in the "
+                "structural model"
+            )
+        beta = result.effect_draws()["effect_on_outcome"]
+        gain, unit = beta * pair_draws(change.draws["nps"], beta.shape[0])[:, None], "NPS"
+    else:
+        raise ModelSpecificationError(f"metric must be 'target' or 'nps', got {metric!r}")
+    return TouchpointGains(
+        touchpoints=list(d.touchpoints),
+        gain_per_point=gain,
+        performance=d.performance_mean.copy(),
+        labels=list(d.labels),
+        channels=list(d.channels),
+        stages=list(d.stages),
+        target=unit,
+    )

@@ -30,11 +30,10 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.errors import CxError
-from cxlib.insights.cells import ALL, segment_wave_cells, weighted_mean_draws
-from cxlib.stats import summarize_draws
+from cxlib.insights.cells import segment_wave_cells, weighted_mean_draws
+from cxlib.stats import interval_columns, summarize_draws
 
 __all__ = [
-    "ALL",
     "KPI_LABELS",
     "KpiEstimates",
     "estimate_kpis",
@@ -68,14 +67,15 @@ class KpiEstimates:
     draws : dict
         KPI name -> array (segment, wave, draw).
     segments, waves : list of str
-        The cells' labels (``"All"`` first among segments).
+        The cells' labels (``config.EVERYONE`` first among segments).
     n, n_eff : dict
         KPI name -> array (segment, wave): respondents who answered, and the
         Kish effective sample size.
     table : pandas.DataFrame
         One row per KPI x segment x wave: ``kpi, label, segment, wave, n, n_eff, mean,
-        sd, hdi_low, hdi_high, change_mean, change_hdi_low, change_hdi_high,
-        p_change_negative, small_cell``.
+        sd, hdi_low, hdi_high, change, change_sd, change_hdi_low, change_hdi_high,
+        p_change_negative, small_cell`` (the ``kpis`` table of
+        :mod:`cxlib.pipeline.schemas`, less its ``study`` label).
     """
 
     draws: dict[str, np.ndarray]
@@ -88,8 +88,8 @@ class KpiEstimates:
     hdi_prob: float
     min_cell_size: int = config.MIN_CELL_SIZE
 
-    def cell(self, kpi: str, segment: str = ALL, wave: str | None = None) -> np.ndarray:
-        """Draws of one KPI in one cell (default: all segments, latest wave)."""
+    def cell(self, kpi: str, segment: str = config.EVERYONE, wave: str | None = None) -> np.ndarray:
+        """Draws of one KPI in one cell (default: everyone, latest wave)."""
         if kpi not in self.draws:
             raise KpiError(f"unknown KPI {kpi!r}; available: {', '.join(self.draws)}")
         wave = self.waves[-1] if wave is None else wave
@@ -268,10 +268,12 @@ def _table(
 ) -> pd.DataFrame:
     frames = []
     for kpi, d in draws.items():
-        s = summarize_draws(d, hdi_prob)
         change = np.full_like(d, np.nan)
         change[:, 1:] = d[:, 1:] - d[:, :-1]
-        c = summarize_draws(change, hdi_prob)
+        summary = {
+            **summarize_draws(d, hdi_prob),
+            **summarize_draws(change, hdi_prob, quantity="change"),
+        }
         with np.errstate(invalid="ignore"):
             p_neg = np.where(np.isnan(change).all(axis=-1), np.nan, (change < 0).mean(axis=-1))
         seg, wave = np.meshgrid(
@@ -286,13 +288,7 @@ def _table(
                     "wave": np.asarray(wave_labels, dtype=object)[wave.ravel()],
                     "n": counts_n[kpi].ravel(),
                     "n_eff": np.round(counts_eff[kpi].ravel(), 1),
-                    "mean": s["mean"].ravel(),
-                    "sd": s["sd"].ravel(),
-                    "hdi_low": s["hdi_low"].ravel(),
-                    "hdi_high": s["hdi_high"].ravel(),
-                    "change_mean": c["mean"].ravel(),
-                    "change_hdi_low": c["hdi_low"].ravel(),
-                    "change_hdi_high": c["hdi_high"].ravel(),
+                    **{k: v.ravel() for k, v in summary.items()},
                     "p_change_negative": p_neg.ravel(),
                     "small_cell": counts_n[kpi].ravel() < min_cell,
                 }
@@ -317,19 +313,16 @@ def segment_differences(kpis: KpiEstimates, *, hdi_prob: float | None = None) ->
     Returns
     -------
     pandas.DataFrame
-        One row per KPI x wave x pair of segments (``"All"`` left out; pairs in the
+        One row per KPI x wave x pair of segments (everyone left out; pairs in the
         segments' order): ``kpi, label, wave, segment_a, segment_b, n_a, n_b,
-        difference, difference_sd, hdi_low, hdi_high, p_a_greater, small_cell``
+        difference, difference_sd, difference_hdi_low, difference_hdi_high,
+        p_a_greater, small_cell``
         (either segment below the study's minimum cell size). Pairs with a segment
         that has no answers in the wave are left out.
     """
     prob = kpis.hdi_prob if hdi_prob is None else hdi_prob
-    segments = [s for s in kpis.segments if s != ALL]
+    segments = [s for s in kpis.segments if s != config.EVERYONE]
     pairs = [(a, b) for i, a in enumerate(segments) for b in segments[i + 1 :]]
-    columns = [
-        "kpi", "label", "wave", "segment_a", "segment_b", "n_a", "n_b", "difference",
-        "difference_sd", "hdi_low", "hdi_high", "p_a_greater", "small_cell",
-    ]
     rows = []
     for kpi, draws in kpis.draws.items():
         for j, wave in enumerate(kpis.waves):
@@ -339,10 +332,23 @@ def segment_differences(kpis: KpiEstimates, *, hdi_prob: float | None = None) ->
                 diff = draws[ia, j] - draws[ib, j]
                 if min(n_a, n_b) == 0 or np.isnan(diff).all():
                     continue  # a segment without answers in this wave: only its prior
-                s = summarize_draws(diff[None, :], prob)
+                s = summarize_draws(diff, prob, quantity="difference")
                 rows.append(
-                    (kpi, KPI_LABELS[kpi], wave, a, b, n_a, n_b, float(s["mean"][0]),
-                     float(s["sd"][0]), float(s["hdi_low"][0]), float(s["hdi_high"][0]),
-                     float((diff > 0).mean()), min(n_a, n_b) < kpis.min_cell_size)
+                    {
+                        "kpi": kpi,
+                        "label": KPI_LABELS[kpi],
+                        "wave": wave,
+                        "segment_a": a,
+                        "segment_b": b,
+                        "n_a": n_a,
+                        "n_b": n_b,
+                        **{k: float(v) for k, v in s.items()},
+                        "p_a_greater": float((diff > 0).mean()),
+                        "small_cell": min(n_a, n_b) < kpis.min_cell_size,
+                    }
                 )
+    columns = [
+        "kpi", "label", "wave", "segment_a", "segment_b", "n_a", "n_b", "difference",
+        "difference_sd", *interval_columns("difference"), "p_a_greater", "small_cell",
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)

@@ -30,6 +30,7 @@ from cxlib import __version__, config
 from cxlib.errors import ConvergenceWarning, ModelFileError, ModelSpecificationError
 from cxlib.models.diagnostics import Diagnostics, count_divergences, diagnose
 from cxlib.models.sampling import nuts_start, one_blas_thread
+from cxlib.study import Study, study_from_dict
 
 __all__ = [
     "CxModel",
@@ -386,14 +387,24 @@ class CxModel(ABC):
     def init_arguments(self) -> dict[str, Any]:
         """Every ``__init__`` argument, JSON-serializable: what rebuilds this model.
 
-        Subclasses add their own arguments to the configs here; :meth:`attrs` refuses a
-        model whose ``__init__`` has an argument missing from this dict.
+        Read from the attribute of the same name: a study is saved as its spec; a value
+        that is not JSON (an array of weights) is saved as None (the data hash names the
+        data). A model whose attribute is named otherwise adds it here;
+        :meth:`attrs` refuses a model whose ``__init__`` has an argument missing from
+        this dict.
         """
-        return {"model_config": self.model_config, "sampler_config": self.sampler_config}
+        out: dict[str, Any] = {}
+        for name in self.init_parameter_names():
+            if hasattr(self, name):
+                out[name] = _json_argument(getattr(self, name))
+        return out
 
     @classmethod
     def from_init_arguments(cls, arguments: dict[str, Any]) -> CxModel:
         """Rebuild the model (unfitted) from :meth:`init_arguments`."""
+        arguments = dict(arguments)
+        if isinstance(arguments.get("study"), dict):
+            arguments["study"] = study_from_dict(arguments["study"], source="saved model")
         return cls(**arguments)
 
     @classmethod
@@ -495,3 +506,12 @@ class CxModel(ABC):
             )
         model = cls.from_init_arguments(arguments)
         return model.restore(idata)
+
+
+def _json_argument(value: Any) -> Any:
+    """An ``__init__`` argument as saved in the attrs (see :meth:`CxModel.init_arguments`)."""
+    if isinstance(value, Study):
+        return value.to_dict()
+    if value is None or isinstance(value, str | bool | int | float | list | dict):
+        return value
+    return None

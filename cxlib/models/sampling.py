@@ -1,24 +1,10 @@
 """How the models start NUTS: from the Laplace approximation, with a dense mass matrix.
 
-PyMC's default start (``jitter+adapt_diag`` or ``jitter+adapt_full``) begins with a unit
-mass matrix. The models' posteriors are far from unit-scaled: with thousands of
-respondents a slope's posterior SD is ~0.01 while a pooling spread's is ~0.5, and the
-slopes are correlated. Until the mass matrix has adapted, NUTS takes tiny steps and deep
-trees: on the sample study (8,000 respondents) the expectations model spent 140
-leapfrog steps per tuning iteration, most of its sampling time.
-
-:func:`laplace_nuts` finds the posterior mode (L-BFGS-B on the unconstrained scale,
-reusing the NUTS step's compiled logp and gradient), takes the inverse negative Hessian
-there as NUTS's starting dense mass matrix (still adapted during tuning) and starts each
-chain from its own draw of that Gaussian, spread 1.5-fold (overdispersed starts keep
-R-hat meaningful). Measured on the sample study (2 chains x 1,000 draws after 1,000
-tuning steps, 2 cores, whole fit): the expectations model in ~16 s instead of ~38 s, the
-touchpoint model in ~11 s instead of ~22 s, at comparable R-hat and ESS.
-
-It needs a proper mode: where a pooling spread collapses to zero at the mode (a
-hierarchical model with few, similar groups), the Hessian is not positive definite and
-:func:`laplace_nuts` returns None; the models then fall back to PyMC's start. Choose
-PyMC's start always with ``sampler_config={"mass_matrix": "adapt"}``.
+:func:`laplace_nuts` finds the posterior mode, takes the inverse negative Hessian there
+as NUTS's starting dense mass matrix (still adapted in tuning) and starts each chain
+from its own overdispersed draw of that Gaussian; where the mode is improper it falls
+back to PyMC's start. Also the sampling helpers every model shares (one BLAS thread, a
+mode search). Measurements and reasoning: ``docs/design/laplace-start.md``.
 """
 
 from __future__ import annotations

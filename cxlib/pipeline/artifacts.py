@@ -30,6 +30,7 @@ from cxlib.pipeline.gates import DIAGNOSTICS_FILE
 from cxlib.pipeline.provenance import write_json_atomic
 
 __all__ = [
+    "ARTIFACT_FORMAT",
     "MANIFEST_FILE",
     "RESERVED_TABLES",
     "TABLES_DIR",
@@ -37,8 +38,14 @@ __all__ = [
     "default_output_dir",
     "diagnostics_dict",
     "diagnostics_from_idata",
+    "is_table_name",
 ]
 
+#: Version of what a run folder holds (tables, their columns, labels): 2 is the one
+#: results vocabulary (``cxlib.pipeline.schemas``). Each table's Parquet metadata
+#: and manifest entry carry it; the results store loads only tables of this format
+#: and rebuilds itself from the run folders when it changes.
+ARTIFACT_FORMAT = 2
 #: Subfolder of the output directory holding tidy tables (Parquet).
 TABLES_DIR = "tables"
 #: The notebook's own manifest in its output directory.
@@ -47,6 +54,27 @@ MANIFEST_FILE = "manifest.json"
 RESERVED_TABLES = ("runs", "publications", "published_runs", "alert_rules")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def is_table_name(name: str) -> bool:
+    """Whether ``name`` may name a run's table (and so a table of the results store).
+
+    Parameters
+    ----------
+    name : str
+        The table's name (its Parquet file's stem).
+
+    Returns
+    -------
+    bool
+        True for a lower-case identifier of at most 63 characters that is not
+        one of :data:`RESERVED_TABLES` and does not start with ``published_``.
+    """
+    return (
+        bool(_TABLE_NAME.match(name))
+        and name not in RESERVED_TABLES
+        and not name.startswith("published_")
+    )
 
 
 def default_output_dir(notebook: str) -> Path:
@@ -123,30 +151,50 @@ class Artifacts:
             ``data_quality_items`` ...).
         frame : pandas.DataFrame
             One row per observation, one column per variable; a non-default
-            index is kept as columns.
+            index is kept as columns. A table declared in
+            :mod:`cxlib.pipeline.schemas` must match its declaration.
 
         Returns
         -------
         Path
+
+        Raises
+        ------
+        TableSchemaError
+            When a declared table breaks its declaration, or a notebook the
+            declarations know writes a table not declared for it (nothing is written).
         """
-        if not _TABLE_NAME.match(name) or name in RESERVED_TABLES or name.startswith("published_"):
+        if not is_table_name(name):
             raise ValueError(
                 f"table name {name!r}: use lower-case letters, digits and '_' (it names a "
                 f"database table); {', '.join(RESERVED_TABLES)} and published_* are reserved"
             )
         import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from cxlib.pipeline.schemas import validate_table
 
         if not isinstance(frame.index, pd.RangeIndex):
             frame = frame.reset_index()
         if any(not isinstance(c, str) for c in frame.columns):
             frame = frame.rename(columns=str)
+        frame = validate_table(name, frame, notebook=self.notebook)
         folder = self.path / TABLES_DIR
         folder.mkdir(exist_ok=True)
         path = folder / f"{name}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
-        frame.to_parquet(tmp, index=False)
+        data = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = {**(data.schema.metadata or {}), b"cxlib.artifact_format": str(ARTIFACT_FORMAT)}
+        pq.write_table(data.replace_schema_metadata(meta), tmp)
         tmp.replace(path)
-        return self.record(path, "table", rows=len(frame), columns=list(frame.columns))
+        return self.record(
+            path,
+            "table",
+            rows=len(frame),
+            columns=list(frame.columns),
+            format=ARTIFACT_FORMAT,
+        )
 
     def json(self, name: str, data: Any) -> Path:
         """Write a JSON document as ``<name>.json`` (e.g. a report's ``to_dict()``)."""

@@ -14,16 +14,12 @@ from cxlib import config
 from cxlib.errors import CxError
 
 __all__ = [
-    "ALL",
     "MissingInputError",
     "SubsetError",
     "input_folder",
     "load_inputs",
     "select_respondents",
 ]
-
-#: How tables label "no filter" in their segment and wave columns.
-ALL = "all"
 
 
 class SubsetError(CxError):
@@ -126,7 +122,7 @@ def input_folder(
     *,
     study,
     notebook: str,
-    label: str = ALL,
+    label: str = config.EVERYONE,
     needs: str | None = None,
     required: bool = True,
 ) -> Path | None:
@@ -144,7 +140,8 @@ def input_folder(
     notebook : str
         The notebook whose output it is, e.g. ``02-experience-brand-loyalty``.
     label : str
-        Its parameter set (default ``all``).
+        Its parameter set (default ``config.EVERYONE``, ``all``: the set of every
+        respondent).
     needs : str, optional
         A file the folder must hold, e.g. ``driver_model.npz``.
     required : bool

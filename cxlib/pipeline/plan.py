@@ -20,6 +20,15 @@ spec, the data file, and its side files (:func:`side_files`) — the study's sid
 tables (``source.touchpoint_costs``, ``source.internal_assessment``) for a
 notebook whose code names them, and the file named by any ``*_path`` parameter
 it is given. Changing a cost table reruns the touchpoints notebook, not the SEM.
+
+:func:`plan_runs` reads as its steps, each a function of its own:
+
+1. :func:`resolve_studies` — each study entry's spec and data file (:func:`resolve_study`),
+   then :func:`select_study` for ``--study``;
+2. :func:`read_notebooks` — each notebook and its declared parameters (:func:`read_notebook`);
+3. :func:`check_shared_parameters` — the pipeline's and study entries' parameters;
+4. :func:`plan_tasks` — per study x notebook x parameter set: :func:`parameter_layers`,
+   :func:`layered_values`, :func:`run_parameters`, and :func:`make_task` (the key).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cxlib.errors import did_you_mean
 from cxlib.pipeline.errors import PipelineSpecError
 from cxlib.pipeline.params import (
     DeclaredParameter,
@@ -39,13 +49,18 @@ from cxlib.pipeline.params import (
     notebook_hash,
 )
 from cxlib.pipeline.provenance import code_version, file_sha256, run_key
-from cxlib.pipeline.spec import PipelineSpec, _did_you_mean
+from cxlib.pipeline.spec import NotebookEntry, PipelineSpec, StudyEntry
+
+if TYPE_CHECKING:
+    from cxlib.study import Study
 
 __all__ = [
     "ALERT_RULES_PARAMETER",
     "OUTPUT_PARAMETER",
     "RUNNER_PARAMETERS",
     "SIDE_TABLES",
+    "PlannedNotebook",
+    "PlannedStudy",
     "RunTask",
     "plan_runs",
     "resolve_data",
@@ -188,6 +203,58 @@ def side_files(
     return out
 
 
+@dataclass(frozen=True)
+class PlannedStudy:
+    """A study entry of the pipeline, resolved: its spec loaded, its data file found.
+
+    Attributes
+    ----------
+    index : int
+        Its place in the pipeline's ``studies`` (messages say ``studies[index]``).
+    entry : StudyEntry
+        The entry as the pipeline spec gives it.
+    path : Path
+        The study spec file.
+    study : Study
+        The loaded study spec.
+    data_file : Path
+        The data file its runs read (of a glob's matches, the last in name order).
+    """
+
+    index: int
+    entry: StudyEntry
+    path: Path
+    study: Study
+    data_file: Path
+
+    @property
+    def name(self) -> str:
+        """The study's name (from its spec)."""
+        return self.study.name
+
+
+@dataclass(frozen=True)
+class PlannedNotebook:
+    """A notebook entry of the pipeline, resolved: the notebook found, its parameters read.
+
+    Attributes
+    ----------
+    index : int
+        Its place in the pipeline's ``notebooks`` (messages say ``notebooks[index]``).
+    entry : NotebookEntry
+        The entry as the pipeline spec gives it.
+    path : Path
+        The notebook file.
+    declared : dict
+        Its parameters cell: name -> :class:`~cxlib.pipeline.params.DeclaredParameter`.
+    """
+
+    index: int
+    entry: NotebookEntry
+    path: Path
+    declared: dict[str, DeclaredParameter]
+
+
 def plan_runs(
     spec: PipelineSpec,
     *,
@@ -221,237 +288,471 @@ def plan_runs(
         exist, a data glob matching nothing, a parameter the notebook does not
         declare or of the wrong type, an output path outside the runs directory.
     """
+    runs = Path(runs_dir).resolve() if runs_dir is not None else spec.runs_path
+    studies, problems = resolve_studies(spec)
+    studies = select_study(spec, studies, study, any_problems=bool(problems))
+    notebooks, notebook_problems = read_notebooks(spec)
+    problems += notebook_problems
+    problems += check_shared_parameters(spec, studies, notebooks, runs=runs, fast=fast)
+    tasks, task_problems = plan_tasks(spec, studies, notebooks, runs=runs, fast=fast)
+    problems += task_problems
+    if problems:
+        raise PipelineSpecError(spec.source, list(dict.fromkeys(problems)))
+    return tasks
+
+
+# ----------------------------------------------------------------------------- step 1: studies
+def resolve_study(spec: PipelineSpec, index: int, entry: StudyEntry) -> PlannedStudy | str:
+    """Load one study entry's spec and find its data file.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline (its folder resolves the entry's paths).
+    index : int
+        The entry's place in ``spec.studies``.
+    entry : StudyEntry
+        The entry.
+
+    Returns
+    -------
+    PlannedStudy or str
+        The resolved study, or the problem that stops it (a message naming the
+        entry's key: the spec or data file missing, the spec invalid, no data).
+    """
     from cxlib.errors import CxError
     from cxlib.study import load_study
 
-    problems: list[str] = []
-    runs = Path(runs_dir).resolve() if runs_dir is not None else spec.runs_path
+    where = f"studies[{index}].spec"
+    path = spec.resolve(entry.spec)
+    if not path.is_file():
+        return f"{where}: study spec {str(path)!r} does not exist"
+    try:
+        loaded = load_study(path)
+    except CxError as exc:
+        return f"{where}: {exc}"
+    if entry.data is not None:
+        source, where_data = spec.resolve(entry.data), f"studies[{index}].data"
+    elif loaded.data_path is not None:
+        source, where_data = loaded.data_path, f"{path.name}: source.file"
+    else:
+        return (
+            f"studies[{index}]: give `data:` (a file or a glob) — study {loaded.name!r} "
+            "has no source.file"
+        )
+    files = resolve_data(source)
+    if not files:
+        what = "the glob" if _GLOB_CHARS & set(str(source)) else "the data file"
+        hint = " (build the sample data with `cx sample`)" if "telecom" in str(source) else ""
+        return f"{where_data}: {what} {str(source)!r} matches no file{hint}"
+    return PlannedStudy(index, entry, path, loaded, files[-1])
 
-    # --- studies and their data
-    studies = []
-    for i, entry in enumerate(spec.studies):
-        where = f"studies[{i}].spec"
-        path = spec.resolve(entry.spec)
-        if not path.is_file():
-            problems.append(f"{where}: study spec {str(path)!r} does not exist")
-            continue
-        try:
-            loaded = load_study(path)
-        except CxError as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        if entry.data is not None:
-            source, where_data = spec.resolve(entry.data), f"studies[{i}].data"
-        elif loaded.data_path is not None:
-            source, where_data = loaded.data_path, f"{path.name}: source.file"
+
+def resolve_studies(spec: PipelineSpec) -> tuple[list[PlannedStudy], list[str]]:
+    """Resolve every study entry (:func:`resolve_study`); a study listed twice is a problem.
+
+    Returns
+    -------
+    tuple
+        ``(the studies resolved, in spec order; the problems found)``.
+    """
+    studies: list[PlannedStudy] = []
+    problems: list[str] = []
+    for index, entry in enumerate(spec.studies):
+        got = resolve_study(spec, index, entry)
+        if isinstance(got, str):
+            problems.append(got)
         else:
-            problems.append(
-                f"studies[{i}]: give `data:` (a file or a glob) — study {loaded.name!r} has no source.file"
-            )
-            continue
-        files = resolve_data(source)
-        if not files:
-            what = "the glob" if _GLOB_CHARS & set(str(source)) else "the data file"
-            hint = " (build the sample data with `cx sample`)" if "telecom" in str(source) else ""
-            problems.append(f"{where_data}: {what} {str(source)!r} matches no file{hint}")
-            continue
-        studies.append((i, entry, path, loaded, files[-1]))
-    names = [s[3].name for s in studies]
+            studies.append(got)
+    names = [s.name for s in studies]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"studies: study {dupes[0]!r} is listed twice")
-    if study is not None:
-        known = [s[3].name for s in studies]
-        if study not in known and not problems:
-            raise PipelineSpecError(
-                spec.source,
-                [
-                    f"--study {study!r}: the pipeline has no such study (it has: {', '.join(known)})"
-                    + _did_you_mean(study, known)
-                ],
-            )
-        studies = [s for s in studies if s[3].name == study]
+    return studies, problems
 
-    # --- notebooks and their declared parameters
-    notebooks: list[tuple[int, Any, Path, dict[str, DeclaredParameter]]] = []
+
+def select_study(
+    spec: PipelineSpec, studies: list[PlannedStudy], name: str | None, *, any_problems: bool
+) -> list[PlannedStudy]:
+    """The studies to plan: all of them, or only the one ``--study`` names.
+
+    Raises
+    ------
+    PipelineSpecError
+        When ``name`` is none of the studies and nothing else is wrong so far
+        (``any_problems`` false; otherwise the study may be among those that
+        failed to load, and the problems say why).
+    """
+    if name is None:
+        return studies
+    known = [s.name for s in studies]
+    if name not in known and not any_problems:
+        raise PipelineSpecError(
+            spec.source,
+            [
+                f"--study {name!r}: the pipeline has no such study (it has: {', '.join(known)})"
+                + did_you_mean(name, known)
+            ],
+        )
+    return [s for s in studies if s.name == name]
+
+
+# ----------------------------------------------------------------------------- step 2: notebooks
+def read_notebook(
+    spec: PipelineSpec, index: int, entry: NotebookEntry
+) -> tuple[PlannedNotebook | None, list[str]]:
+    """Find one notebook entry's notebook and read its declared parameters.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline (its folder resolves the entry's path).
+    index : int
+        The entry's place in ``spec.notebooks``.
+    entry : NotebookEntry
+        The entry.
+
+    Returns
+    -------
+    tuple
+        ``(the resolved notebook, or None when it cannot be planned; the problems
+        found)``. A notebook whose runner-set parameters or inputs are declared
+        wrongly is still returned (with those problems), so that its parameters
+        are checked too.
+    """
+    where = f"notebooks[{index}].path"
+    path = spec.resolve(entry.path)
+    if path.suffix != ".ipynb":
+        return None, [f"{where}: {entry.path!r} is not a notebook (.ipynb)"]
+    if not path.is_file():
+        near = ""
+        if path.parent.is_dir():
+            near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.ipynb")])
+        return None, [f"{where}: notebook {str(path)!r} does not exist{near}"]
+    try:
+        declared = declared_parameters(path)
+    except NotebookParameterError as exc:
+        return None, [f"{where}: {path.name} {exc}"]
+    if OUTPUT_PARAMETER not in declared:
+        return None, [
+            f"{where}: {path.name} declares no {OUTPUT_PARAMETER!r} parameter; the runner "
+            'passes each run\'s output folder in it (add `output_dir: str = ""  # where '
+            "artifacts go` to its parameters cell)"
+        ]
+    problems = []
+    for name in (OUTPUT_PARAMETER, *RUNNER_PARAMETERS):
+        if name in declared:
+            try:
+                coerce_parameter(declared[name], "x")
+            except NotebookParameterError:
+                problems.append(
+                    f"{where}: {path.name} declares {name!r} as "
+                    f"`{declared[name].type_name}`; the runner passes a path as str"
+                )
+    for name in entry.inputs:
+        problems += _input_parameter(f"notebooks[{index}].inputs.{name}", path.name, name, declared)
+    return PlannedNotebook(index, entry, path, declared), problems
+
+
+def read_notebooks(spec: PipelineSpec) -> tuple[list[PlannedNotebook], list[str]]:
+    """Read every notebook entry (:func:`read_notebook`), each one's inputs before it.
+
+    Returns
+    -------
+    tuple
+        ``(the notebooks resolved, in :meth:`PipelineSpec.notebook_order`; the
+        problems found)``.
+    """
     index = {id(nb): j for j, nb in enumerate(spec.notebooks)}
-    for nb in spec.notebook_order():  # each notebook's inputs before it
-        j = index[id(nb)]
-        where = f"notebooks[{j}].path"
-        path = spec.resolve(nb.path)
-        if path.suffix != ".ipynb":
-            problems.append(f"{where}: {nb.path!r} is not a notebook (.ipynb)")
-            continue
-        if not path.is_file():
-            near = ""
-            if path.parent.is_dir():
-                near = _did_you_mean(path.name, [p.name for p in path.parent.glob("*.ipynb")])
-            problems.append(f"{where}: notebook {str(path)!r} does not exist{near}")
-            continue
-        try:
-            declared = declared_parameters(path)
-        except NotebookParameterError as exc:
-            problems.append(f"{where}: {path.name} {exc}")
-            continue
-        if OUTPUT_PARAMETER not in declared:
-            problems.append(
-                f"{where}: {path.name} declares no {OUTPUT_PARAMETER!r} parameter; the runner "
-                'passes each run\'s output folder in it (add `output_dir: str = ""  # where '
-                "artifacts go` to its parameters cell)"
-            )
-            continue
-        for name in (OUTPUT_PARAMETER, *RUNNER_PARAMETERS):
-            if name in declared:
-                try:
-                    coerce_parameter(declared[name], "x")
-                except NotebookParameterError:
-                    problems.append(
-                        f"{where}: {path.name} declares {name!r} as "
-                        f"`{declared[name].type_name}`; the runner passes a path as str"
-                    )
-        for name in nb.inputs:
-            problems += _input_parameter(f"notebooks[{j}].inputs.{name}", path.name, name, declared)
-        notebooks.append((j, nb, path, declared))
+    notebooks: list[PlannedNotebook] = []
+    problems: list[str] = []
+    for entry in spec.notebook_order():
+        notebook, found = read_notebook(spec, index[id(entry)], entry)
+        problems += found
+        if notebook is not None:
+            notebooks.append(notebook)
+    return notebooks, problems
 
-    # --- shared parameters must be declared by some notebook
-    all_declared = set().union(*(d for *_, d in notebooks)) if notebooks else set()
+
+# ----------------------------------------------------------------------------- step 3: shared
+def check_shared_parameters(
+    spec: PipelineSpec,
+    studies: list[PlannedStudy],
+    notebooks: list[PlannedNotebook],
+    *,
+    runs: Path,
+    fast: bool,
+) -> list[str]:
+    """Problems with the parameters that go to every notebook declaring them.
+
+    The pipeline's ``parameters`` (and with ``fast`` its ``fast_parameters``) and
+    each study entry's: none may be one the runner sets, and each must be
+    declared by at least one of the (readable) notebooks.
+    """
+    all_declared = set().union(*(nb.declared for nb in notebooks)) if notebooks else set()
     shared = [("parameters", spec.parameters)]
     if fast:
         shared.append(("fast_parameters", spec.fast_parameters))
-    shared += [(f"studies[{i}].parameters", e.parameters) for i, e, *_ in studies]
+    shared += [(f"studies[{s.index}].parameters", s.entry.parameters) for s in studies]
+    problems: list[str] = []
     for where, params in shared:
         for name in params:
             problems += _runner_owned(where, name, runs)
             if notebooks and name not in all_declared:
                 problems.append(
                     f"{where}.{name}: no notebook of the pipeline declares a parameter {name!r}"
-                    + _did_you_mean(name, all_declared)
+                    + did_you_mean(name, all_declared)
                 )
+    return problems
 
-    # --- one task per study x notebook x parameter set
-    tasks: list[RunTask] = []
-    version = code_version()
-    # with no valid study, still check each notebook's parameters (report all problems at once)
-    checked = studies or [(None, None, None, None, None)]
-    for i, entry, study_path, loaded, data_file in checked:
-        for j, nb, nb_path, declared in notebooks:
-            labels = nb.parameter_sets or list(spec.parameter_sets)
-            for label in labels:
-                values: dict[str, tuple[str, Any]] = {}
-                layers = [
-                    ("parameters", spec.parameters, False),
-                    (f"studies[{i}].parameters", entry.parameters if entry else {}, False),
-                    (f"notebooks[{j}].parameters", nb.parameters, True),
-                    (f"parameter_sets.{label}", spec.parameter_sets[label], True),
-                ]
-                if fast:
-                    layers += [
-                        ("fast_parameters", spec.fast_parameters, False),
-                        (f"notebooks[{j}].fast_parameters", nb.fast_parameters, True),
-                    ]
-                for where, params, strict in layers:
-                    for name, value in params.items():
-                        if name in nb.inputs:
-                            if strict:
-                                problems.append(
-                                    f"{where}.{name}: the runner sets {name!r} of {nb_path.name} "
-                                    f"(notebooks[{j}].inputs); remove it here"
-                                )
-                            continue
-                        if name in declared:
-                            values[name] = (where, value)
-                        elif strict:
-                            problems.append(
-                                f"{where}.{name}: {nb_path.name} does not declare a parameter "
-                                f"{name!r} (it declares: {', '.join(declared)})"
-                                + _did_you_mean(name, declared)
-                            )
-                output_subdir = ARTIFACTS
-                final: dict[str, Any] = {}
-                for name, (where, value) in values.items():
-                    if name in RUNNER_PARAMETERS:
-                        problems += _runner_owned(where, name, runs)
-                        continue
-                    if name == ALERT_RULES_PARAMETER:
-                        problems.append(
-                            f"{where}.{name}: the runner sets {name!r} (from the pipeline's "
-                            "`alerts:`); declare alert rules there"
-                        )
-                        continue
-                    try:
-                        value = coerce_parameter(declared[name], value)
-                    except NotebookParameterError as exc:
-                        problems.append(f"{where}.{name}: {nb_path.name} parameter {name!r} {exc}")
-                        continue
-                    if name == OUTPUT_PARAMETER:
-                        sub = _output_subdir(where, value, runs, loaded.name if loaded else "study")
-                        if isinstance(sub, list):
-                            problems += sub
-                        else:
-                            output_subdir = sub
-                        continue
-                    final[name] = value
-                if ALERT_RULES_PARAMETER in declared:
-                    final[ALERT_RULES_PARAMETER] = json.dumps(
-                        [rule.model_dump(mode="json") for rule in spec.alerts]
+
+# ----------------------------------------------------------------------------- step 4: tasks
+def parameter_layers(
+    spec: PipelineSpec,
+    study: PlannedStudy | None,
+    notebook: PlannedNotebook,
+    label: str,
+    *,
+    fast: bool,
+) -> list[tuple[str, dict[str, Any], bool]]:
+    """Where a run's parameters come from, in order, later ones winning.
+
+    Returns
+    -------
+    list of tuple
+        ``(where, parameters, strict)``: a strict layer names only parameters
+        its notebook declares (the notebook entry's, the parameter set's); the
+        shared ones go to the notebooks that declare them.
+    """
+    j, nb = notebook.index, notebook.entry
+    layers = [
+        ("parameters", spec.parameters, False),
+        (
+            f"studies[{study.index if study else None}].parameters",
+            study.entry.parameters if study else {},
+            False,
+        ),
+        (f"notebooks[{j}].parameters", nb.parameters, True),
+        (f"parameter_sets.{label}", spec.parameter_sets[label], True),
+    ]
+    if fast:
+        layers += [
+            ("fast_parameters", spec.fast_parameters, False),
+            (f"notebooks[{j}].fast_parameters", nb.fast_parameters, True),
+        ]
+    return layers
+
+
+def layered_values(
+    layers: list[tuple[str, dict[str, Any], bool]], notebook: PlannedNotebook
+) -> tuple[dict[str, tuple[str, Any]], list[str]]:
+    """Each parameter's value from :func:`parameter_layers`, the last layer setting it winning.
+
+    Returns
+    -------
+    tuple
+        ``(name -> (where, value) for the parameters the notebook declares; the
+        problems: a strict layer naming an input or an undeclared parameter)``.
+    """
+    entry, name_of, declared = notebook.entry, notebook.path.name, notebook.declared
+    values: dict[str, tuple[str, Any]] = {}
+    problems: list[str] = []
+    for where, params, strict in layers:
+        for name, value in params.items():
+            if name in entry.inputs:
+                if strict:
+                    problems.append(
+                        f"{where}.{name}: the runner sets {name!r} of {name_of} "
+                        f"(notebooks[{notebook.index}].inputs); remove it here"
                     )
-                if loaded is None:
-                    continue
-                study_hash = file_sha256(study_path)
-                data_hash = file_sha256(data_file)
-                nb_hash = notebook_hash(nb_path)
-                files = side_files(loaded, nb_path, final, base=spec.base_dir)
-                gates = spec.gates.merged(nb.gates)
-                if fast:
-                    gates = gates.merged(spec.fast_gates)
-                key_parts = {
-                    "notebook": nb_path.stem,
-                    "notebook_hash": nb_hash,
-                    "label": label,
-                    "parameters": final,
-                    "study_hash": study_hash,
-                    "data_hash": data_hash,
-                    "side_files": {name: f["hash"] for name, f in files.items()},
-                    "code_version": version,
-                    "output_subdir": output_subdir,
-                    "gates": gates.model_dump(),
-                    "fast": fast,
-                }
-                tasks.append(
-                    RunTask(
-                        pipeline=spec.name,
-                        study=loaded.name,
-                        study_path=str(study_path),
-                        notebook=nb_path.stem,
-                        notebook_path=str(nb_path),
-                        label=label,
-                        parameters=final,
-                        data_path=str(data_file.resolve()),
-                        data_hash=data_hash,
-                        side_files=files,
-                        key=run_key(**key_parts),
-                        key_parts=key_parts,
-                        gates=gates.model_dump(),
-                        runs_dir=str(runs),
-                        output_subdir=output_subdir,
-                        timeout_s=nb.timeout_s or spec.execution.timeout_s,
-                        start_timeout_s=spec.execution.start_timeout_s,
-                        run_timeout_s=spec.execution.run_timeout_s,
-                        kernel=spec.execution.kernel,
-                        export_html=spec.execution.export_html,
-                        fast=fast,
-                        runner_parameters=tuple(
-                            n for n in (*RUNNER_PARAMETERS, OUTPUT_PARAMETER) if n in declared
-                        ),
-                        inputs=tuple(
-                            (name, "/".join(nb.input_for(name, label))) for name in nb.inputs
-                        ),
-                        optional_inputs=tuple(nb.optional_inputs),
-                    )
+                continue
+            if name in declared:
+                values[name] = (where, value)
+            elif strict:
+                problems.append(
+                    f"{where}.{name}: {name_of} does not declare a parameter "
+                    f"{name!r} (it declares: {', '.join(declared)})" + did_you_mean(name, declared)
                 )
-    if problems:
-        raise PipelineSpecError(spec.source, list(dict.fromkeys(problems)))
-    return tasks
+    return values, problems
+
+
+def run_parameters(
+    spec: PipelineSpec,
+    values: dict[str, tuple[str, Any]],
+    notebook: PlannedNotebook,
+    *,
+    runs: Path,
+    study_name: str,
+) -> tuple[dict[str, Any], str, list[str]]:
+    """A run's parameters, checked against the notebook's declarations.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline (its ``alerts`` go to a notebook declaring ``alert_rules``).
+    values : dict
+        From :func:`layered_values`: name -> (where it was given, value).
+    notebook : PlannedNotebook
+        The notebook run.
+    runs : Path
+        The runs directory (``output_dir`` must lie inside the run's folder).
+    study_name : str
+        The study's name (for the run folder an ``output_dir`` is checked against).
+
+    Returns
+    -------
+    tuple
+        ``(the parameters, coerced to their declared types; the output
+        subfolder; the problems: runner-set parameters given, wrong types, an
+        output folder outside the run's)``.
+    """
+    output_subdir = ARTIFACTS
+    final: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, (where, value) in values.items():
+        if name in RUNNER_PARAMETERS:
+            problems += _runner_owned(where, name, runs)
+            continue
+        if name == ALERT_RULES_PARAMETER:
+            problems.append(
+                f"{where}.{name}: the runner sets {name!r} (from the pipeline's "
+                "`alerts:`); declare alert rules there"
+            )
+            continue
+        try:
+            value = coerce_parameter(notebook.declared[name], value)
+        except NotebookParameterError as exc:
+            problems.append(f"{where}.{name}: {notebook.path.name} parameter {name!r} {exc}")
+            continue
+        if name == OUTPUT_PARAMETER:
+            sub = _output_subdir(where, value, runs, study_name)
+            if isinstance(sub, list):
+                problems += sub
+            else:
+                output_subdir = sub
+            continue
+        final[name] = value
+    if ALERT_RULES_PARAMETER in notebook.declared:
+        final[ALERT_RULES_PARAMETER] = json.dumps(
+            [rule.model_dump(mode="json") for rule in spec.alerts]
+        )
+    return final, output_subdir, problems
+
+
+def make_task(
+    spec: PipelineSpec,
+    study: PlannedStudy,
+    notebook: PlannedNotebook,
+    label: str,
+    parameters: dict[str, Any],
+    output_subdir: str,
+    *,
+    runs: Path,
+    fast: bool,
+    version: str,
+) -> RunTask:
+    """The run of ``notebook`` with parameter set ``label`` on ``study``, and its key.
+
+    The key covers the notebook, the parameters, the study spec, the data file
+    and the side files (by hash), the code version (``version``), the output
+    subfolder, the gates and ``fast``.
+    """
+    nb, nb_path = notebook.entry, notebook.path
+    data_hash = file_sha256(study.data_file)
+    files = side_files(study.study, nb_path, parameters, base=spec.base_dir)
+    gates = spec.gates.merged(nb.gates)
+    if fast:
+        gates = gates.merged(spec.fast_gates)
+    key_parts = {
+        "notebook": nb_path.stem,
+        "notebook_hash": notebook_hash(nb_path),
+        "label": label,
+        "parameters": parameters,
+        "study_hash": file_sha256(study.path),
+        "data_hash": data_hash,
+        "side_files": {name: f["hash"] for name, f in files.items()},
+        "code_version": version,
+        "output_subdir": output_subdir,
+        "gates": gates.model_dump(),
+        "fast": fast,
+    }
+    return RunTask(
+        pipeline=spec.name,
+        study=study.name,
+        study_path=str(study.path),
+        notebook=nb_path.stem,
+        notebook_path=str(nb_path),
+        label=label,
+        parameters=parameters,
+        data_path=str(study.data_file.resolve()),
+        data_hash=data_hash,
+        side_files=files,
+        key=run_key(**key_parts),
+        key_parts=key_parts,
+        gates=gates.model_dump(),
+        runs_dir=str(runs),
+        output_subdir=output_subdir,
+        timeout_s=nb.timeout_s or spec.execution.timeout_s,
+        start_timeout_s=spec.execution.start_timeout_s,
+        run_timeout_s=spec.execution.run_timeout_s,
+        kernel=spec.execution.kernel,
+        export_html=spec.execution.export_html,
+        fast=fast,
+        runner_parameters=tuple(
+            n for n in (*RUNNER_PARAMETERS, OUTPUT_PARAMETER) if n in notebook.declared
+        ),
+        inputs=tuple((name, "/".join(nb.input_for(name, label))) for name in nb.inputs),
+        optional_inputs=tuple(nb.optional_inputs),
+    )
+
+
+def plan_tasks(
+    spec: PipelineSpec,
+    studies: list[PlannedStudy],
+    notebooks: list[PlannedNotebook],
+    *,
+    runs: Path,
+    fast: bool,
+) -> tuple[list[RunTask], list[str]]:
+    """One task per study x notebook x parameter set, each run's parameters checked.
+
+    With no valid study the notebooks' parameters are still checked, so that
+    every problem is reported at once; there are no tasks then.
+
+    Returns
+    -------
+    tuple
+        ``(the tasks: studies in order, then notebooks, then parameter sets; the
+        problems found)``.
+    """
+    tasks: list[RunTask] = []
+    problems: list[str] = []
+    version = code_version()
+    for study in studies or [None]:
+        for notebook in notebooks:
+            for label in notebook.entry.parameter_sets or list(spec.parameter_sets):
+                layers = parameter_layers(spec, study, notebook, label, fast=fast)
+                values, found = layered_values(layers, notebook)
+                problems += found
+                parameters, output_subdir, found = run_parameters(
+                    spec, values, notebook, runs=runs, study_name=study.name if study else "study"
+                )
+                problems += found
+                if study is not None:
+                    tasks.append(
+                        make_task(
+                            spec,
+                            study,
+                            notebook,
+                            label,
+                            parameters,
+                            output_subdir,
+                            runs=runs,
+                            fast=fast,
+                            version=version,
+                        )
+                    )
+    return tasks, problems
 
 
 def _input_parameter(
@@ -464,7 +765,7 @@ def _input_parameter(
         return [
             f"{where}: {notebook} does not declare a parameter {name!r} to receive the input's "
             f"output folder (it declares: {', '.join(declared)})"
-            + _did_you_mean(name, declared)
+            + did_you_mean(name, declared)
             + f'; add `{name}: str = ""  # output folder of ...` to its parameters cell'
         ]
     try:

@@ -21,6 +21,12 @@ tests call. For each study it:
    by switching the study's pointer atomically, and mirrors catalog and tables
    into the results store.
 
+:func:`run_pipeline` reads as these steps: :func:`check_run_options`,
+:func:`~cxlib.pipeline.plan.plan_runs`, :func:`lock_studies`, :func:`prepare_studies`,
+a :class:`RefreshState` (what is up to date: :func:`latest_succeeded`), the ready-set
+loop :func:`execute_runs` (:func:`ready_tasks`, :func:`start_run`, :func:`input_runs`)
+over an executor, and :func:`finish_result`.
+
 A run's status is ``succeeded`` (finished, gates passed), ``failed`` (the
 notebook raised, timed out, or could not start), ``gated`` (finished, but a
 quality gate failed), ``aborted`` (its runner was killed) or ``blocked`` (not
@@ -357,16 +363,52 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
     run_dir = Path(task.runs_dir) / task.study / run_id
     out_dir = run_dir / task.output_subdir
     out_dir.mkdir(parents=True, exist_ok=False)
+    manifest_path = run_dir / MANIFEST_FILE
+    manifest = _start_manifest(task, run_id, run_dir, out_dir, started)
+    write_json_atomic(manifest_path, manifest)
+
+    params = _notebook_parameters(task, run_id, out_dir)
+    manifest["parameters"] = params
+    executed = run_dir / f"{task.notebook}.ipynb"
+    limit = _time_limit(task, started)
+    t0 = time.perf_counter()
+    try:
+        status, error = _run_notebook(task, params, executed, out_dir, limit)
+    except KeyboardInterrupt:
+        manifest.update(
+            status="failed", error={"type": "KeyboardInterrupt", "message": "interrupted"}
+        )
+        _finish(manifest, manifest_path, started, t0, executed)
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure is the run's, recorded, not raised
+        status, error = "failed", _run_error(exc, task, limit)
+    manifest["timings"]["execution_s"] = round(time.perf_counter() - t0, 3)
+
+    if task.export_html and executed.exists():
+        _export_into(manifest, executed)
+    if status == "succeeded":
+        status, error = _check_gates(manifest, out_dir, task.gates)
+    manifest.update(status=status, error=error)
+    _finish(manifest, manifest_path, started, t0, executed)
+    return manifest
+
+
+def _start_manifest(
+    task: RunTask, run_id: str, run_dir: Path, out_dir: Path, started: float
+) -> dict[str, Any]:
+    """The manifest of a run that starts now, warning when this cxlib is not the runner's."""
     manifest = _base_manifest(task, run_id, run_dir, out_dir)
     manifest["timings"]["started_at"] = _iso(started)
-    manifest_path = run_dir / MANIFEST_FILE
     if manifest["code"]["version"] != manifest["code"]["planned"]:
         manifest["warnings"].append(
             f"cxlib here ({manifest['code']['version']}) differs from the runner's "
             f"({manifest['code']['planned']}): install the same cxlib on every worker"
         )
-    write_json_atomic(manifest_path, manifest)
+    return manifest
 
+
+def _notebook_parameters(task: RunTask, run_id: str, out_dir: Path) -> dict[str, Any]:
+    """The run's parameters, with those the runner sets that the notebook declares."""
     params = dict(task.parameters)
     runner_values = {
         "output_dir": str(out_dir),
@@ -375,84 +417,95 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
     }
     params.update({k: runner_values[k] for k in task.runner_parameters})
-    manifest["parameters"] = params
-    executed = run_dir / f"{task.notebook}.ipynb"
-    status, error = "succeeded", None
-    limit = _time_limit(task, started)
+    return params
+
+
+def _run_notebook(
+    task: RunTask,
+    params: dict[str, Any],
+    executed: Path,
+    out_dir: Path,
+    limit: tuple[float, str] | None,
+) -> tuple[str, dict[str, Any] | None]:
+    """Execute the notebook with papermill.
+
+    Returns ``("succeeded", None)``, or ``("failed", error)`` for an error a cell
+    raised. Other failures (a timeout, a kernel that died) raise.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
     engine_kwargs = {}
     if limit is not None:  # every cell's timeout is cut to what is left of the limit
         engine_kwargs["timeout_func"] = partial(_cell_timeout, task.timeout_s, limit[0])
-    t0 = time.perf_counter()
     try:
-        import papermill as pm
-        from papermill.exceptions import PapermillExecutionError
-
-        try:
-            pm.execute_notebook(
-                task.notebook_path,
-                str(executed),
-                parameters=params,
-                kernel_name=task.kernel,
-                progress_bar=False,
-                log_output=False,
-                start_timeout=task.start_timeout_s,
-                execution_timeout=task.timeout_s,
-                resources={"metadata": {"path": str(out_dir)}},
-                extra_arguments=_KERNEL_ARGS,
-                kernel_manager_class=_tracked_kernel_manager(),
-                **engine_kwargs,
-            )
-        except PapermillExecutionError as exc:
-            status = "failed"
-            error = {
-                "type": exc.ename,
-                "message": exc.evalue,
-                "cell_index": exc.cell_index,
-                "execution_count": exc.exec_count,
-                "traceback": _ANSI.sub("", "\n".join(exc.traceback))[-6000:],
-            }
-    except KeyboardInterrupt:
-        manifest.update(
-            status="failed", error={"type": "KeyboardInterrupt", "message": "interrupted"}
+        pm.execute_notebook(
+            task.notebook_path,
+            str(executed),
+            parameters=params,
+            kernel_name=task.kernel,
+            progress_bar=False,
+            log_output=False,
+            start_timeout=task.start_timeout_s,
+            execution_timeout=task.timeout_s,
+            resources={"metadata": {"path": str(out_dir)}},
+            extra_arguments=_KERNEL_ARGS,
+            kernel_manager_class=_tracked_kernel_manager(),
+            **engine_kwargs,
         )
-        _finish(manifest, manifest_path, started, t0, executed)
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure is the run's, recorded, not raised
-        status = "failed"
-        error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
-        if "Timeout" in type(exc).__name__:
-            if limit is not None and time.time() >= limit[0] - 1:
-                error["message"] = f"the run reached {limit[1]} and was stopped: {exc}"
-            else:
-                error["message"] = (
-                    f"a cell ran longer than the execution timeout ({task.timeout_s:g} s; "
-                    f"execution.timeout_s or the notebook's timeout_s in the pipeline): {exc}"
-                )
-    manifest["timings"]["execution_s"] = round(time.perf_counter() - t0, 3)
+    except PapermillExecutionError as exc:
+        return "failed", {
+            "type": exc.ename,
+            "message": exc.evalue,
+            "cell_index": exc.cell_index,
+            "execution_count": exc.exec_count,
+            "traceback": _ANSI.sub("", "\n".join(exc.traceback))[-6000:],
+        }
+    return "succeeded", None
 
-    if task.export_html and executed.exists():
-        t1 = time.perf_counter()
-        try:
-            manifest["notebook"]["html"] = str(_export_html(executed))
-        except Exception as exc:  # noqa: BLE001 - an export problem does not fail the run
-            manifest["warnings"].append(f"HTML export failed: {type(exc).__name__}: {exc}")
-        manifest["timings"]["export_s"] = round(time.perf_counter() - t1, 3)
 
-    if status == "succeeded":
-        try:
-            diagnostics = read_diagnostics(out_dir)
-        except ValueError as exc:
-            diagnostics, failures = None, [str(exc)]
+def _run_error(exc: Exception, task: RunTask, limit: tuple[float, str] | None) -> dict[str, Any]:
+    """The error of a run that could not execute; a timeout says which limit it reached."""
+    error = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
+    if "Timeout" in type(exc).__name__:
+        if limit is not None and time.time() >= limit[0] - 1:
+            error["message"] = f"the run reached {limit[1]} and was stopped: {exc}"
         else:
-            failures = evaluate_gates(diagnostics, task.gates)
-        manifest["diagnostics"] = diagnostics
-        manifest["gate_failures"] = failures
-        if failures:
-            status = "gated"
-            error = {"type": "QualityGate", "message": "; ".join(failures)}
-    manifest.update(status=status, error=error)
-    _finish(manifest, manifest_path, started, t0, executed)
-    return manifest
+            error["message"] = (
+                f"a cell ran longer than the execution timeout ({task.timeout_s:g} s; "
+                f"execution.timeout_s or the notebook's timeout_s in the pipeline): {exc}"
+            )
+    return error
+
+
+def _export_into(manifest: dict[str, Any], executed: Path) -> None:
+    """Export the executed notebook as HTML; a failed export is a warning, not a failure."""
+    t1 = time.perf_counter()
+    try:
+        manifest["notebook"]["html"] = str(_export_html(executed))
+    except Exception as exc:  # noqa: BLE001 - an export problem does not fail the run
+        manifest["warnings"].append(f"HTML export failed: {type(exc).__name__}: {exc}")
+    manifest["timings"]["export_s"] = round(time.perf_counter() - t1, 3)
+
+
+def _check_gates(
+    manifest: dict[str, Any], out_dir: Path, gates: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    """Read a finished run's diagnostics into its manifest and check its quality gates.
+
+    Returns ``("succeeded", None)`` or ``("gated", error)``.
+    """
+    try:
+        diagnostics = read_diagnostics(out_dir)
+    except ValueError as exc:
+        diagnostics, failures = None, [str(exc)]
+    else:
+        failures = evaluate_gates(diagnostics, gates)
+    manifest["diagnostics"] = diagnostics
+    manifest["gate_failures"] = failures
+    if failures:
+        return "gated", {"type": "QualityGate", "message": "; ".join(failures)}
+    return "succeeded", None
 
 
 def _time_limit(task: RunTask, started: float) -> tuple[float, str] | None:
@@ -631,6 +684,42 @@ def run_pipeline(
     """
     started = time.perf_counter()
     spec = pipeline if isinstance(pipeline, PipelineSpec) else load_pipeline(pipeline)
+    check_run_options(spec, executor=executor, scheduler=scheduler, jobs=jobs)
+    tasks = plan_runs(spec, study=study, fast=fast, runs_dir=runs_dir)
+    limit_s = spec.execution.pipeline_timeout_s
+    deadline = time.time() + limit_s if limit_s is not None else None
+    store = ResultsStore(results_db or spec.results_db_path(runs_dir))
+    studies = sorted({t.study for t in tasks})
+    runs_root = Path(tasks[0].runs_dir) if tasks else spec.runs_path
+
+    from tqdm.auto import tqdm
+
+    with ExitStack() as stack:
+        lock_studies(stack, runs_root, studies, wait_s=wait_s, holder=f"cx run {spec.name}")
+        signals = stack.enter_context(_StopSignals())
+        prepare_studies(spec, store, runs_root, studies)
+        bar = stack.enter_context(
+            tqdm(total=len(tasks), desc=spec.name, unit="run", disable=_no_progress(progress))
+        )
+        state = RefreshState(
+            spec, tasks, store, runs_root, bar=bar, force=force, on_record=on_record
+        )
+        pool = stack.enter_context(_pool(executor, jobs, scheduler))
+        execute_runs(state, pool, signals.check, deadline=deadline)
+    return finish_result(state.result, tasks, runs_root, started=started)
+
+
+def check_run_options(
+    spec: PipelineSpec, *, executor: str, scheduler: str | None, jobs: int
+) -> None:
+    """Check how :func:`run_pipeline` is asked to run, before anything is planned.
+
+    Raises
+    ------
+    PipelineSpecError
+        For an unknown executor, the Dask executor without a scheduler, or
+        fewer than one job.
+    """
     if executor not in EXECUTORS:
         raise PipelineSpecError(
             spec.source, [f"executor {executor!r}: use one of {', '.join(EXECUTORS)}"]
@@ -642,175 +731,345 @@ def run_pipeline(
         )
     if jobs < 1:
         raise PipelineSpecError(spec.source, [f"jobs must be at least 1, got {jobs}"])
-    tasks = plan_runs(spec, study=study, fast=fast, runs_dir=runs_dir)
-    limit_s = spec.execution.pipeline_timeout_s
-    deadline = time.time() + limit_s if limit_s is not None else None
-    store = ResultsStore(results_db or spec.results_db_path(runs_dir))
-    studies = sorted({t.study for t in tasks})
-    runs_root = Path(tasks[0].runs_dir) if tasks else spec.runs_path
-    result = PipelineResult(pipeline=spec.name, records=[])
 
-    from tqdm.auto import tqdm
 
-    with ExitStack() as stack:
-        for name in studies:  # waiting here, a signal stops the runner as usual
-            stack.enter_context(
-                StudyLock(runs_root / name, wait_s=wait_s, holder=f"cx run {spec.name}")
+def lock_studies(
+    stack: ExitStack, runs_root: Path, studies: list[str], *, wait_s: float, holder: str
+) -> None:
+    """Take each study's lock, in name order, for as long as ``stack`` is open.
+
+    Waiting here, a signal stops the runner as usual.
+
+    Raises
+    ------
+    StudyBusyError
+        When another runner holds a study's lock after ``wait_s``.
+    """
+    for name in studies:
+        stack.enter_context(StudyLock(runs_root / name, wait_s=wait_s, holder=holder))
+
+
+def prepare_studies(
+    spec: PipelineSpec, store: ResultsStore, runs_root: Path, studies: list[str]
+) -> None:
+    """Ready the locked studies: declare the alert rules, abort stale runs, sync the store.
+
+    Runs a killed runner left ``running`` are marked ``aborted``
+    (:func:`abort_stale_runs`); the results store then mirrors each study's
+    folder. The alert rules are only declared here; they are evaluated later.
+    """
+    if spec.alerts:
+        store.set_alert_rules(spec.name, spec.alerts)
+    for name in studies:
+        for run_id in abort_stale_runs(runs_root / name):
+            logger.warning(
+                "run %s was left running by a runner that is gone: marked aborted", run_id
             )
-        signals = stack.enter_context(_StopSignals())
-        if spec.alerts:
-            store.set_alert_rules(spec.name, spec.alerts)  # declared only; evaluated later
-        for name in studies:
-            for run_id in abort_stale_runs(runs_root / name):
-                logger.warning(
-                    "run %s was left running by a runner that is gone: marked aborted", run_id
-                )
-            store.sync_study(runs_root / name)
+        store.sync_study(runs_root / name)
 
-        bar = stack.enter_context(
-            tqdm(total=len(tasks), desc=spec.name, unit="run", disable=_no_progress(progress))
+
+def latest_succeeded(study_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """A study's up-to-date candidates: per run key, the manifest of its newest succeeded run.
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        The study's folder in the runs directory.
+
+    Returns
+    -------
+    dict
+        Run key -> manifest (of the runs with that key, the greatest run id).
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for manifest in _manifests(Path(study_dir)):
+        if manifest.get("status") == "succeeded":
+            prev = latest.get(manifest.get("key"))
+            if prev is None or manifest["run_id"] > prev["run_id"]:
+                latest[manifest["key"]] = manifest
+    return latest
+
+
+#: (study, slot) -> the manifest of its usable run, or a RunRecord of why there is none.
+Outcomes = dict[tuple[str, str], "dict[str, Any] | RunRecord"]
+
+
+def input_runs(task: RunTask, outcome: Outcomes) -> tuple[dict[str, dict[str, Any] | None], str]:
+    """The manifests of the runs whose output ``task`` takes, or why it cannot run.
+
+    Parameters
+    ----------
+    task : RunTask
+        The run.
+    outcome : dict
+        (study, slot) -> the manifest of the slot's usable run, or the
+        :class:`RunRecord` of why there is none (failed, gated, blocked).
+
+    Returns
+    -------
+    tuple
+        ``(parameter -> input manifest, or None for an optional input it goes
+        without; "" or why the run is blocked)``. An optional input that was
+        gated is still given (its artifacts are complete); one that failed or was
+        blocked is None. A required one that is not usable blocks the run.
+    """
+    inputs: dict[str, dict[str, Any] | None] = {}
+    for param, slot in task.inputs:
+        got = outcome.get((task.study, slot))
+        usable = not (isinstance(got, RunRecord) or got is None)
+        if usable:
+            inputs[param] = got
+        elif param in task.optional_inputs:
+            gated = isinstance(got, RunRecord) and got.status == "gated" and got.manifest
+            inputs[param] = got.manifest if gated else None
+        elif got is None:
+            return inputs, f"its input {slot} was not planned"
+        else:
+            return inputs, f"its input {slot} is {got.status}" + (
+                f" ({got.run_id})" if got.run_id else ""
+            )
+    return inputs, ""
+
+
+def ready_tasks(
+    waiting: list[RunTask],
+    outcome: Outcomes,
+    planned: set[tuple[str, str]],
+    weight: dict[tuple[str, str], int],
+) -> list[RunTask]:
+    """The waiting runs whose planned inputs are all resolved; those more runs wait on first.
+
+    An input that is not planned (e.g. outside ``--study``) does not hold a run
+    back: :func:`input_runs` blocks it. The sort is stable: ties keep plan order.
+    """
+    ready = [
+        t
+        for t in waiting
+        if all((t.study, slot) in outcome or (t.study, slot) not in planned for slot in t.needs)
+    ]
+    ready.sort(key=lambda t: -weight.get((t.study, t.slot), 0))
+    return ready
+
+
+class RefreshState:
+    """The bookkeeping of one :func:`run_pipeline` call while its runs resolve.
+
+    Each planned run is resolved once — up to date (an earlier run reused),
+    blocked, or executed — and a study is published as soon as its last run is.
+
+    Parameters
+    ----------
+    spec : PipelineSpec
+        The pipeline.
+    tasks : list of RunTask
+        Its planned runs (:func:`~cxlib.pipeline.plan.plan_runs`).
+    store : ResultsStore
+        Where finished runs are recorded and publications mirrored.
+    runs_root : Path
+        The runs directory (a folder per study).
+    bar : tqdm.tqdm
+        The progress bar records are written to (a disabled one logs them).
+    force : bool
+        Run even what is up to date.
+    on_record : callable, optional
+        Called with each :class:`RunRecord` as it completes.
+
+    Attributes
+    ----------
+    result : PipelineResult
+        What the pipeline did so far.
+    outcome : dict
+        (study, slot) -> the manifest of its usable run, or the RunRecord of why
+        there is none.
+    """
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        tasks: list[RunTask],
+        store: ResultsStore,
+        runs_root: Path,
+        *,
+        bar: Any,
+        force: bool = False,
+        on_record: Callable[[RunRecord], None] | None = None,
+    ):
+        self.spec, self.tasks, self.store, self.runs_root = spec, tasks, store, runs_root
+        self.bar, self.force, self.on_record = bar, force, on_record
+        self.result = PipelineResult(pipeline=spec.name, records=[])
+        studies = sorted({t.study for t in tasks})
+        self.latest = {s: latest_succeeded(runs_root / s) for s in studies}
+        self.reuse: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
+        self.finished: dict[str, list[dict[str, Any]]] = {s: [] for s in studies}
+        self.remaining = {s: sum(1 for t in tasks if t.study == s) for s in studies}
+        self.outcome: Outcomes = {}
+        self.planned = {(t.study, t.slot) for t in tasks}
+        self.weight = _dependents(tasks)
+
+    def ready(self, waiting: list[RunTask]) -> list[RunTask]:
+        """The waiting runs that can start now (:func:`ready_tasks`)."""
+        return ready_tasks(waiting, self.outcome, self.planned, self.weight)
+
+    def report(self, record: RunRecord) -> None:
+        """Add a record to the result, show it, and pass it to ``on_record``."""
+        self.result.records.append(record)
+        line = _record_line(record)
+        if self.bar.disable:
+            (logger.info if record.ok else logger.warning)(line)
+        else:
+            self.bar.write(line)
+        self.bar.update(1)
+        if self.on_record is not None:
+            self.on_record(record)
+
+    def resolve(self, task: RunTask, value: dict[str, Any] | RunRecord) -> None:
+        """Settle a run's outcome; publish its study when it was the study's last run."""
+        self.outcome[(task.study, task.slot)] = value
+        self.remaining[task.study] -= 1
+        if self.remaining[task.study] == 0:
+            _publish_study(
+                self.spec,
+                self.runs_root / task.study,
+                task.study,
+                self.finished[task.study],
+                self.reuse[task.study],
+                self.store,
+                self.result,
+            )
+
+    def block(self, task: RunTask, why: str) -> None:
+        """Resolve a run as ``blocked`` (not run), saying why."""
+        record = RunRecord(
+            task.study, task.notebook, task.label, "blocked", error=f"not run: {why}"
         )
+        self.report(record)
+        self.resolve(task, record)
 
-        def report(record: RunRecord) -> None:
-            result.records.append(record)
-            line = _record_line(record)
-            if bar.disable:
-                (logger.info if record.ok else logger.warning)(line)
-            else:
-                bar.write(line)
-            bar.update(1)
-            if on_record is not None:
-                on_record(record)
+    def prepare(self, task: RunTask) -> RunTask | None:
+        """The task with its inputs filled in, or None when it is blocked or up to date."""
+        inputs, blocked = input_runs(task, self.outcome)
+        if blocked:
+            self.block(task, blocked)
+            return None
+        if inputs:
+            task = _with_inputs(task, inputs)
+        existing = self.latest[task.study].get(task.key)
+        if existing is not None and not self.force:
+            self.reuse[task.study][task.slot] = existing
+            self.report(RunRecord.from_manifest(existing, status="skipped"))
+            self.resolve(task, existing)
+            return None
+        return task
 
-        # --- resolve every run, inputs first: up to date, blocked, or executed
-        done: dict[str, dict[str, dict[str, Any]]] = {}
-        for name in studies:
-            latest: dict[str, dict[str, Any]] = {}
-            for manifest in _manifests(runs_root / name):
-                if manifest.get("status") == "succeeded":
-                    prev = latest.get(manifest.get("key"))
-                    if prev is None or manifest["run_id"] > prev["run_id"]:
-                        latest[manifest["key"]] = manifest
-            done[name] = latest
-        reuse: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
-        finished: dict[str, list[dict[str, Any]]] = {s: [] for s in studies}
-        remaining = {s: sum(1 for t in tasks if t.study == s) for s in studies}
-        # (study, slot) -> the manifest of its usable run, or a RunRecord of why there is none
-        outcome: dict[tuple[str, str], dict[str, Any] | RunRecord] = {}
-        planned = {(t.study, t.slot) for t in tasks}
-        weight = _dependents(tasks)
+    def complete(self, task: RunTask, run_id: str, manifest: dict[str, Any]) -> None:
+        """Record an executed run (in the results store too) and resolve it."""
+        try:
+            self.store.record_run(manifest)
+        except Exception as exc:  # noqa: BLE001 - the run folder is the record; sync repairs
+            logger.warning("could not record run %s in the results store: %s", run_id, exc)
+        self.finished[task.study].append(manifest)
+        record = RunRecord.from_manifest(manifest)
+        self.report(record)
+        self.resolve(task, manifest if record.ok else record)
 
-        def resolved(task: RunTask, value: dict[str, Any] | RunRecord) -> None:
-            outcome[(task.study, task.slot)] = value
-            remaining[task.study] -= 1
-            if remaining[task.study] == 0:
-                _publish_study(
-                    spec,
-                    runs_root / task.study,
-                    task.study,
-                    finished[task.study],
-                    reuse[task.study],
-                    store,
-                    result,
-                )
 
-        def complete(task: RunTask, run_id: str, manifest: dict[str, Any]) -> None:
-            try:
-                store.record_run(manifest)
-            except Exception as exc:  # noqa: BLE001 - the run folder is the record; sync repairs
-                logger.warning("could not record run %s in the results store: %s", run_id, exc)
-            finished[task.study].append(manifest)
-            record = RunRecord.from_manifest(manifest)
-            report(record)
-            resolved(task, manifest if record.ok else record)
+def execute_runs(
+    state: RefreshState,
+    pool: Any,
+    check_stop: Callable[[], None],
+    *,
+    deadline: float | None = None,
+) -> None:
+    """Resolve every planned run, inputs first: the runner's ready-set loop.
 
-        def prepare(task: RunTask) -> RunTask | None:
-            """The task with its inputs filled in, or None when it is blocked or up to date."""
-            inputs: dict[str, dict[str, Any] | None] = {}
-            for param, slot in task.inputs:
-                got = outcome.get((task.study, slot))
-                if param in task.optional_inputs and (isinstance(got, RunRecord) or got is None):
-                    # gated: finished, its artifacts are complete; otherwise go without it
-                    usable = isinstance(got, RunRecord) and got.status == "gated" and got.manifest
-                    inputs[param] = got.manifest if usable else None
-                    continue
-                if isinstance(got, RunRecord) or got is None:
-                    why = (
-                        f"its input {slot} was not planned"
-                        if got is None
-                        else f"its input {slot} is {got.status}"
-                        + (f" ({got.run_id})" if got.run_id else "")
-                    )
-                    record = RunRecord(
-                        task.study, task.notebook, task.label, "blocked", error=f"not run: {why}"
-                    )
-                    report(record)
-                    resolved(task, record)
-                    return None
-                inputs[param] = got
-            if inputs:
-                task = _with_inputs(task, inputs)
-            existing = done[task.study].get(task.key)
-            if existing is not None and not force:
-                reuse[task.study][task.slot] = existing
-                report(RunRecord.from_manifest(existing, status="skipped"))
-                resolved(task, existing)
-                return None
-            return task
+    Each pass starts the runs whose inputs are resolved (:meth:`RefreshState.ready`)
+    while the executor has room, then waits up to :data:`_POLL_S` seconds for one
+    to finish. ``check_stop`` runs at the start of each pass (it raises to stop).
 
-        waiting = list(tasks)
-        running: dict[Any, tuple[RunTask, str]] = {}
-        pool = stack.enter_context(_pool(executor, jobs, scheduler))
-        while waiting or running:
-            signals.check()
-            ready = [
-                t
-                for t in waiting
-                if all(
-                    (t.study, slot) in outcome or (t.study, slot) not in planned for slot in t.needs
-                )
-            ]
-            ready.sort(key=lambda t: -weight.get((t.study, t.slot), 0))  # stable: plan order
-            for task in ready:
-                if len(running) >= pool.capacity:
-                    break
-                waiting.remove(task)
-                if deadline is not None and time.time() >= deadline:
-                    record = RunRecord(
-                        task.study,
-                        task.notebook,
-                        task.label,
-                        "blocked",
-                        error=f"not run: the pipeline's time limit "
-                        f"(execution.pipeline_timeout_s = {limit_s:g} s) was reached",
-                    )
-                    report(record)
-                    resolved(task, record)
-                    continue
-                task = prepare(task)
-                if task is None:
-                    continue
-                if deadline is not None:
-                    task = replace(task, deadline=deadline)
-                run_id = new_run_id(task)
-                bar.set_postfix_str(f"{task.study} {task.slot}")
-                running[pool.submit(task, run_id)] = (task, run_id)
-            if not running:
-                if waiting and not ready:  # cannot happen for a validated plan; never spin
-                    for task in waiting:
-                        prepare(task)
-                    waiting = []
-                continue
-            for future in pool.wait(list(running), timeout=_POLL_S):
-                task, run_id = running.pop(future)
-                try:
-                    manifest = future.result()
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - e.g. a full disk, a lost worker
-                    manifest = _failure_manifest(task, run_id, exc)
-                complete(task, run_id, manifest)
+    Parameters
+    ----------
+    state : RefreshState
+        The runs and their bookkeeping.
+    pool : executor
+        Has ``capacity``, ``submit(task, run_id) -> future`` and
+        ``wait(futures, timeout) -> finished futures`` (``future.result()`` is the
+        run's manifest).
+    check_stop : callable
+        Raises (KeyboardInterrupt) when the runner must stop.
+    deadline : float, optional
+        When the pipeline's time limit ends (epoch seconds): runs not started by
+        then are blocked, and running ones are cut off at it.
+    """
+    waiting = list(state.tasks)
+    running: dict[Any, tuple[RunTask, str]] = {}
+    while waiting or running:
+        check_stop()
+        ready = state.ready(waiting)
+        for task in ready:
+            if len(running) >= pool.capacity:
+                break
+            waiting.remove(task)
+            started = start_run(state, task, pool, deadline=deadline)
+            if started is not None:
+                future, task, run_id = started
+                running[future] = (task, run_id)
+        if not running:
+            if waiting and not ready:  # cannot happen for a validated plan; never spin
+                for task in waiting:
+                    state.prepare(task)
+                waiting = []
+            continue
+        for future in pool.wait(list(running), timeout=_POLL_S):
+            task, run_id = running.pop(future)
+            state.complete(task, run_id, _run_manifest(future, task, run_id))
 
+
+def start_run(
+    state: RefreshState, task: RunTask, pool: Any, *, deadline: float | None
+) -> tuple[Any, RunTask, str] | None:
+    """Submit a ready run to the executor, unless it is blocked, up to date or out of time.
+
+    Returns
+    -------
+    tuple or None
+        ``(future, the task as submitted, its run id)``, or None when the run
+        was resolved without executing.
+    """
+    if deadline is not None and time.time() >= deadline:
+        limit_s = state.spec.execution.pipeline_timeout_s
+        state.block(
+            task,
+            f"the pipeline's time limit (execution.pipeline_timeout_s = {limit_s:g} s) was reached",
+        )
+        return None
+    prepared = state.prepare(task)
+    if prepared is None:
+        return None
+    if deadline is not None:
+        prepared = replace(prepared, deadline=deadline)
+    run_id = new_run_id(prepared)
+    state.bar.set_postfix_str(f"{prepared.study} {prepared.slot}")
+    return pool.submit(prepared, run_id), prepared, run_id
+
+
+def _run_manifest(future: Any, task: RunTask, run_id: str) -> dict[str, Any]:
+    """A finished run's manifest; a worker that died is recorded as a failed run."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a full disk, a lost worker
+        return _failure_manifest(task, run_id, exc)
+
+
+def finish_result(
+    result: PipelineResult, tasks: list[RunTask], runs_root: Path, *, started: float
+) -> PipelineResult:
+    """Mark the published records, put them in plan order, and time the pipeline.
+
+    ``started`` is the :func:`time.perf_counter` value the pipeline began at.
+    """
+    studies = sorted({t.study for t in tasks})
     published = {
         s: {e["run_id"] for e in (p or {}).get("runs", {}).values()}
         for s, p in ((s, read_pointer(runs_root / s)) for s in studies)

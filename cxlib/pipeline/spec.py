@@ -14,7 +14,6 @@ run starts.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxlib import config
-from cxlib.insights.alerts import AlertRule
+from cxlib.errors import did_you_mean
 from cxlib.pipeline.errors import PipelineSpecError
+from cxlib.study import AlertRule
 
 __all__ = [
     "AlertRule",
@@ -230,7 +230,7 @@ class PipelineSpec(_Strict):
                     raise ValueError(
                         f"notebooks[{i}].parameter_sets names {label!r}, which is not in "
                         f"parameter_sets ({', '.join(self.parameter_sets)})"
-                        + _did_you_mean(label, self.parameter_sets)
+                        + did_you_mean(label, self.parameter_sets)
                     )
         stems = [nb.stem for nb in self.notebooks]
         dupes = sorted({s for s in stems if stems.count(s) > 1})
@@ -255,7 +255,7 @@ class PipelineSpec(_Strict):
                     raise ValueError(
                         f"notebooks[{i}].optional_inputs: {name!r} is not one of its inputs "
                         f"({', '.join(nb.inputs) or 'it has none'})"
-                        + _did_you_mean(name, list(nb.inputs))
+                        + did_you_mean(name, list(nb.inputs))
                     )
             for param, ref in nb.inputs.items():
                 where = f"notebooks[{i}].inputs.{param}"
@@ -265,14 +265,14 @@ class PipelineSpec(_Strict):
                 if notebook not in by_stem:
                     raise ValueError(
                         f"{where}: {ref!r} names no notebook of the pipeline (they are: "
-                        f"{', '.join(by_stem)})" + _did_you_mean(notebook, by_stem)
+                        f"{', '.join(by_stem)})" + did_you_mean(notebook, by_stem)
                     )
                 runs = self._labels_of(by_stem[notebook])
                 if slash:
                     if fixed not in runs:
                         raise ValueError(
                             f"{where}: {notebook} runs no parameter set {fixed!r} (it runs: "
-                            f"{', '.join(runs)})" + _did_you_mean(fixed, runs)
+                            f"{', '.join(runs)})" + did_you_mean(fixed, runs)
                         )
                     continue
                 missing = [label for label in self._labels_of(nb) if label not in runs]
@@ -456,11 +456,6 @@ def _unwrap_nested(value: Any) -> Any:
     return _plain(value)
 
 
-def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def _key_path(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -502,7 +497,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
             allowed = _allowed_keys(loc[:-1])
             msg = f"unknown key {key!r}"
             if allowed:
-                msg += f" (allowed here: {', '.join(allowed)})" + _did_you_mean(key, allowed)
+                msg += f" (allowed here: {', '.join(allowed)})" + did_you_mean(key, allowed)
         elif err["type"] == "missing":
             msg = "this key is required"
         else:
@@ -571,7 +566,7 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
     if not path.is_file():
         near = ""
         if path.parent.is_dir():
-            near = _did_you_mean(path.name, [p.name for p in path.parent.glob("*.y*ml")])
+            near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.y*ml")])
         raise PipelineSpecError(str(path), [f"no such file{near}"])
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - safe loader

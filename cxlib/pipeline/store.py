@@ -24,6 +24,12 @@ The run folders are the source of truth; :meth:`ResultsStore.sync_study`
 rebuilds a study's rows from them (the runner calls it after every publish and
 at start, which repairs a store that a crash left behind).
 
+Only tables written in the current artifact format (``ARTIFACT_FORMAT``, in each
+Parquet file's metadata) are loaded. The store records the format it holds (the
+comment of its ``runs`` table); after a format change :meth:`ResultsStore.upgrade`
+(called by :meth:`~ResultsStore.sync_study` and ``cx runs``) drops the result tables
+and reloads them from the run folders of every study in the catalog.
+
 >>> store = ResultsStore("runs/results.duckdb")                         # doctest: +SKIP
 >>> store.query("select * from published_data_quality_summary")        # doctest: +SKIP
 """
@@ -38,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cxlib import config
-from cxlib.pipeline.artifacts import _TABLE_NAME, RESERVED_TABLES, TABLES_DIR
+from cxlib.pipeline.artifacts import ARTIFACT_FORMAT, RESERVED_TABLES, TABLES_DIR, is_table_name
 from cxlib.pipeline.publish import read_pointer
 
 __all__ = ["RUN_COLUMNS", "ResultsStore"]
@@ -69,6 +75,10 @@ RUN_COLUMNS = {
     "run_dir": "VARCHAR",
     "tables_loaded": "BOOLEAN",
 }
+
+#: The Parquet metadata key of a table's artifact format, and the catalog's comment.
+_FORMAT_KEY = "cxlib.artifact_format"
+_FORMAT_COMMENT = f"cxlib artifact format {ARTIFACT_FORMAT}"
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS runs ("
@@ -200,12 +210,8 @@ class ResultsStore:
         loaded = []
         for parquet in sorted((Path(output_dir) / TABLES_DIR).glob("*.parquet")):
             name = parquet.stem
-            if (
-                not _TABLE_NAME.match(name)
-                or name in RESERVED_TABLES
-                or name.startswith("published_")
-            ):
-                continue
+            if not is_table_name(name) or _table_format(con, parquet) != str(ARTIFACT_FORMAT):
+                continue  # not a table name, or written in another artifact format
             columns = con.execute(
                 "DESCRIBE SELECT * FROM read_parquet(?)", [str(parquet)]
             ).fetchall()
@@ -293,13 +299,59 @@ class ResultsStore:
                 )
             con.execute("COMMIT")
 
+    def upgrade(self) -> bool:
+        """Rebuild the result tables from the run folders if they hold another artifact format.
+
+        A store built before the artifact format changed (``ARTIFACT_FORMAT``) has
+        tables with the old columns: they are dropped, with their ``published_*``
+        views, and every study the catalog knows is synced again from its run
+        folders (only tables in the current format load).
+
+        Returns
+        -------
+        bool
+            Whether the store was rebuilt (False when it was current or new).
+        """
+        with self.connect() as con:
+            found = con.execute(
+                "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' "
+                "AND table_name = 'runs'"
+            ).fetchone()
+            if found and found[0] == _FORMAT_COMMENT:
+                return False
+            kinds = con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'main'"
+            ).fetchall()
+            tables = [n for n, kind in kinds if kind == "BASE TABLE" and n not in RESERVED_TABLES]
+            views = [n for n, kind in kinds if kind == "VIEW" and n.startswith("published_")]
+            loaded = con.execute("SELECT count(*) FROM runs WHERE tables_loaded").fetchone()[0]
+            run_dirs = con.execute("SELECT DISTINCT run_dir FROM runs WHERE run_dir IS NOT NULL")
+            study_dirs = sorted({Path(r[0]).parent for r in run_dirs.fetchall()})
+            con.execute("BEGIN TRANSACTION")
+            for view in views:
+                con.execute(f"DROP VIEW IF EXISTS {_quote(view)}")
+            for table in tables:
+                con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+            con.execute("UPDATE runs SET tables_loaded = false")
+            con.execute(f"COMMENT ON TABLE runs IS '{_FORMAT_COMMENT}'")
+            con.execute("COMMIT")
+        if not tables and not loaded:
+            return False  # a new store: nothing was loaded in another format
+        for study_dir in study_dirs:
+            if study_dir.is_dir():
+                self.sync_study(study_dir)
+        return True
+
     def sync_study(self, study_dir: str | Path) -> None:
         """Bring a study's rows in line with its run folders and published pointer.
 
         Upserts every run's catalog row from its manifest, loads the tables of
         succeeded runs not loaded yet, and mirrors the pointer — in one
-        transaction, so readers see the old state or the new one.
+        transaction, so readers see the old state or the new one. A store in
+        another artifact format is rebuilt first (:meth:`upgrade`).
         """
+        self.upgrade()
         study_dir = Path(study_dir)
         study = study_dir.name
         manifests = []
@@ -408,6 +460,15 @@ class ResultsStore:
                 "AND table_type = 'BASE TABLE' ORDER BY table_name"
             ).fetchall()
         return [r[0] for r in rows if r[0] not in RESERVED_TABLES]
+
+
+def _table_format(con, parquet: Path) -> str | None:
+    """The artifact format a run's Parquet table was written in (None: before formats)."""
+    found = con.execute(
+        "SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+        [str(parquet), _FORMAT_KEY],
+    ).fetchone()
+    return found[0] if found else None
 
 
 def _num(value) -> float | None:

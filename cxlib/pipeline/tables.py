@@ -1,21 +1,29 @@
 """Tidy result tables the notebooks publish (one row per observation, long format).
 
 Every table carries ``study``, ``segment`` and ``wave`` columns saying which
-respondents a row describes (``"all"`` when not filtered), so that the results
-store can stack runs and dashboards can query trends per segment and wave.
-
-The tables of the model notebooks (``estimates``, ``effects``, ``kpis``,
-``alerts``) follow the same rule when they land.
+respondents a row describes (``config.EVERYONE`` when not filtered), so that the
+results store can stack runs and dashboards can query trends per segment and wave.
+Each table's columns and dtypes are declared in :mod:`cxlib.pipeline.schemas`, which
+:meth:`Artifacts.table <cxlib.pipeline.artifacts.Artifacts.table>` checks on write.
 """
 
 from __future__ import annotations
 
-from cxlib.pipeline.inputs import ALL
+from typing import TYPE_CHECKING
+
+from cxlib import config
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from cxlib.insights.allocation import AllocationPlan
+    from cxlib.insights.delivery_gap import DeliveryGap
 
 __all__ = [
     "data_quality_tables",
     "driver_tables",
     "expectations_tables",
+    "journey_tables",
     "label_table",
     "sem_tables",
     "study_overview",
@@ -45,7 +53,8 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
     import pandas as pd
 
     study = data.study
-    label = {"study": study.name, "segment": segment or ALL, "wave": wave or ALL}
+    everyone = config.EVERYONE
+    label = {"study": study.name, "segment": segment or everyone, "wave": wave or everyone}
     fc = report.floor_ceiling
     items = pd.DataFrame(
         {
@@ -74,8 +83,8 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
                     {
                         "study": study.name,
                         "segment_column": column or "",
-                        "segment": str(values[column]) if column else ALL,
-                        "wave": str(values[wave_col]) if wave_col else ALL,
+                        "segment": str(values[column]) if column else everyone,
+                        "wave": str(values[wave_col]) if wave_col else everyone,
                         "n_respondents": int(n),
                     }
                 )
@@ -84,8 +93,8 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
                 {
                     "study": study.name,
                     "segment_column": "",
-                    "segment": ALL,
-                    "wave": ALL,
+                    "segment": everyone,
+                    "wave": everyone,
                     "n_respondents": len(frame),
                 }
             )
@@ -124,11 +133,15 @@ def label_table(frame, *, study: str, segment: str = "", wave: str = ""):
     """The table with ``study``, ``segment`` and ``wave`` columns in front.
 
     Columns the table already has (e.g. a ``segment`` per row) are kept; the
-    others say which respondents the run used (``"all"`` when not filtered).
+    others say which respondents the run used (``config.EVERYONE`` when not filtered).
     """
     frame = frame.reset_index(drop=True).copy()
     for name, value in reversed(
-        [("study", study), ("segment", segment or ALL), ("wave", wave or ALL)]
+        [
+            ("study", study),
+            ("segment", segment or config.EVERYONE),
+            ("wave", wave or config.EVERYONE),
+        ]
     ):
         if name not in frame.columns:
             frame.insert(0, name, value)
@@ -214,7 +227,6 @@ def driver_tables(
     """
     import pandas as pd
 
-    from cxlib import config
     from cxlib.insights.drivers import driver_priorities, what_if_examples
 
     seed = config.DEFAULT_SEED if seed is None else seed
@@ -271,7 +283,6 @@ def study_overview(
 
     import pandas as pd
 
-    from cxlib import config
     from cxlib.insights.alerts import evaluate_alerts, rules_needing_missing_inputs
     from cxlib.insights.kpis import estimate_kpis, segment_differences
     from cxlib.pipeline.gates import read_diagnostics
@@ -311,8 +322,8 @@ def study_overview(
     overview = {
         "study": study.name,
         "title": study.title or study.name,
-        "segment": segment or ALL,
-        "wave": wave or ALL,
+        "segment": segment or config.EVERYONE,
+        "wave": wave or config.EVERYONE,
         "respondents": int(data.n_respondents),
         "waves": list(kpis.waves),
         "segments": list(kpis.segments),
@@ -329,3 +340,86 @@ def study_overview(
     }
     json.dumps(overview)  # plain data only
     return tables, overview
+
+
+def journey_tables(
+    result,
+    data,
+    *,
+    driver_model=None,
+    costs: pd.DataFrame | None = None,
+    budget: float | None = None,
+    internal: pd.DataFrame | None = None,
+    objective: str = "expected",
+    metric: str = "target",
+    segment: str = "",
+    wave: str = "",
+    hdi_prob: float = config.HDI_PROB,
+    cost_source: str = "cost table",
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Touchpoint table, stage x channel matrix, allocation and delivery gap as tidy tables.
+
+    Parameters
+    ----------
+    result : TouchpointResult
+        The fitted touchpoint model.
+    data : SurveyData
+        The responses (for the delivery gap).
+    driver_model : DriverModel, optional
+        The SEM's draws: effects reach the target through its total effect.
+    costs : pandas.DataFrame, optional
+        A checked cost table (no allocation without one).
+    budget : float, optional
+        Default :func:`default_budget`.
+    internal : pandas.DataFrame, optional
+        A checked internal assessment (no delivery gap without one).
+    objective : {"expected", "quantile"}
+        The allocation's objective.
+    metric : {"target", "nps"}
+        Allocation gains in target points, or in NPS points (needs ``driver_model``;
+        see :func:`cxlib.insights.journey.touchpoint_gains`).
+    segment, wave : str
+        The filter the notebook applied (labels).
+
+    Returns
+    -------
+    (dict of str to DataFrame, dict)
+        Tables ``touchpoint_effects``, ``journey_matrix`` and, when given their inputs,
+        ``touchpoint_costs``, ``allocation_plan``, ``allocation_alternatives``,
+        ``allocation_summary``, ``delivery_gap``, ``delivery_gap_summary``; and the
+        objects ``gains`` (TouchpointGains), ``plan`` (AllocationPlan or None), ``gap``
+        (DeliveryGap or None).
+    """
+    import pandas as pd
+
+    from cxlib.insights.allocation import allocate_budget
+    from cxlib.insights.delivery_gap import delivery_gap
+    from cxlib.insights.journey import default_budget, touchpoint_gains
+    from cxlib.models.touchpoints.data import journey_map
+
+    study = result.model.study
+    tables = {
+        "touchpoint_effects": result.touchpoint_table(driver_model=driver_model, hdi_prob=hdi_prob),
+        "journey_matrix": result.journey_matrix(driver_model=driver_model, hdi_prob=hdi_prob),
+    }
+    gains = touchpoint_gains(result, driver_model, metric=metric, data=data)
+    plan: AllocationPlan | None = None
+    gap: DeliveryGap | None = None
+    if costs is not None:
+        budget = default_budget(costs, gains) if budget is None else float(budget)
+        plan = allocate_budget(
+            gains, costs, budget, objective=objective, hdi_prob=hdi_prob, cost_source=cost_source
+        )
+        tables["touchpoint_costs"] = costs
+        tables["allocation_plan"] = plan.plan
+        tables["allocation_alternatives"] = plan.alternatives
+        tables["allocation_summary"] = pd.DataFrame([plan.summary])
+    if internal is not None:
+        gap = delivery_gap(data, journey_map(study), internal, hdi_prob=hdi_prob)
+        tables["delivery_gap"] = gap.table
+        tables["delivery_gap_summary"] = pd.DataFrame([gap.summary])
+    labelled = {
+        name: label_table(t, study=study.name, segment=segment, wave=wave)
+        for name, t in tables.items()
+    }
+    return labelled, {"gains": gains, "plan": plan, "gap": gap}

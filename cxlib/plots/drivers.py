@@ -5,7 +5,9 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from cxlib import config
 from cxlib.errors import CxError
+from cxlib.stats import interval_columns
 
 __all__ = ["priority_map", "what_if_bars"]
 
@@ -24,7 +26,7 @@ def _need(table: pd.DataFrame, columns: set[str], what: str) -> None:
 
 
 def priority_map(
-    priorities: pd.DataFrame, *, segment: str = "All", wave: str | None = None
+    priorities: pd.DataFrame, *, segment: str = config.EVERYONE, wave: str | None = None
 ) -> alt.LayerChart:
     """The importance-performance map: each driver with its HDI cross, coloured by quadrant.
 
@@ -36,7 +38,7 @@ def priority_map(
     priorities : pandas.DataFrame
         From :func:`cxlib.insights.driver_priorities`.
     segment : str
-        Which segment.
+        Which segment (default: everyone).
     wave : str, optional
         Which wave (default: the latest).
 
@@ -51,11 +53,9 @@ def priority_map(
             "segment",
             "wave",
             "importance",
-            "importance_low",
-            "importance_high",
+            *interval_columns("importance"),
             "performance",
-            "performance_low",
-            "performance_high",
+            *interval_columns("performance"),
             "p_fix_first",
             "quadrant",
         },
@@ -76,11 +76,13 @@ def priority_map(
     )
     x = alt.X("performance:Q", title="Performance (0-100)", scale=alt.Scale(zero=False))
     y = alt.Y("importance:Q", title="Importance (total effect, 0-100 metric)")
+    perf_low, perf_high = interval_columns("performance")
+    imp_low, imp_high = interval_columns("importance")
     h_err = base.mark_rule(opacity=0.5).encode(
-        x="performance_low:Q", x2="performance_high:Q", y=y, color=color
+        x=f"{perf_low}:Q", x2=f"{perf_high}:Q", y=y, color=color
     )
     v_err = base.mark_rule(opacity=0.5).encode(
-        y="importance_low:Q", y2="importance_high:Q", x=x, color=color
+        y=f"{imp_low}:Q", y2=f"{imp_high}:Q", x=x, color=color
     )
     points = base.mark_circle(size=120).encode(
         x=x,
@@ -113,7 +115,8 @@ def what_if_bars(table: pd.DataFrame) -> alt.LayerChart:
     -------
     altair.LayerChart
     """
-    _need(table, {"label", "change", "change_low", "change_high"}, "what-if")
+    low, high = interval_columns("change")
+    _need(table, {"label", "change", low, high}, "what-if")
     base = alt.Chart(table).encode(y=alt.Y("label:N", title=None, sort=None))
     bars = base.mark_bar(opacity=0.7).encode(
         x=alt.X("change:Q", title="Predicted change"),
@@ -123,5 +126,5 @@ def what_if_bars(table: pd.DataFrame) -> alt.LayerChart:
             alt.Tooltip("p_increase:Q", format=".2f"),
         ],
     )
-    err = base.mark_rule().encode(x="change_low:Q", x2="change_high:Q")
+    err = base.mark_rule().encode(x=f"{low}:Q", x2=f"{high}:Q")
     return (bars + err).properties(title="What it would buy", width=360, height=120)

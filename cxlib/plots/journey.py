@@ -6,12 +6,16 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from cxlib import config
 from cxlib.errors import CxError
+from cxlib.stats import interval_columns
 
 __all__ = ["allocation_chart", "delivery_gap_chart", "journey_heatmap"]
 
 _STAGES = ["before", "during", "after"]
 _CHANNELS = ["face_to_face", "personal_distant", "electronic"]
+#: The interval mass as charts label it (``94%``).
+_HDI = f"{config.HDI_PROB:.0%}"
 _CHANNEL_LABELS = {
     "face_to_face": "Face to face",
     "personal_distant": "Personal, distant",
@@ -42,30 +46,26 @@ def journey_heatmap(matrix: pd.DataFrame, *, width: int = 420, height: int = 260
     -------
     altair.LayerChart
     """
+    low, high = interval_columns("effect_on_target")
     _need(
         matrix,
-        {"stage", "channel", "touchpoints", "has_touchpoints", "effect_on_target",
-         "effect_on_target_low", "effect_on_target_high", "performance", "p_effective"},
+        {"stage", "channel", "touchpoints", "has_touchpoints", "effect_on_target", low, high,
+         "performance", "p_effective", "target"},
         "journey matrix",
     )  # fmt: skip
     rows = matrix.copy()
-    width_ci = rows["effect_on_target_high"] - rows["effect_on_target_low"]
+    width_ci = rows[high] - rows[low]
     widest = float(width_ci.max()) if np.isfinite(width_ci.max()) and width_ci.max() > 0 else 1.0
     rows["certainty"] = (1 - width_ci / widest).clip(0, 1) * 0.7 + 0.3
     rows["channel_label"] = rows["channel"].map(_CHANNEL_LABELS).fillna(rows["channel"])
     rows["effect_text"] = [
         f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
-        for m, lo, hi in zip(
-            rows["effect_on_target"],
-            rows["effect_on_target_low"],
-            rows["effect_on_target_high"],
-            strict=True,
-        )
+        for m, lo, hi in zip(rows["effect_on_target"], rows[low], rows[high], strict=True)
     ]
     rows["performance_text"] = [
         f"performance {p:.0f}" if np.isfinite(p) else "no touchpoint" for p in rows["performance"]
     ]
-    target = str(rows["target"].iloc[0]) if "target" in rows else "target"
+    target = str(rows["target"].iloc[0]) if len(rows) else "target"
     x = alt.X(
         "channel_label:N",
         sort=[_CHANNEL_LABELS[c] for c in _CHANNELS],
@@ -85,7 +85,7 @@ def journey_heatmap(matrix: pd.DataFrame, *, width: int = 420, height: int = 260
             alt.Tooltip("stage:N"),
             alt.Tooltip("channel_label:N", title="channel"),
             alt.Tooltip("touchpoints:N"),
-            alt.Tooltip("effect_text:N", title=f"effect on {target} [94% HDI]"),
+            alt.Tooltip("effect_text:N", title=f"effect on {target} [{_HDI} HDI]"),
             alt.Tooltip("performance:Q", format=".1f"),
             alt.Tooltip("p_effective:Q", title="P(effect > 0)", format=".2f"),
         ],
@@ -112,33 +112,32 @@ def allocation_chart(plan: pd.DataFrame, *, target: str = "Loyalty") -> alt.Laye
     -------
     altair.LayerChart
     """
-    _need(
-        plan, {"touchpoint", "points", "cost", "gain", "gain_low", "gain_high"}, "allocation plan"
-    )
+    low, high = interval_columns("gain")
+    _need(plan, {"touchpoint", "points", "cost", "gain", low, high}, "allocation plan")
     rows = plan.copy()
     rows["what"] = [
         f"+{p:g} pts, cost {c:,.0f}" for p, c in zip(rows["points"], rows["cost"], strict=True)
     ]
     if rows.empty:
         rows = pd.DataFrame(
-            {"touchpoint": ["(nothing)"], "gain": [0.0], "gain_low": [0.0], "gain_high": [0.0],
+            {"touchpoint": ["(nothing)"], "gain": [0.0], low: [0.0], high: [0.0],
              "what": ["no improvement fits the budget"], "points": [0.0], "cost": [0.0]}
         )  # fmt: skip
     y = alt.Y("touchpoint:N", sort="-x", title=None)
     base = alt.Chart(rows).encode(y=y)
     bars = base.mark_bar(color="#1f77b4").encode(
-        x=alt.X("gain:Q", title=f"Expected gain in {target} (points), 94% interval"),
+        x=alt.X("gain:Q", title=f"Expected gain in {target} (points), {_HDI} interval"),
         tooltip=[
             alt.Tooltip("touchpoint:N"),
             alt.Tooltip("what:N", title="improvement"),
             alt.Tooltip("gain:Q", format=".2f"),
-            alt.Tooltip("gain_low:Q", format=".2f"),
-            alt.Tooltip("gain_high:Q", format=".2f"),
+            alt.Tooltip(f"{low}:Q", format=".2f"),
+            alt.Tooltip(f"{high}:Q", format=".2f"),
         ],
     )
-    rules = base.mark_rule(color="#212121").encode(x="gain_low:Q", x2="gain_high:Q")
+    rules = base.mark_rule(color="#212121").encode(x=f"{low}:Q", x2=f"{high}:Q")
     text = base.mark_text(align="left", dx=4, dy=-8, fontSize=10).encode(
-        x="gain_high:Q", text="what:N"
+        x=f"{high}:Q", text="what:N"
     )
     return (bars + rules + text).properties(width=420, title="Allocation plan")
 
@@ -155,9 +154,10 @@ def delivery_gap_chart(gap: pd.DataFrame) -> alt.LayerChart:
     -------
     altair.LayerChart
     """
+    low, high = interval_columns("gap")
     _need(
         gap,
-        {"touchpoint", "gap", "gap_low", "gap_high", "p_company_overrates", "internal_rating",
+        {"touchpoint", "gap", low, high, "p_company_overrates", "internal_rating",
          "customer_mean"},
         "delivery gap",
     )  # fmt: skip
@@ -175,9 +175,11 @@ def delivery_gap_chart(gap: pd.DataFrame) -> alt.LayerChart:
         scale=alt.Scale(domain=list(colors), range=list(colors.values())),
         title="P(company overrates)",
     )
-    rule = base.mark_rule(strokeWidth=2).encode(x="gap_low:Q", x2="gap_high:Q", color=color)
+    rule = base.mark_rule(strokeWidth=2).encode(x=f"{low}:Q", x2=f"{high}:Q", color=color)
     point = base.mark_point(filled=True, size=70).encode(
-        x=alt.X("gap:Q", title="Company rating minus customers' mean (scale points), 94% interval"),
+        x=alt.X(
+            "gap:Q", title=f"Company rating minus customers' mean (scale points), {_HDI} interval"
+        ),
         color=color,
         tooltip=[
             alt.Tooltip("touchpoint:N"),

@@ -31,13 +31,14 @@ from cxlib.insights import (
     driver_priorities,
     estimate_kpis,
     evaluate_alerts,
-    what_if,
+    what_if_examples,
 )
 from cxlib.insights.drivers import what_if_baseline
 from cxlib.insights.kpis import segment_differences
 from cxlib.pipeline.artifacts import Artifacts
 from cxlib.pipeline.provenance import write_json_atomic
 from cxlib.pipeline.publish import switch_pointer
+from cxlib.pipeline.tables import label_table
 from cxlib.study import load_study
 
 SMALL_SEGMENT, SMALL_WAVE, SMALL_N = "Enterprise", "2025-Q4", 20
@@ -126,6 +127,28 @@ def dimension_weights_table() -> pd.DataFrame:
     )
 
 
+def sem_effects_table() -> pd.DataFrame:
+    """02's ``sem_effects`` (the declared columns): the hand-built model's direct paths."""
+    paths = list(PATHS.items())
+    mean = np.array([value for _, value in paths])
+    return pd.DataFrame(
+        {
+            "study": "telecom",
+            "segment": config.EVERYONE,
+            "wave": config.EVERYONE,
+            "from": [frm for (_, frm), _ in paths],
+            "to": [to for (to, _), _ in paths],
+            "effect": "direct",
+            "path": [f"{frm} → {to}" for (to, frm), _ in paths],
+            "mean": mean,
+            "sd": 0.03,
+            "hdi_low": mean - 0.056,
+            "hdi_high": mean + 0.056,
+            "p_positive": 1.0,
+        }
+    )
+
+
 def _publish(
     study_dir: Path,
     study: str,
@@ -188,23 +211,21 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     frame[keep].to_parquet(path)
     data = load_responses(study, path)
     kpis = estimate_kpis(data, n_draws=400)
+    kpi_table = label_table(kpis.table, study=study.name)
     alerts = evaluate_alerts(
         study.alerts, study=study.name, kpis=kpis, diagnostics={"sem": {"ok": True}}
     )
-    differences = segment_differences(kpis)
+    differences = label_table(segment_differences(kpis), study=study.name)
     model = driver_model(study)
-    pri = pd.concat(
-        [driver_priorities(model, data, level=lv) for lv in ("construct", "item")],
-        ignore_index=True,
+    pri = label_table(
+        pd.concat(
+            [driver_priorities(model, data, level=lv) for lv in ("construct", "item")],
+            ignore_index=True,
+        ),
+        study=study.name,
     )
     baseline = what_if_baseline(model, data)
-    examples = pd.concat(
-        [
-            what_if(model, {d: 5.0}, data=data).table.assign(driver=d)
-            for d in model.drivers_of("Loyalty")
-        ],
-        ignore_index=True,
-    )
+    examples = label_table(what_if_examples(model, data), study=study.name)
     weights = dimension_weights_table()
     ok_diag = {"max_r_hat": 1.004, "min_ess_bulk": 900.0, "divergences": 0}
     overview = {
@@ -217,16 +238,13 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     }
 
     def write_overview(out):
-        out.table("kpis", kpis.table)
+        out.table("kpis", kpi_table)
         out.table("alerts", alerts)
         out.table("segment_differences", differences)
         out.json("overview", overview)
 
     def write_sem(out):
-        out.table(
-            "sem_effects",
-            pd.DataFrame({"lhs": ["Loyalty"], "op": ["~"], "rhs": ["Image"], "est": [0.35]}),
-        )
+        out.table("sem_effects", sem_effects_table())
         model.save(out.path / "driver_model.npz")
 
     def write_expectations(out):
@@ -263,7 +281,7 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     pilot_dir = runs_dir / pilot
     pilot_overview = overview | {"study": pilot, "title": "Telecom pilot — overview only"}
 
-    pilot_kpis = kpis.table.copy()
+    pilot_kpis = kpi_table.assign(study=pilot)
     nps = pilot_kpis["kpi"] == "nps"
     for column in ("mean", "hdi_low", "hdi_high"):
         pilot_kpis.loc[nps, column] = (pilot_kpis.loc[nps, column] - 7).round(0)
@@ -286,7 +304,7 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     return SampleStudy(
         runs_dir,
         study.name,
-        kpis.table,
+        kpi_table,
         pri,
         differences,
         model,

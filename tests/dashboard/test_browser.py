@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cxlib.config import EVERYONE
 from cxlib.dashboard.widgets import fmt
 from cxlib.insights import what_if
 
@@ -75,7 +76,7 @@ def _kpi(sample, kpi, segment, wave=None):
 def test_overview(browser, server, sample, tmp_path):
     page = Page(browser, server, "overview")
     page.check_clean()
-    row = _kpi(sample, "nps", "All")
+    row = _kpi(sample, "nps", EVERYONE)
     assert page.text("[data-kpi='nps'] [data-field='mean']") == fmt(row["mean"])
     assert page.text("[data-kpi='nps'] [data-field='interval']") == (
         f"[{fmt(row['hdi_low'])}, {fmt(row['hdi_high'])}]"
@@ -120,7 +121,7 @@ def test_drivers(browser, server, sample, tmp_path):
         rows = pri[(pri.segment == segment) & (pri.wave == latest)]
         return {r.driver: fmt(r.p_fix_first, 2) for r in rows.itertuples()}
 
-    for driver, value in expected("All").items():
+    for driver, value in expected(EVERYONE).items():
         assert page.text(f"[data-driver='{driver}'][data-field='p_fix_first']") == value
     # technical vs emotional: a chart of every segment with enough respondents, P in words
     weights = sample.weights.set_index("segment")
@@ -167,7 +168,7 @@ def test_what_if_slider(browser, server, sample, tmp_path):
         levels = entry["drivers"] | {k: entry[k] for k in ("top2_box", "promoters", "detractors")}
         return what_if(sample.model, shifts, baseline=levels, segment=segment).table
 
-    table = expected("All")
+    table = expected(EVERYONE)
     for r in table.itertuples():
         page.wait_text(f"[data-outcome='{r.outcome}']", fmt(r.change, 2, sign=True))
     nps = table.set_index("outcome").loc["nps", "change"]
@@ -227,13 +228,14 @@ def test_study_picker_link_and_missing_notebooks(browser, server, sample):
     # the link switched the study while the page loaded: cards and chart show the pilot's
     pilot = sample.pilot_kpis
     latest = list(dict.fromkeys(pilot["wave"]))[-1]
-    row = pilot[(pilot.kpi == "nps") & (pilot.segment == "All") & (pilot.wave == latest)].iloc[0]
+    row = pilot[(pilot.kpi == "nps") & (pilot.segment == EVERYONE) & (pilot.wave == latest)].iloc[0]
     page.wait_text("[data-kpi='nps'] [data-field='mean']", fmt(row["mean"]))
     page.page.wait_for_function(
-        "([t, w]) => [...document.querySelectorAll('.cx-chart svg [aria-label]')]"
+        "([t, s, w]) => [...document.querySelectorAll('.cx-chart svg [aria-label]')]"
         ".map(e => e.getAttribute('aria-label'))"
-        ".some(l => l.includes(t) && l.includes(': All') && l.includes(w))",
-        arg=[f"mean: {row['mean']:.12g}".replace("-", "\u2212"), f": {latest}"],  # Vega's minus
+        ".some(l => l.includes(t) && l.includes(s) && l.includes(w))",
+        # Vega writes a minus sign for "-"
+        arg=[f"mean: {row['mean']:.12g}".replace("-", "\u2212"), f": {EVERYONE}", f": {latest}"],
         timeout=15_000,
     )
     page.check_clean()

@@ -20,9 +20,10 @@ from cxlib.dashboard.widgets import fmt
 from cxlib.data import load_responses
 from cxlib.insights.allocation import TouchpointGains, allocate_budget, read_cost_table
 from cxlib.insights.delivery_gap import delivery_gap, read_internal_assessment
-from cxlib.stats import summarize_draws
 from cxlib.insights.journey import default_budget
-from cxlib.models.touchpoints_data import CHANNELS, STAGES, journey_map
+from cxlib.models.touchpoints.data import CHANNELS, STAGES, journey_map
+from cxlib.pipeline.tables import label_table
+from cxlib.stats import interval_columns, summarize_draws
 from cxlib.study import load_study
 from tests.dashboard.conftest import Server
 from tests.dashboard.sample import _publish
@@ -60,26 +61,44 @@ def publish_journey(runs_dir: Path) -> dict:
     for s in STAGES:
         for c in CHANNELS:
             k = [j for j in range(T) if journey["stage"][j] == s and journey["channel"][j] == c]
-            e = summarize_draws(gains.gain_per_point[:, k].mean(axis=1)[None, :])
+            e = summarize_draws(
+                gains.gain_per_point[:, k].mean(axis=1), quantity="effect_on_target"
+            )
             rows.append(
                 {"stage": s, "channel": c, "touchpoints": ", ".join(journey["touchpoint"][k]),
                  "n_touchpoints": len(k), "has_touchpoints": bool(k),
-                 "performance": perf[k].mean(), "effect_on_target": e["mean"][0],
-                 "effect_on_target_low": e["hdi_low"][0], "effect_on_target_high": e["hdi_high"][0],
+                 "performance": perf[k].mean(),
+                 **dict.fromkeys(["performance_sd", *interval_columns("performance")], np.nan),
+                 **{q: float(v) for q, v in e.items()},
                  "p_effective": 1.0, "target": "Loyalty"}
             )  # fmt: skip
+    effect = summarize_draws(gains.gain_per_point.T, quantity="effect_on_target")
     effects = pd.DataFrame(
-        {"touchpoint": gains.touchpoints,
-         "n_answered": [int(data.frame[i].notna().sum()) for i in journey["item"]]}
+        {"touchpoint": gains.touchpoints, "item": journey["item"], "label": journey["label"],
+         "channel": journey["channel"], "stage": journey["stage"],
+         "n_answered": [int(data.frame[i].notna().sum()) for i in journey["item"]],
+         "share_used": 1.0, "performance": perf,
+         **dict.fromkeys(interval_columns("performance"), np.nan),
+         **effect,
+         **dict.fromkeys(
+             ["effect_on_outcome", "effect_on_outcome_sd", *interval_columns("effect_on_outcome")],
+             np.nan,
+         ),
+         "p_effective": 1.0, "rank": np.arange(1, T + 1), "not_used_shift": 0.0, "sparse": False,
+         "outcome": "Satisfaction", "target": "Loyalty"}
     )  # fmt: skip
 
     def write(out):
-        out.table("journey_matrix", pd.DataFrame(rows))
-        out.table("touchpoint_effects", effects)
-        out.table("touchpoint_costs", costs)
-        out.table("allocation_summary", pd.DataFrame([plan.summary]))
-        out.table("delivery_gap", gap.table)
-        out.table("delivery_gap_summary", pd.DataFrame([gap.summary]))
+        tables = {
+            "journey_matrix": pd.DataFrame(rows),
+            "touchpoint_effects": effects,
+            "touchpoint_costs": costs,
+            "allocation_summary": pd.DataFrame([plan.summary]),
+            "delivery_gap": gap.table,
+            "delivery_gap_summary": pd.DataFrame([gap.summary]),
+        }
+        for name, table in tables.items():
+            out.table(name, label_table(table, study=study.name))
         gains.save(out.path / "touchpoint_gains.npz")
 
     _publish(
@@ -118,7 +137,7 @@ def _open(browser, server):
     )
     page.goto(f"{server.origin}/voila/render/journey.ipynb", timeout=150_000)
     page.wait_for_selector(".cx-dashboard", timeout=90_000)
-    page.wait_for_selector("[data-field='expected_gain']", timeout=60_000)
+    page.wait_for_selector("[data-field='gain']", timeout=60_000)
     page.wait_for_selector(".cx-chart svg .role-mark", timeout=60_000)
     return page, outside
 
@@ -151,7 +170,7 @@ def test_journey_page(browser, journey_server, journey, tmp_path):
     assert any("web_compare" in lab for lab in labels)
     # the plan for the published budget is what cxlib computes
     plan = allocate_budget(gains, costs, budget)
-    _wait_text(page, "[data-field='expected_gain']", fmt(plan.summary["expected_gain"], 2))
+    _wait_text(page, "[data-field='gain']", fmt(plan.summary["gain"], 2))
     assert page.locator("[data-field='spent']").first.inner_text().strip() == fmt(
         plan.summary["spent"], 0
     )
@@ -173,8 +192,8 @@ def test_journey_page(browser, journey_server, journey, tmp_path):
     for _ in range(5):
         page.keyboard.press("ArrowRight")
     more = allocate_budget(gains, costs, min(budget + 5 * step, high))
-    assert more.summary["expected_gain"] >= plan.summary["expected_gain"]
-    _wait_text(page, "[data-field='expected_gain']", fmt(more.summary["expected_gain"], 2))
+    assert more.summary["gain"] >= plan.summary["gain"]
+    _wait_text(page, "[data-field='gain']", fmt(more.summary["gain"], 2))
     _wait_text(page, "[data-field='spent']", fmt(more.summary["spent"], 0))
     _clean(page, outside)
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cxlib.cli import cx
+from cxlib.config import EVERYONE
 from cxlib.dashboard import (
     DriversDashboard,
     OverviewDashboard,
@@ -23,6 +24,7 @@ from cxlib.dashboard import (
 )
 from cxlib.dashboard.widgets import fmt
 from cxlib.insights import what_if
+from cxlib.pipeline.schemas import TableSchemaError
 
 
 def test_only_published_studies_are_offered(sample, tmp_path):
@@ -100,11 +102,11 @@ def test_missing_notebooks_say_not_published(sample):
 def test_what_if_slider_recomputes_from_draws(sample):
     page = WhatIfDashboard.from_runs(sample.runs_dir)
     page.sliders["Experience"].value = 7
-    entry = sample.baseline["segments"]["All"]
+    entry = sample.baseline["segments"][EVERYONE]
     levels = entry["drivers"] | {k: entry[k] for k in ("top2_box", "promoters", "detractors")}
     shifts = dict.fromkeys(page.sliders, 0.0) | {"Experience": 7.0}
     expected = what_if(sample.model, shifts, baseline=levels).table.set_index("outcome")
-    got = page.compute("All", shifts).table.set_index("outcome")
+    got = page.compute(EVERYONE, shifts).table.set_index("outcome")
     assert got["change"].to_dict() == pytest.approx(expected["change"].to_dict())
     assert (
         f'data-field="change">{fmt(expected.loc["nps", "change"], 2, sign=True)}<'
@@ -169,7 +171,7 @@ def test_a_chart_with_new_data_only_swaps_its_rows(sample):
     assert chart.last_update == "data"
     assert chart.chart.spec is spec  # not redrawn
     (update,) = chart.chart._py_to_js_updates
-    expected = page.compute("All", dict.fromkeys(page.sliders, 0.0) | {"Image": 4.0}).table
+    expected = page.compute(EVERYONE, dict.fromkeys(page.sliders, 0.0) | {"Image": 4.0}).table
     assert update["name"] == "cx-data-0"
     assert update["value"] == chart_values(expected)
     # the same chart built by altair embeds the same rows
@@ -210,3 +212,24 @@ def test_a_broken_weights_table_leaves_the_priority_map_standing(sample, tmp_pat
     assert "could not be shown" in page.error.value
     assert page.map.chart is not None and page.map.chart.layout.display is None
     assert 'data-field="p_fix_first"' in page.table.value
+
+
+def test_a_run_in_an_older_results_format_is_flagged_and_not_half_shown(sample, tmp_path):
+    """Published before the one vocabulary (``change_mean``, ``"All"``): stale, and a note."""
+    runs = tmp_path / "runs"
+    shutil.copytree(sample.runs_dir, runs)
+    out = next((runs / "telecom").glob("*00-study*/artifacts"))
+    kpis = pd.read_parquet(out / "tables" / "kpis.parquet")
+    old = kpis.rename(columns={"change": "change_mean"}).drop(columns=["change_sd"])
+    old.replace({"segment": {EVERYONE: "All"}}).to_parquet(out / "tables" / "kpis.parquet")
+    manifest = json.loads((out / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        entry.pop("format", None)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    results = load_published("telecom", runs)
+    assert any("older results format" in s for s in results.status()["stale"])
+    with pytest.raises(TableSchemaError, match="column 'change_mean' is not declared"):
+        results.table("overview", "kpis")
+    page = OverviewDashboard.from_runs(runs)
+    assert "cx-flag-stale" in page.header.value
+    assert "could not be shown (TableSchemaError)" in page.error.value

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxlib.config import EVERYONE
 from cxlib.errors import StudySpecError
 from cxlib.insights.alerts import AlertRule, AlertRuleError, evaluate_alerts, parse_rule
 from cxlib.insights.kpis import KpiEstimates
@@ -10,7 +11,7 @@ from cxlib.study import study_from_dict
 
 def hand_built(nps_draws: np.ndarray, waves=("W1", "W2"), n=100) -> KpiEstimates:
     """KPI posteriors built by hand: segments x waves x draws."""
-    segs = ["All", "A"]
+    segs = [EVERYONE, "A"]
     shape = (len(segs), len(waves))
     counts = np.full(shape, n)
     return KpiEstimates(
@@ -78,7 +79,7 @@ def test_fix_first_fires_when_a_driver_enters_the_quadrant():
     priorities = pd.DataFrame(
         {
             "driver": ["Experience", "Image", "Experience", "Image"],
-            "segment": ["All"] * 4,
+            "segment": [EVERYONE] * 4,
             "wave": ["W1", "W1", "W2", "W2"],
             "p_fix_first": [0.2, 0.9, 0.85, 0.95],
         }
@@ -150,4 +151,4 @@ def test_sample_study_alerts(study):
         study.alerts, study=study.name, kpis=kpis, diagnostics={"sem": {"ok": True}}
     )
     fired = alerts[alerts["fired"]]
-    assert ("nps_drop", "All") in set(zip(fired["rule_name"], fired["segment"], strict=True))
+    assert ("nps_drop", EVERYONE) in set(zip(fired["rule_name"], fired["segment"], strict=True))

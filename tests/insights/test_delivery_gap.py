@@ -10,7 +10,7 @@ from scipy import stats
 from cxlib import config
 from cxlib.errors import DataValidationError
 from cxlib.insights.delivery_gap import delivery_gap, read_internal_assessment
-from cxlib.models.touchpoints_data import journey_map
+from cxlib.models.touchpoints.data import journey_map
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def test_gap_interval_matches_the_closed_form(journey):
     half = stats.t.ppf(0.5 + config.HDI_PROB / 2, n - 1) * se
     # the gap 5 - mean has the posterior 5 - m - se * t(n - 1): symmetric, so HDI = central interval
     assert row["gap"] == pytest.approx(5 - m, abs=0.01)
-    assert row["gap_low"] == pytest.approx(5 - m - half, abs=0.01)
-    assert row["gap_high"] == pytest.approx(5 - m + half, abs=0.01)
+    assert row["gap_hdi_low"] == pytest.approx(5 - m - half, abs=0.01)
+    assert row["gap_hdi_high"] == pytest.approx(5 - m + half, abs=0.01)
     assert row["p_company_overrates"] == pytest.approx(stats.t.cdf((5 - m) / se, n - 1), abs=0.005)
     assert row["n_customers"] == n and row["n_raters"] == 1
 
@@ -63,8 +63,14 @@ def test_share_overrated_and_several_raters(journey):
     assert t.loc["web_compare", "p_company_overrates"] > 0.99
     # several raters: the company's mean is uncertain too, so the gap's interval is wider
     # than the customers' mean's alone
-    cust_width = t.loc["store_advice", "customer_high"] - t.loc["store_advice", "customer_low"]
-    assert t.loc["store_advice", "gap_high"] - t.loc["store_advice", "gap_low"] > 5 * cust_width
+    cust_width = (
+        t.loc["store_advice", "customer_mean_hdi_high"]
+        - t.loc["store_advice", "customer_mean_hdi_low"]
+    )
+    assert (
+        t.loc["store_advice", "gap_hdi_high"] - t.loc["store_advice", "gap_hdi_low"]
+        > 5 * cust_width
+    )
     s = gap.summary
     assert s["n_touchpoints"] == 3
     assert s["share_overrated"] == pytest.approx((gap.gap_draws > 0).mean(), abs=1e-12)
@@ -106,4 +112,4 @@ def test_raters_who_agree_still_leave_doubt(journey):
     row = gap.table.set_index("touchpoint").loc["store_advice"]
     pooled_var = 2.0 / 4  # (0 + 2) / ((3 - 1) + (3 - 1))
     half = stats.t.ppf(0.5 + config.HDI_PROB / 2, 4) * np.sqrt(pooled_var / 3)
-    assert row["gap_high"] - row["gap_low"] == pytest.approx(2 * half, rel=0.05)
+    assert row["gap_hdi_high"] - row["gap_hdi_low"] == pytest.approx(2 * half, rel=0.05)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import ndtr, ndtri
 
+from cxlib.config import EVERYONE
 from cxlib.data import SurveyData
 from cxlib.insights.drivers import DriverError, DriverModel, driver_priorities, what_if
 from cxlib.study import study_from_dict
@@ -141,19 +142,19 @@ def test_priority_map_quadrants():
     np.testing.assert_allclose(pm[pcols].sum(axis=1), 1.0)
     # two drivers: the median splits them. Image matters more (total effect 0.4 vs 0.3)
     # and performs better (answers 3-5 vs 1-5): keep up; Experience: low priority.
-    row = pm.query("segment == 'All' and wave == 'W1'").set_index("driver")
+    row = pm.query("segment == @EVERYONE and wave == 'W1'").set_index("driver")
     assert row.loc["Experience", "importance"] == pytest.approx(0.3, abs=0.01)
     assert row.loc["Image", "importance"] == pytest.approx(0.4, abs=0.01)
     assert row.loc["Image", "performance"] > row.loc["Experience", "performance"] + 15
     assert row.loc["Image", "p_keep_up"] > 0.99 and row.loc["Image", "quadrant"] == "keep up"
     assert row.loc["Experience", "p_low_priority"] > 0.99
-    assert set(pm["segment"]) == {"All", "A", "B"} and set(pm["wave"]) == {"W1", "W2"}
+    assert set(pm["segment"]) == {EVERYONE, "A", "B"} and set(pm["wave"]) == {"W1", "W2"}
 
 
 def test_item_level_priorities_split_construct_importance():
     model = path_model(n_draws=100)
     items = driver_priorities(model, survey(), level="item").query(
-        "segment == 'All' and wave == 'W1'"
+        "segment == @EVERYONE and wave == 'W1'"
     )
     assert list(items["driver"]) == ["X1", "X2", "M1", "M2"]
     assert items.set_index("driver").loc["X1", "importance"] == pytest.approx(0.15)

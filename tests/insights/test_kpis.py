@@ -3,9 +3,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from cxlib.config import EVERYONE
 from cxlib.data import SurveyData
-from cxlib.stats import hdi
 from cxlib.insights.kpis import KpiError, estimate_kpis, nps_posterior_moments
+from cxlib.stats import hdi
 from cxlib.study import study_from_dict
 
 SPEC = {
@@ -61,10 +62,10 @@ def test_nps_matches_the_dirichlet_closed_form():
     answers = [10] * 30 + [8] * 10 + [3] * 20  # 30 promoters, 10 passives, 20 detractors
     est = estimate_kpis(survey(make_frame(answers)), n_draws=40_000, seed=1)
     mean, sd = nps_posterior_moments(promoters=30, passives=10, detractors=20)
-    d = est.cell("nps", "All", "W1")
+    d = est.cell("nps", EVERYONE, "W1")
     assert d.mean() == pytest.approx(mean, abs=4 * sd / np.sqrt(d.size))
     assert d.std() == pytest.approx(sd, rel=0.02)
-    row = est.table.query("kpi == 'nps' and segment == 'All' and wave == 'W1'").iloc[0]
+    row = est.table.query("kpi == 'nps' and segment == @EVERYONE and wave == 'W1'").iloc[0]
     assert row["n"] == 60 and row["n_eff"] == 60
 
 
@@ -75,7 +76,7 @@ def test_weights_use_the_effective_sample_size():
     n_eff = weights.sum() ** 2 / (weights**2).sum()
     share_p = 90 / 120
     mean, sd = nps_posterior_moments(share_p * n_eff, 0.0, (1 - share_p) * n_eff)
-    d = est.cell("nps", "All", "W1")
+    d = est.cell("nps", EVERYONE, "W1")
     assert d.mean() == pytest.approx(mean, abs=0.5)
     assert d.std() == pytest.approx(sd, rel=0.03)
 
@@ -108,17 +109,17 @@ def test_change_between_waves_and_its_probability():
         [make_frame([10] * 60 + [2] * 40), make_frame([10] * 30 + [2] * 70, wave="W2")]
     )
     est = estimate_kpis(survey(drop), n_draws=8000, seed=5)
-    row = est.table.query("kpi == 'nps' and segment == 'All' and wave == 'W2'").iloc[0]
-    assert row["change_mean"] == pytest.approx(-60, abs=4)
+    row = est.table.query("kpi == 'nps' and segment == @EVERYONE and wave == 'W2'").iloc[0]
+    assert row["change"] == pytest.approx(-60, abs=4)
     assert row["p_change_negative"] > 0.999
-    first = est.table.query("kpi == 'nps' and segment == 'All' and wave == 'W1'").iloc[0]
-    assert np.isnan(first["change_mean"]) and np.isnan(first["p_change_negative"])
+    first = est.table.query("kpi == 'nps' and segment == @EVERYONE and wave == 'W1'").iloc[0]
+    assert np.isnan(first["change"]) and np.isnan(first["p_change_negative"])
     same = pd.concat(
         [make_frame([10] * 50 + [2] * 50), make_frame([10] * 50 + [2] * 50, wave="W2")]
     )
     p = (
         estimate_kpis(survey(same), n_draws=8000, seed=6)
-        .table.query("kpi == 'nps' and segment == 'All' and wave == 'W2'")["p_change_negative"]
+        .table.query("kpi == 'nps' and segment == @EVERYONE and wave == 'W2'")["p_change_negative"]
         .item()
     )
     assert 0.45 < p < 0.55
@@ -131,7 +132,7 @@ def test_small_cells_are_flagged_and_wide():
     est = estimate_kpis(survey(frame), n_draws=4000, seed=7)
     t = est.table.query("kpi == 'nps' and wave == 'W1'").set_index("segment")
     assert t.loc["B", "small_cell"] and not t.loc["A", "small_cell"]
-    assert t.loc["B", "n"] == 5 and t.loc["All", "n"] == 105
+    assert t.loc["B", "n"] == 5 and t.loc[EVERYONE, "n"] == 105
     assert t.loc["B", "hdi_high"] - t.loc["B", "hdi_low"] > 50
     assert t.loc["A", "hdi_high"] - t.loc["A", "hdi_low"] < 40
 
@@ -155,9 +156,9 @@ def test_sample_study_kpis(study):
     from cxlib.data import load_responses
 
     est = estimate_kpis(load_responses(study), n_draws=1000)
-    assert est.segments == ["All", "Consumer", "Small business", "Enterprise"]
+    assert est.segments == [EVERYONE, "Consumer", "Small business", "Enterprise"]
     assert est.waves == study.source.wave_order
-    nps = est.table.query("kpi == 'nps' and segment == 'All'").set_index("wave")
+    nps = est.table.query("kpi == 'nps' and segment == @EVERYONE").set_index("wave")
     assert nps.loc["2026-Q3", "p_change_negative"] > 0.95  # the outage quarter
 
 

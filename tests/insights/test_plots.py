@@ -1,5 +1,6 @@
 import pytest
 
+from cxlib.config import EVERYONE
 from cxlib.data import load_responses
 from cxlib.errors import CxError
 from cxlib.insights.kpis import estimate_kpis
@@ -16,7 +17,7 @@ def test_kpi_trend_shows_the_table_rows(table):
     spec = chart.to_dict()
     assert len(spec["layer"]) == 2
     data = chart.data
-    assert set(data["segment"]) == {"All", "Consumer", "Small business", "Enterprise"}
+    assert set(data["segment"]) == {EVERYONE, "Consumer", "Small business", "Enterprise"}
     assert (data["kpi"] == "nps").all()
 
 

@@ -49,3 +49,50 @@ def test_a_model_without_data_says_what_to_call():
     for model in (ExpectationsModel(study), TouchpointModel(study)):
         with pytest.raises(ModelSpecificationError, match=r"call build_model\(data\) or fit"):
             model.build_model()
+
+
+def _every_model(study):
+    from cxlib.models import BayesianSEM, ExpectationsModel, TouchpointModel
+
+    return [BayesianSEM(study), ExpectationsModel(study), TouchpointModel(study)]
+
+
+def test_every_init_argument_is_saved_in_the_attrs(study):
+    import json
+
+    for model in _every_model(study):
+        attrs = model.attrs()
+        saved = json.loads(attrs["init_arguments"])
+        assert set(saved) == set(type(model).init_parameter_names()), type(model).__name__
+        rebuilt = type(model).from_init_arguments(saved)
+        assert json.loads(rebuilt.attrs()["init_arguments"]) == saved
+
+
+def test_a_model_with_an_unsaved_init_argument_is_refused(study):
+    from cxlib.errors import ModelSpecificationError
+    from cxlib.models import TouchpointModel
+
+    class Forgetful(TouchpointModel):
+        def __init__(self, study, *, new_option: int = 1, **kwargs):
+            self.renamed_option = new_option  # not under its own name: init_arguments misses it
+            super().__init__(study, **kwargs)
+
+    with pytest.raises(ModelSpecificationError, match="not in the attrs: new_option"):
+        Forgetful(study).attrs()
+
+
+def test_load_refuses_a_file_without_the_init_arguments(study, tmp_path):
+    import arviz as az
+    import xarray as xr
+
+    from cxlib.errors import ModelFileError
+    from cxlib.models import TouchpointModel
+
+    attrs = TouchpointModel(study).attrs()
+    del attrs["init_arguments"]
+    idata = az.InferenceData(posterior=xr.Dataset({"x": (("chain", "draw"), np.zeros((1, 2)))}))
+    idata.attrs.update(attrs)
+    path = tmp_path / "old.nc"
+    idata.to_netcdf(str(path))
+    with pytest.raises(ModelFileError, match="does not record the model's argument"):
+        TouchpointModel.load(path)

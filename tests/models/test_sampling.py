@@ -44,9 +44,18 @@ def test_laplace_nuts_gives_distinct_starts_and_samples():
     assert {"beta", "sigma"} <= set(starts[0])
     assert not np.allclose(starts[0]["beta"], starts[1]["beta"])  # overdispersed, not one point
     assert step.target_accept == 0.9
-    kwargs = {"mass_matrix": "laplace", "tune": 100, "draws": 100, "chains": 2, "cores": 1,
-              "random_seed": 5, "init": "jitter+adapt_full", "target_accept": 0.85,
-              "progressbar": False, "compute_convergence_checks": False}
+    kwargs = {
+        "mass_matrix": "laplace",
+        "tune": 100,
+        "draws": 100,
+        "chains": 2,
+        "cores": 1,
+        "random_seed": 5,
+        "init": "jitter+adapt_full",
+        "target_accept": 0.85,
+        "progressbar": False,
+        "compute_convergence_checks": False,
+    }
     assert nuts_start(model, kwargs) == "laplace"
     assert "init" not in kwargs and "target_accept" not in kwargs and "mass_matrix" not in kwargs
     with model:
@@ -71,10 +80,19 @@ def test_the_laplace_start_saves_leapfrog_steps_where_pymcs_start_struggles():
     steps = {}
     for mode in ("laplace", "adapt"):
         model = _badly_scaled_model()
-        kwargs = {"mass_matrix": mode, "tune": 100, "draws": 100, "chains": 2, "cores": 1,
-                  "random_seed": 5, "init": "jitter+adapt_full", "target_accept": 0.85,
-                  "progressbar": False, "compute_convergence_checks": False,
-                  "discard_tuned_samples": False}
+        kwargs = {
+            "mass_matrix": mode,
+            "tune": 100,
+            "draws": 100,
+            "chains": 2,
+            "cores": 1,
+            "random_seed": 5,
+            "init": "jitter+adapt_full",
+            "target_accept": 0.85,
+            "progressbar": False,
+            "compute_convergence_checks": False,
+            "discard_tuned_samples": False,
+        }
         assert nuts_start(model, kwargs) == mode
         with model:
             idata = pm.sample(**kwargs)
@@ -87,8 +105,15 @@ def test_the_laplace_start_saves_leapfrog_steps_where_pymcs_start_struggles():
 
 @pytest.mark.parametrize(
     "seed",
-    [None, 7, np.int64(7), [1, 2], np.random.default_rng(7), np.random.RandomState(7),
-     np.random.SeedSequence(7)],
+    [
+        None,
+        7,
+        np.int64(7),
+        [1, 2],
+        np.random.default_rng(7),
+        np.random.RandomState(7),
+        np.random.SeedSequence(7),
+    ],
     ids=["None", "int", "np.int64", "list", "Generator", "RandomState", "SeedSequence"],
 )
 def test_any_seed_pymc_takes_gives_starts_without_touching_it(seed):
@@ -147,7 +172,7 @@ def test_each_model_passes_its_own_laplace_weight(monkeypatch):
     from cxlib.models import BayesianSEM
     from cxlib.models.base import CxModel
     from cxlib.models.sampling import nuts_start as real
-    from tests.models.test_sem import MODEL, simulate_small
+    from tests.models.sem.builders import MODEL, simulate_small
 
     seen = []
 
@@ -171,10 +196,20 @@ def test_each_model_passes_its_own_laplace_weight(monkeypatch):
 
     tiny = Tiny()
     tiny.build_model()
-    idata = tiny.sample({"draws": 20, "tune": 20, "chains": 1, "cores": 1, "random_seed": 1,
-                          "progressbar": False, "compute_convergence_checks": False})
+    idata = tiny.sample(
+        {
+            "draws": 20,
+            "tune": 20,
+            "chains": 1,
+            "cores": 1,
+            "random_seed": 1,
+            "progressbar": False,
+            "compute_convergence_checks": False,
+        }
+    )
     assert seen[-1] == CxModel._laplace_weight == 1.0
     assert idata.attrs["nuts_start"] == "laplace"
-    step, _ = laplace_nuts(_regression_model()[0], tune=10, chains=1, seed=0, target_accept=0.8,
-                           weight=10.0)
+    step, _ = laplace_nuts(
+        _regression_model()[0], tune=10, chains=1, seed=0, target_accept=0.8, weight=10.0
+    )
     assert step.potential._initial_weight == 10 * 3  # 3 unconstrained dimensions

@@ -10,6 +10,9 @@ from cxlib.pipeline.errors import PipelineSpecError
 from cxlib.pipeline.publish import read_pointer
 from cxlib.pipeline.runner import run_pipeline
 
+#: executes notebooks with papermill and real kernels (make check leaves them out)
+pytestmark = pytest.mark.notebooks
+
 distributed = pytest.importorskip("distributed")
 
 

@@ -42,6 +42,9 @@ suffix: str = ""  # added to what up wrote
 """
 DOWN_BODY = """\
 import pathlib
+
+#: executes notebooks with papermill and real kernels (make check leaves them out)
+pytestmark = pytest.mark.notebooks
 assert pathlib.Path(up_dir).is_absolute(), up_dir
 value = (pathlib.Path(up_dir) / "value.txt").read_text()
 (pathlib.Path(output_dir) / "seen.txt").write_text(value + suffix)

@@ -20,6 +20,9 @@ from cxlib.study import load_study
 
 from .conftest import REPO
 
+#: executes notebooks with papermill and real kernels (make check leaves them out)
+pytestmark = pytest.mark.notebooks
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from cxlib.pipeline import provenance
-from cxlib.pipeline.artifacts import Artifacts, diagnostics_from_idata
+from cxlib.pipeline.artifacts import ARTIFACT_FORMAT, Artifacts, diagnostics_from_idata
 from cxlib.pipeline.errors import StudyBusyError
 from cxlib.pipeline.gates import evaluate_gates
 from cxlib.pipeline.inputs import SubsetError, load_inputs, select_respondents
 from cxlib.pipeline.lock import StudyLock
 from cxlib.pipeline.publish import published_runs, read_pointer, switch_pointer
+from cxlib.pipeline.schemas import TableSchemaError
 from cxlib.pipeline.store import ResultsStore
 from cxlib.pipeline.tables import data_quality_tables
 
@@ -83,12 +84,25 @@ def test_lock_is_exclusive_and_says_who_holds_it(tmp_path):
 
 
 # ---------------------------------------------------------------- results store
-def fake_run(runs, run_id, status="succeeded", rows=None, **extra):
+def write_table(path, rows, fmt=ARTIFACT_FORMAT) -> None:
+    """A run's Parquet table as Artifacts.table writes it (``fmt`` None: before formats)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    if fmt is not None:
+        table = table.replace_schema_metadata(
+            {**table.schema.metadata, b"cxlib.artifact_format": str(fmt)}
+        )
+    pq.write_table(table, path)
+
+
+def fake_run(runs, run_id, status="succeeded", rows=None, fmt=ARTIFACT_FORMAT, **extra):
     run_dir = runs / "telecom" / run_id
     out = run_dir / "artifacts"
     (out / "tables").mkdir(parents=True)
     if rows is not None:
-        pd.DataFrame(rows).to_parquet(out / "tables" / "kpis.parquet")
+        write_table(out / "tables" / "kpis.parquet", rows, fmt)
     manifest = {
         "run_id": run_id,
         "study": "telecom",
@@ -142,6 +156,44 @@ def test_store_loads_tables_grows_columns_and_rebuilds_from_disk(tmp_path):
     assert store.query("select run_id from published_kpis")["run_id"].tolist() == ["r2"]
 
 
+def test_store_rebuilds_itself_after_an_artifact_format_change(tmp_path):
+    """A store built for an older format is dropped and reloaded from the run folders."""
+    from click.testing import CliRunner
+
+    from cxlib.cli import cx
+
+    runs = tmp_path / "runs"
+    db = runs / "results.duckdb"
+    store = ResultsStore(db)
+    old = {"segment": ["All"], "wave": ["2026-Q1"], "change_mean": [-2.0]}
+    fake_run(runs, "r1", rows=old, fmt=None)  # written before formats
+    fake_run(runs, "r2", rows={"segment": ["all"], "wave": ["2026-Q2"], "change": [1.5]})
+    switch_pointer(runs / "telecom", "telecom", {"02-sem/all": {"run_id": "r2"}})
+    store.sync_study(runs / "telecom")
+    history = store.query("select run_id, change from kpis")
+    assert history.to_dict("list") == {"run_id": ["r2"], "change": [1.5]}  # r1: other format
+    assert {r["run_id"] for r in store.runs()} == {"r1", "r2"}  # both stay in the catalog
+
+    # a store an older cxlib built: r1's table loaded, no format recorded
+    with store.connect() as con:
+        con.execute("COMMENT ON TABLE runs IS NULL")
+        con.execute("ALTER TABLE kpis ADD COLUMN change_mean DOUBLE")
+        con.execute(
+            "INSERT INTO kpis (run_id, study, wave, change_mean) "
+            "VALUES ('r1', 'telecom', '2026-Q1', -2.0)"
+        )
+    result = CliRunner().invoke(cx, ["runs", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert f"results store rebuilt from the run folders (artifact format {ARTIFACT_FORMAT})" in (
+        result.output
+    )
+    assert "change_mean" not in store.query("select * from kpis").columns
+    assert store.query("select run_id from published_kpis")["run_id"].tolist() == ["r2"]
+    assert not store.upgrade()  # current now: nothing to do
+    again = CliRunner().invoke(cx, ["runs", "--db", str(db)])
+    assert "rebuilt" not in again.output and "r2 *" in again.output
+
+
 # ---------------------------------------------------------------- artifacts
 def test_artifacts_writer(tmp_path):
     out = Artifacts(tmp_path / "out", notebook="02-sem", parameters={"draws": 10})
@@ -159,6 +211,38 @@ def test_artifacts_writer(tmp_path):
     for bad in ("runs", "published_kpis", "Estimates", "a b"):
         with pytest.raises(ValueError, match="table name"):
             out.table(bad, table)
+    entry = next(f for f in manifest["files"] if f["kind"] == "table")
+    assert entry["format"] == ARTIFACT_FORMAT
+
+
+def test_a_table_that_breaks_its_declaration_is_not_written(tmp_path):
+    out = Artifacts(tmp_path / "out", notebook="01-data-quality")
+    items = pd.DataFrame(
+        {
+            "study": ["telecom"],
+            "segment": ["all"],
+            "wave": ["all"],
+            "item": ["NPS"],
+            "construct": ["Loyalty"],
+            "scale": ["0-10"],
+            "missing": ["a lot"],  # not a number
+            "floor": [0.1],
+            "ceilling": [0.2],  # misspelt
+            "flag": [""],
+        }
+    )
+    with pytest.raises(TableSchemaError) as err:
+        out.table("data_quality_items", items)
+    message = str(err.value)
+    assert "published table 'data_quality_items' (01-data-quality)" in message
+    assert "column 'ceilling' is not declared (did you mean 'ceiling'?)" in message
+    assert "column 'ceiling' is missing (expected float)" in message
+    assert "column 'missing' holds 'a lot' (row 0); expected float" in message
+    assert "Traceback" not in message and "pandera" not in message.lower()
+    assert not (tmp_path / "out" / "tables" / "data_quality_items.parquet").exists()
+    # a notebook the declarations know publishes only its declared tables
+    with pytest.raises(TableSchemaError, match="01-data-quality cannot publish the table 'kpiz'"):
+        out.table("kpiz", items)
 
 
 def test_artifacts_default_to_runs_manual(monkeypatch, tmp_path):

@@ -132,6 +132,9 @@ import pandas as pd
 from cxlib.pipeline.artifacts import Artifacts
 from cxlib.study import load_study
 
+#: executes notebooks with papermill and real kernels (make check leaves them out)
+pytestmark = pytest.mark.notebooks
+
 out = Artifacts(output_dir, notebook="costs")
 source = pathlib.Path(costs_path) if costs_path else load_study(study_path).source_path("touchpoint_costs")
 out.table("toy_costs", pd.read_csv(source))

@@ -29,7 +29,6 @@ Missing answers are handled, not dropped:
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxlib.errors import ModelSpecificationError
+from cxlib import config
+from cxlib.errors import ModelSpecificationError, did_you_mean
 from cxlib.models.base import as_frame, frame_hash
 from cxlib.models.expectations.missing import (
     IncompleteRows,
@@ -70,8 +70,6 @@ GAP_STATS = (
     "share_at_ceiling",
 )
 
-ALL = "all segments"
-
 
 @dataclass
 class ExpectationsData:
@@ -83,7 +81,7 @@ class ExpectationsData:
         Per attribute: name, label, ``technical``/``emotional`` and what its gap is
         measured against (``expectation``, ``scale midpoint`` or ``segment norm``).
     segments : list of str
-        Segment levels (``["all"]`` without a segment column).
+        Segment levels (``[config.EVERYONE]`` without a segment column).
     segment_column : str or None
         The segment column used.
     outcome, outcome_kind : str
@@ -109,7 +107,7 @@ class ExpectationsData:
     population_share : numpy.ndarray
         Each segment's share of the total respondent weight.
     gap_stats : numpy.ndarray
-        ``(segments + 1, attributes, len(GAP_STATS))``; the last row is all segments.
+        ``(segments + 1, attributes, len(GAP_STATS))``; the last row is everyone (pooled).
     cf_x, cf_segment, cf_weight : numpy.ndarray
         A fixed sample of respondents (features, segment code, weight) for
         counterfactuals that need the distribution (top-2-box changes).
@@ -201,11 +199,22 @@ class ExpectationsData:
         rew = (n_surp >= min_gaps) & (var[:, A:] > 1e-9)
         return pen, rew
 
+    def segment_rows(self) -> tuple[list[int], list[str]]:
+        """Which entries of a ``segments + everyone`` axis a table shows, and their labels.
+
+        Per-segment arrays carry the segments and then everyone (pooled by population
+        share); a table shows each segment and ``config.EVERYONE``. Without segments
+        the one segment is everyone, so only the pooled entry is shown.
+        """
+        G = len(self.segments)
+        if G == 1:
+            return [G], [config.EVERYONE]
+        return list(range(G + 1)), [*self.segments, config.EVERYONE]
+
     def gap_frame(self) -> pd.DataFrame:
         """The gap statistics as a tidy frame (one row per segment and attribute)."""
-        segs = [*self.segments, ALL]
         rows = []
-        for gi, g in enumerate(segs):
+        for gi, g in zip(*self.segment_rows(), strict=True):
             for ai, a in enumerate(self.attributes):
                 row = {
                     "segment": g,
@@ -273,7 +282,7 @@ class ExpectationsData:
                 "gap_feature": feats[1:],
                 "gap_feature_col": feats[1:],
                 "attributes": self.attributes,
-                "gap_segment": [*self.segments, ALL],
+                "gap_segment": np.arange(len(self.segments) + 1),
                 "gap_stat": list(GAP_STATS),
             },
             attrs={"expectations_meta": json.dumps(meta, default=float)},
@@ -307,15 +316,10 @@ class ExpectationsData:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _column(frame: pd.DataFrame, name: str, role: str) -> np.ndarray:
     if name not in frame.columns:
         raise ModelSpecificationError(
-            f"{role} column {name!r} is not in the data{_did_you_mean(name, frame.columns)}"
+            f"{role} column {name!r} is not in the data{did_you_mean(name, frame.columns, parens=True)}"
         )
     col = frame[name]
     if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
@@ -353,10 +357,10 @@ def _segment_codes(frame: pd.DataFrame, study: Study, segment, notes: list[str])
     if segment is None:
         segment = next((c for c in study.segment_columns if c in frame.columns), False)
     if segment is False:
-        return np.zeros(len(frame), dtype=np.int64), ["all"], None
+        return np.zeros(len(frame), dtype=np.int64), [config.EVERYONE], None
     if segment not in frame.columns:
         raise ModelSpecificationError(
-            f"segment column {segment!r} is not in the data{_did_you_mean(segment, frame.columns)}"
+            f"segment column {segment!r} is not in the data{did_you_mean(segment, frame.columns, parens=True)}"
         )
     col = frame[segment]
     declared = study.columns.segments.get(segment) or []
@@ -416,7 +420,7 @@ def outcome_items(study: Study, outcome: str) -> tuple[str, list[str]]:
         return "item", [outcome]
     raise ModelSpecificationError(
         f"outcome {outcome!r} is neither a construct nor an item of study {study.name!r}"
-        + _did_you_mean(outcome, [*study.constructs, *study.all_items])
+        + did_you_mean(outcome, [*study.constructs, *study.all_items], parens=True)
     )
 
 
@@ -475,26 +479,213 @@ def prepare_expectations_data(
         Naming the column at fault: a missing column, a constant outcome, an
         attribute nobody answered, invalid weights, too few respondents.
     """
+    notes: list[str] = []
+    frame, file_hash = _step01_inputs(data, study, missing)
+    kind, y_items = outcome_items(study, outcome)
+    seg = _step02_segments(frame, study, segment, weights, file_hash, notes)
+    out = _step03_outcome(frame, study, outcome, kind, y_items)
+    cols = _step04_attributes(frame, study, seg, reference, notes)
+    _step05_imputation_notes(cols, missing, notes)
+    lik = _step06_likelihood_rows(seg, out, cols, missing, notes)
+    incomplete = _step07_incomplete_rows(lik, seg, cols.items, notes)
+    suff = _step08_sufficient_statistics(lik, seg)
+    moments = _step09_feature_moments(lik, seg, suff, incomplete, cols.n_features, seed)
+    cf = _step10_counterfactual_sample(lik.codes, seg.n_groups, n_counterfactual, seed)
+    d = _step11_assemble(
+        study,
+        seg,
+        out,
+        cols,
+        lik,
+        suff,
+        moments,
+        cf,
+        notes=notes,
+        incomplete=incomplete,
+        missing=missing,
+        data_hash=file_hash or _data_hash(frame, study, out.items, seg.column, weights),
+    )
+    if keep_rows:
+        d.rows = lik.complete_rows()
+    if family == "ordinal":
+        _step12_ordinal_patterns(d, out, lik, incomplete)
+    return d
+
+
+# ---------------------------------------------------------------------------- steps
+@dataclass
+class _Segments:
+    """Segment code (-1: left out) and weight of every respondent."""
+
+    codes: np.ndarray
+    levels: list[str]
+    column: str | None
+    w: np.ndarray
+    #: whether each respondent is in a segment
+    in_segment: np.ndarray = field(init=False)
+    #: segment codes with the left-out respondents at 0 (their weight ``w_seg`` is 0)
+    codes_safe: np.ndarray = field(init=False)
+    w_seg: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.in_segment = self.codes >= 0
+        self.codes_safe = np.where(self.in_segment, self.codes, 0)
+        self.w_seg = np.where(self.in_segment, self.w, 0.0)
+
+    @property
+    def n_groups(self) -> int:
+        """Number of segments."""
+        return len(self.levels)
+
+
+@dataclass
+class _OutcomeValues:
+    """The outcome per respondent (NaN: not answered) and its scale."""
+
+    name: str
+    kind: str
+    items: list[str]
+    y: np.ndarray
+    item_min: float
+    out_min: float
+    out_max: float
+    top_box: float
+
+
+@dataclass
+class _Reference:
+    """What one attribute's gap is measured against, and its expectation statistics."""
+
+    label: str
+    e: np.ndarray
+    e_mean: np.ndarray
+    e_se: np.ndarray
+    ref: np.ndarray
+    ref_imputed: np.ndarray
+    observed_gap: np.ndarray
+    at_ceiling: np.ndarray
+
+
+@dataclass
+class _ItemAnswers:
+    """The answers behind the gaps, for the model of the items (``missing="model"``)."""
+
+    names: list[str]
+    values: list[np.ndarray]
+    levels: list[np.ndarray]
+    #: (attributes, 2) the (perception, expectation) column of each attribute (-1: none)
+    item_of: np.ndarray
+    #: (n, attributes) the reference of an attribute without an expectation item
+    fixed_ref: np.ndarray
+    #: (n, attributes) a missing answer behind the gap
+    affected: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, n_attributes: int) -> _ItemAnswers:
+        """No answers yet, for ``n`` respondents."""
+        return cls(
+            names=[],
+            values=[],
+            levels=[],
+            item_of=np.full((n_attributes, 2), -1, dtype=np.int64),
+            fixed_ref=np.full((n, n_attributes), np.nan),
+            affected=np.zeros((n, n_attributes), dtype=bool),
+        )
+
+    def add(self, name: str, values: np.ndarray, levels: np.ndarray) -> int:
+        """Append an item's answers; returns its column."""
+        self.names.append(name)
+        self.values.append(values)
+        self.levels.append(levels)
+        return len(self.names) - 1
+
+
+@dataclass
+class _AttributeColumns:
+    """Per attribute: reference, shortfall ``S`` and surplus ``U`` columns, gap statistics."""
+
+    names: list[str]
+    references: list[str]
+    S: np.ndarray
+    U: np.ndarray
+    gap_stats: np.ndarray
+    items: _ItemAnswers
+    n_perception_imputed: int = 0
+
+    @property
+    def n_features(self) -> int:
+        """Number of gap features (``2 * attributes``)."""
+        return 2 * len(self.names)
+
+
+@dataclass
+class _LikelihoodRows:
+    """The respondents in the likelihood: features, standardized outcome, weights."""
+
+    keep: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    codes: np.ndarray
+    X: np.ndarray
+    y_center: float
+    y_scale: float
+    ys: np.ndarray
+    #: per segment sum of the respondent weights
+    sw: np.ndarray
+    #: likelihood weights (Kish)
+    wl: np.ndarray
+    is_incomplete: np.ndarray
+
+    def complete_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Features, standardized outcome, likelihood weight and segment of the complete rows."""
+        c = ~self.is_incomplete
+        return self.X[c], self.ys[c], self.wl[c], self.codes[c]
+
+
+@dataclass
+class _SufficientStatistics:
+    """Per segment ``X'WX``, ``X'Wy``, ``y'Wy`` of the complete rows and respondent counts."""
+
+    xtwx: np.ndarray
+    xtwy: np.ndarray
+    ytwy: np.ndarray
+    n_lik: np.ndarray
+
+
+@dataclass
+class _FeatureMoments:
+    """Per segment weight sum, feature mean and covariance; features of the counterfactuals."""
+
+    sum_w: np.ndarray
+    mean: np.ndarray
+    cov: np.ndarray
+    X_cf: np.ndarray
+
+
+def _step01_inputs(data, study: Study, missing: str) -> tuple[pd.DataFrame, str | None]:
+    """Check the missing route and the study, and read the respondent frame."""
     if missing not in MISSING_ROUTES:
         raise ModelSpecificationError(
             f"missing={missing!r} is not supported; use one of {', '.join(MISSING_ROUTES)}"
         )
     frame, file_hash = as_frame(data)
-    notes: list[str] = []
     if not study.attributes:
         raise ModelSpecificationError(
             f"study {study.name!r} declares no attributes; add expectation/perception "
             "pairs under 'attributes' in the spec"
         )
-    kind, y_items = outcome_items(study, outcome)
-    codes, segments, seg_col = _segment_codes(frame, study, segment, notes)
-    n_groups = len(segments)
-    w = _weights(frame, study, weights, file_hash is not None)
-    in_segment = codes >= 0
-    codes_safe = np.where(in_segment, codes, 0)
-    w_seg = np.where(in_segment, w, 0.0)
+    return frame, file_hash
 
-    # -- outcome
+
+def _step02_segments(frame, study, segment, weights, file_hash, notes) -> _Segments:
+    """Segment codes (a note on respondents without one) and respondent weights."""
+    codes, levels, column = _segment_codes(frame, study, segment, notes)
+    w = _weights(frame, study, weights, file_hash is not None)
+    return _Segments(codes=codes, levels=levels, column=column, w=w)
+
+
+def _step03_outcome(frame, study: Study, outcome: str, kind: str, y_items) -> _OutcomeValues:
+    """The outcome's scores (item answer or construct score), scale and top-box threshold."""
     ymat = np.column_stack([_column(frame, it, f"outcome {outcome!r} item") for it in y_items])
     if kind == "construct":
         # a construct score: the mean of its answered items, each rescaled to 0-100
@@ -508,10 +699,10 @@ def prepare_expectations_data(
     oscale = study.item(y_items[0]).scale
     if kind == "construct":
         # top two boxes of the construct's most common scale, on 0-100
-        common = max(
-            {str(study.item(i).scale) for i in y_items},
-            key=[str(study.item(i).scale) for i in y_items].count,
-        )
+        # the most common scale; a tie goes to the scale of the earlier item (a set's
+        # order would depend on the hash seed)
+        scales = [str(study.item(i).scale) for i in y_items]
+        common = max(dict.fromkeys(scales), key=scales.count)
         sc = next(study.item(i).scale for i in y_items if str(study.item(i).scale) == common)
         step = 100.0 / (sc.max - sc.min)
         out_min, out_max = 0.0, 100.0
@@ -519,142 +710,201 @@ def prepare_expectations_data(
     else:
         out_min, out_max = float(oscale.min), float(oscale.max)
         top_box = oscale.max - 1.5
+    return _OutcomeValues(
+        name=outcome,
+        kind=kind,
+        items=list(y_items),
+        y=y,
+        item_min=oscale.min,
+        out_min=out_min,
+        out_max=out_max,
+        top_box=top_box,
+    )
 
-    # -- attributes: gaps and features
+
+def _step04_attributes(frame, study: Study, seg, reference: str, notes) -> _AttributeColumns:
+    """Per attribute: reference, gap features and gap statistics (see the ``_attribute_*``)."""
     names = list(study.attributes)
-    A = len(names)
-    n = len(frame)
-    S = np.zeros((n, A))
-    U = np.zeros((n, A))
-    gap_stats = np.full((n_groups + 1, A, len(GAP_STATS)), np.nan)
-    references = []
-    stat = {k: i for i, k in enumerate(GAP_STATS)}
-    n_resp = np.append(_group_sum(codes_safe, in_segment.astype(float), n_groups), in_segment.sum())
-    n_imputed_total = 0
-    # the answers behind each gap, for the model of the items (missing="model")
-    item_names: list[str] = []
-    item_values: list[np.ndarray] = []
-    item_levels: list[np.ndarray] = []
-    item_of = np.full((A, 2), -1, dtype=np.int64)  # (perception, expectation) columns
-    fixed_ref = np.full((n, A), np.nan)  # reference of an attribute without expectation
-    affected = np.zeros((n, A), dtype=bool)  # a missing answer behind the gap
+    n, A = len(frame), len(names)
+    cols = _AttributeColumns(
+        names=names,
+        references=[],
+        S=np.zeros((n, A)),
+        U=np.zeros((n, A)),
+        gap_stats=np.full((seg.n_groups + 1, A, len(GAP_STATS)), np.nan),
+        items=_ItemAnswers.empty(n, A),
+    )
+    in_segment, codes_safe = seg.in_segment, seg.codes_safe
+    n_resp = np.append(
+        _group_sum(codes_safe, in_segment.astype(float), seg.n_groups), in_segment.sum()
+    )
     for ai, name in enumerate(names):
         attr = study.attributes[name]
         scale = study.item(attr.perception).scale
-        p = _column(frame, attr.perception, f"attribute {name!r} perception")
-        p = np.where(in_segment, p, np.nan)
-        if not np.isfinite(p).any():
-            raise ModelSpecificationError(
-                f"attribute {name!r}: nobody answered its perception item {attr.perception!r}; "
-                "leave the attribute out of the study or check the column"
-            )
-        if attr.expectation is not None:
-            e = np.where(
-                in_segment,
-                _column(frame, attr.expectation, f"attribute {name!r} expectation"),
-                np.nan,
-            )
-            if not np.isfinite(e).any():
-                raise ModelSpecificationError(
-                    f"attribute {name!r}: nobody answered its expectation item {attr.expectation!r}"
-                )
-            e_mean, e_se, _ = _weighted_group_mean(codes_safe, e, w_seg, n_groups)
-            e_norm = np.where(np.isfinite(e_mean[:-1]), e_mean[:-1], e_mean[-1])
-            ref = np.where(np.isfinite(e), e, e_norm[codes_safe])
-            ref_imputed = np.isfinite(p) & ~np.isfinite(e)
-            references.append("expectation")
-            observed_gap = p - e
-            at_ceiling = np.where(np.isfinite(e), (e >= scale.max).astype(float), np.nan)
-        else:
-            e = np.full(n, np.nan)
-            e_mean = e_se = np.full(n_groups + 1, np.nan)
-            if reference == "midpoint":
-                ref = np.full(n, scale.midpoint)
-                references.append("scale midpoint")
-            else:
-                p_mean, _, _ = _weighted_group_mean(codes_safe, p, w_seg, n_groups)
-                p_norm = np.where(np.isfinite(p_mean[:-1]), p_mean[:-1], p_mean[-1])
-                ref = p_norm[codes_safe]
-                references.append("segment norm")
-            ref_imputed = np.zeros(n, dtype=bool)
-            observed_gap = p - ref
-            at_ceiling = np.where(np.isfinite(p), (p >= scale.max).astype(float), np.nan)
-        levels = np.arange(scale.min, scale.max + 1, dtype=float)
-        item_of[ai, 0] = len(item_names)
-        item_names.append(attr.perception)
-        item_values.append(p)
-        item_levels.append(levels)
-        if attr.expectation is not None:
-            item_of[ai, 1] = len(item_names)
-            item_names.append(attr.expectation)
-            item_values.append(e)
-            item_levels.append(levels)
-            affected[:, ai] = in_segment & ~(np.isfinite(p) & np.isfinite(e))
-        else:
-            fixed_ref[:, ai] = ref
-            affected[:, ai] = in_segment & ~np.isfinite(p)
-        gap = p - ref
-        s = np.maximum(-gap, 0.0)
-        u = np.maximum(gap, 0.0)
-        s_mean, _, _ = _weighted_group_mean(codes_safe, s, w_seg, n_groups)
-        u_mean, _, _ = _weighted_group_mean(codes_safe, u, w_seg, n_groups)
-        s_fill = np.where(np.isfinite(s_mean[:-1]), s_mean[:-1], s_mean[-1])
-        u_fill = np.where(np.isfinite(u_mean[:-1]), u_mean[:-1], u_mean[-1])
-        p_missing = ~np.isfinite(p)
-        S[:, ai] = np.where(p_missing, s_fill[codes_safe], s)
-        U[:, ai] = np.where(p_missing, u_fill[codes_safe], u)
-        n_imputed_total += int((p_missing & in_segment).sum())
-
-        p_mean, p_se, _ = _weighted_group_mean(codes_safe, p, w_seg, n_groups)
-        g_mean, g_se, g_cnt = _weighted_group_mean(codes_safe, observed_gap, w_seg, n_groups)
-        short = np.where(np.isfinite(observed_gap), (observed_gap < 0).astype(float), np.nan)
-        surp = np.where(np.isfinite(observed_gap), (observed_gap > 0).astype(float), np.nan)
-        sh_mean, _, _ = _weighted_group_mean(codes_safe, short, w_seg, n_groups)
-        su_mean, _, _ = _weighted_group_mean(codes_safe, surp, w_seg, n_groups)
-        ceil_mean, _, _ = _weighted_group_mean(codes_safe, at_ceiling, w_seg, n_groups)
-        gs = gap_stats[:, ai]
-        gs[:, stat["n_respondents"]] = n_resp
-        gs[:, stat["n_gap_answered"]] = g_cnt
-        imp = (ref_imputed & in_segment).astype(float)
-        gs[:, stat["n_reference_imputed"]] = np.append(
-            _group_sum(codes_safe, imp, n_groups), imp.sum()
-        )
-        pm_ = (p_missing & in_segment).astype(float)
-        gs[:, stat["n_perception_missing"]] = np.append(
-            _group_sum(codes_safe, pm_, n_groups), pm_.sum()
-        )
-        gs[:, stat["mean_expectation"]] = e_mean
-        gs[:, stat["se_expectation"]] = e_se
-        gs[:, stat["mean_perception"]] = p_mean
-        gs[:, stat["se_perception"]] = p_se
-        gs[:, stat["mean_gap"]] = g_mean
-        gs[:, stat["se_gap"]] = g_se
-        gs[:, stat["share_shortfall"]] = sh_mean
-        gs[:, stat["share_surplus"]] = su_mean
-        ns = (np.nan_to_num(short) * in_segment).astype(float)
-        nu = (np.nan_to_num(surp) * in_segment).astype(float)
-        gs[:, stat["n_shortfall"]] = np.append(_group_sum(codes_safe, ns, n_groups), ns.sum())
-        gs[:, stat["n_surplus"]] = np.append(_group_sum(codes_safe, nu, n_groups), nu.sum())
-        gs[:, stat["share_at_ceiling"]] = ceil_mean
-        if references[-1] != "expectation":
+        p = _attribute_perception(frame, name, attr, in_segment)
+        r = _attribute_reference(frame, name, attr, scale, p, seg, reference)
+        cols.references.append(r.label)
+        _attribute_items(cols.items, ai, attr, scale, p, r, in_segment)
+        p_missing = _attribute_features(cols, ai, p, r.ref, seg)
+        cols.n_perception_imputed += int((p_missing & in_segment).sum())
+        _attribute_gap_stats(cols.gap_stats[:, ai], seg, p, p_missing, r, n_resp)
+        if r.label != "expectation":
             notes.append(
                 f"attribute {name!r} has no expectation item: its gap is measured against the "
-                f"{references[-1]}"
+                f"{r.label}"
             )
-    n_ref_imp = int(gap_stats[-1, :, stat["n_reference_imputed"]].sum())
+    return cols
+
+
+def _attribute_perception(frame, name: str, attr, in_segment) -> np.ndarray:
+    """An attribute's perception answers (NaN outside the segments); someone must answer."""
+    p = _column(frame, attr.perception, f"attribute {name!r} perception")
+    p = np.where(in_segment, p, np.nan)
+    if not np.isfinite(p).any():
+        raise ModelSpecificationError(
+            f"attribute {name!r}: nobody answered its perception item {attr.perception!r}; "
+            "leave the attribute out of the study or check the column"
+        )
+    return p
+
+
+def _attribute_reference(frame, name, attr, scale, p, seg: _Segments, reference) -> _Reference:
+    """An attribute's expectation answers, or the midpoint or segment norm without them."""
+    in_segment, codes_safe, n_groups, n = seg.in_segment, seg.codes_safe, seg.n_groups, p.size
+    if attr.expectation is not None:
+        e = np.where(
+            in_segment,
+            _column(frame, attr.expectation, f"attribute {name!r} expectation"),
+            np.nan,
+        )
+        if not np.isfinite(e).any():
+            raise ModelSpecificationError(
+                f"attribute {name!r}: nobody answered its expectation item {attr.expectation!r}"
+            )
+        e_mean, e_se, _ = _weighted_group_mean(codes_safe, e, seg.w_seg, n_groups)
+        e_norm = np.where(np.isfinite(e_mean[:-1]), e_mean[:-1], e_mean[-1])
+        return _Reference(
+            label="expectation",
+            e=e,
+            e_mean=e_mean,
+            e_se=e_se,
+            ref=np.where(np.isfinite(e), e, e_norm[codes_safe]),
+            ref_imputed=np.isfinite(p) & ~np.isfinite(e),
+            observed_gap=p - e,
+            at_ceiling=np.where(np.isfinite(e), (e >= scale.max).astype(float), np.nan),
+        )
+    e = np.full(n, np.nan)
+    e_mean = e_se = np.full(n_groups + 1, np.nan)
+    if reference == "midpoint":
+        ref = np.full(n, scale.midpoint)
+        label = "scale midpoint"
+    else:
+        p_mean, _, _ = _weighted_group_mean(codes_safe, p, seg.w_seg, n_groups)
+        p_norm = np.where(np.isfinite(p_mean[:-1]), p_mean[:-1], p_mean[-1])
+        ref = p_norm[codes_safe]
+        label = "segment norm"
+    return _Reference(
+        label=label,
+        e=e,
+        e_mean=e_mean,
+        e_se=e_se,
+        ref=ref,
+        ref_imputed=np.zeros(n, dtype=bool),
+        observed_gap=p - ref,
+        at_ceiling=np.where(np.isfinite(p), (p >= scale.max).astype(float), np.nan),
+    )
+
+
+def _attribute_items(items: _ItemAnswers, ai, attr, scale, p, r: _Reference, in_segment):
+    """Collect an attribute's answers for the item model and mark the gaps they leave open."""
+    levels = np.arange(scale.min, scale.max + 1, dtype=float)
+    items.item_of[ai, 0] = items.add(attr.perception, p, levels)
+    if attr.expectation is not None:
+        items.item_of[ai, 1] = items.add(attr.expectation, r.e, levels)
+        items.affected[:, ai] = in_segment & ~(np.isfinite(p) & np.isfinite(r.e))
+    else:
+        items.fixed_ref[:, ai] = r.ref
+        items.affected[:, ai] = in_segment & ~np.isfinite(p)
+
+
+def _attribute_features(cols: _AttributeColumns, ai, p, ref, seg: _Segments) -> np.ndarray:
+    """Fill an attribute's shortfall and surplus (segment means for a missing perception).
+
+    Returns which respondents' perception is missing.
+    """
+    gap = p - ref
+    s = np.maximum(-gap, 0.0)
+    u = np.maximum(gap, 0.0)
+    s_mean, _, _ = _weighted_group_mean(seg.codes_safe, s, seg.w_seg, seg.n_groups)
+    u_mean, _, _ = _weighted_group_mean(seg.codes_safe, u, seg.w_seg, seg.n_groups)
+    s_fill = np.where(np.isfinite(s_mean[:-1]), s_mean[:-1], s_mean[-1])
+    u_fill = np.where(np.isfinite(u_mean[:-1]), u_mean[:-1], u_mean[-1])
+    p_missing = ~np.isfinite(p)
+    cols.S[:, ai] = np.where(p_missing, s_fill[seg.codes_safe], s)
+    cols.U[:, ai] = np.where(p_missing, u_fill[seg.codes_safe], u)
+    return p_missing
+
+
+def _attribute_gap_stats(gs, seg: _Segments, p, p_missing, r: _Reference, n_resp) -> None:
+    """Fill one attribute's ``(segments + 1, len(GAP_STATS))`` gap statistics in place."""
+    codes_safe, w_seg, n_groups, in_segment = (
+        seg.codes_safe,
+        seg.w_seg,
+        seg.n_groups,
+        seg.in_segment,
+    )
+    stat = {k: i for i, k in enumerate(GAP_STATS)}
+    observed_gap = r.observed_gap
+    p_mean, p_se, _ = _weighted_group_mean(codes_safe, p, w_seg, n_groups)
+    g_mean, g_se, g_cnt = _weighted_group_mean(codes_safe, observed_gap, w_seg, n_groups)
+    short = np.where(np.isfinite(observed_gap), (observed_gap < 0).astype(float), np.nan)
+    surp = np.where(np.isfinite(observed_gap), (observed_gap > 0).astype(float), np.nan)
+    sh_mean, _, _ = _weighted_group_mean(codes_safe, short, w_seg, n_groups)
+    su_mean, _, _ = _weighted_group_mean(codes_safe, surp, w_seg, n_groups)
+    ceil_mean, _, _ = _weighted_group_mean(codes_safe, r.at_ceiling, w_seg, n_groups)
+    gs[:, stat["n_respondents"]] = n_resp
+    gs[:, stat["n_gap_answered"]] = g_cnt
+    imp = (r.ref_imputed & in_segment).astype(float)
+    gs[:, stat["n_reference_imputed"]] = np.append(_group_sum(codes_safe, imp, n_groups), imp.sum())
+    pm_ = (p_missing & in_segment).astype(float)
+    gs[:, stat["n_perception_missing"]] = np.append(
+        _group_sum(codes_safe, pm_, n_groups), pm_.sum()
+    )
+    gs[:, stat["mean_expectation"]] = r.e_mean
+    gs[:, stat["se_expectation"]] = r.e_se
+    gs[:, stat["mean_perception"]] = p_mean
+    gs[:, stat["se_perception"]] = p_se
+    gs[:, stat["mean_gap"]] = g_mean
+    gs[:, stat["se_gap"]] = g_se
+    gs[:, stat["share_shortfall"]] = sh_mean
+    gs[:, stat["share_surplus"]] = su_mean
+    ns = (np.nan_to_num(short) * in_segment).astype(float)
+    nu = (np.nan_to_num(surp) * in_segment).astype(float)
+    gs[:, stat["n_shortfall"]] = np.append(_group_sum(codes_safe, ns, n_groups), ns.sum())
+    gs[:, stat["n_surplus"]] = np.append(_group_sum(codes_safe, nu, n_groups), nu.sum())
+    gs[:, stat["share_at_ceiling"]] = ceil_mean
+
+
+def _step05_imputation_notes(cols: _AttributeColumns, missing: str, notes: list[str]) -> None:
+    """Count the mean-imputed answers in ``notes`` (``missing="mean_imputation"`` only)."""
+    n_ref_imp = int(cols.gap_stats[-1, :, GAP_STATS.index("n_reference_imputed")].sum())
     if missing == "mean_imputation":
         if n_ref_imp:
             notes.append(
                 f"{n_ref_imp} missing expectation answer(s) were replaced by the segment's mean "
                 "expectation"
             )
-        if n_imputed_total:
+        if cols.n_perception_imputed:
             notes.append(
-                f"{n_imputed_total} missing perception answer(s): the shortfall and surplus were "
-                "set to the segment's mean"
+                f"{cols.n_perception_imputed} missing perception answer(s): the shortfall and "
+                "surplus were set to the segment's mean"
             )
 
-    # -- likelihood rows
+
+def _step06_likelihood_rows(seg, out: _OutcomeValues, cols, missing, notes) -> _LikelihoodRows:
+    """The respondents with an outcome: features, standardized outcome, Kish weights."""
+    y, w, outcome = out.y, seg.w, out.name
+    in_segment = seg.in_segment
     keep = in_segment & np.isfinite(y) & (w > 0)
     n_no_outcome = int((in_segment & ~np.isfinite(y)).sum())
     if n_no_outcome:
@@ -667,13 +917,35 @@ def prepare_expectations_data(
             f"only {int(keep.sum())} respondent(s) have an answer to the outcome {outcome!r}; "
             "the model needs at least 10"
         )
-    yk, wk, ck = y[keep], w[keep], codes[keep]
+    yk, wk, ck = y[keep], w[keep], seg.codes[keep]
+    S, U, affected = cols.S, cols.U, cols.items.affected
     if missing == "model":
         # the gaps of attributes with a missing answer are integrated out (mixture
         # likelihood): zero here, added per combination of the missing answers
         S = np.where(affected, 0.0, S)
         U = np.where(affected, 0.0, U)
     Xk = np.column_stack([np.ones(yk.size), S[keep], U[keep]])
+    y_center, y_scale, ys = _standardize(yk, wk, outcome, out.items)
+    sw, wl = _kish_weights(ck, wk, seg.n_groups)
+    # respondents with a missing answer behind a gap (missing="model"): mixture likelihood
+    is_incomplete = affected[keep].any(1) if missing == "model" else np.zeros(yk.size, bool)
+    return _LikelihoodRows(
+        keep=keep,
+        y=yk,
+        w=wk,
+        codes=ck,
+        X=Xk,
+        y_center=y_center,
+        y_scale=y_scale,
+        ys=ys,
+        sw=sw,
+        wl=wl,
+        is_incomplete=is_incomplete,
+    )
+
+
+def _standardize(yk, wk, outcome: str, y_items) -> tuple[float, float, np.ndarray]:
+    """Weighted mean and standard deviation of the outcome, and the standardized outcome."""
     y_center = float(np.average(yk, weights=wk))
     y_var = float(np.average((yk - y_center) ** 2, weights=wk))
     if y_var <= 1e-12 * max(1.0, y_center**2):
@@ -682,133 +954,157 @@ def prepare_expectations_data(
             "respondent: there is no variation for the gaps to explain; choose another outcome"
         )
     y_scale = float(np.sqrt(y_var))
-    ys = (yk - y_center) / y_scale
-    # likelihood weights: within each segment, scaled to sum to Kish's effective size
-    sw = _group_sum(ck, wk, n_groups)
-    sw2 = _group_sum(ck, wk**2, n_groups)
+    return y_center, y_scale, (yk - y_center) / y_scale
+
+
+def _kish_weights(codes, w, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment weight sum, and the weights scaled to sum to Kish's effective size."""
+    sw = _group_sum(codes, w, n_groups)
+    sw2 = _group_sum(codes, w**2, n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(sw2 > 0, sw / sw2, 0.0)
-    wl = wk * factor[ck]
-    K = Xk.shape[1]
-    # respondents with a missing answer behind a gap (missing="model"): mixture likelihood
-    is_incomplete = affected[keep].any(1) if missing == "model" else np.zeros(yk.size, bool)
-    incomplete = None
-    if is_incomplete.any():
-        item_model = fit_item_model(
-            np.column_stack(item_values), codes, n_groups, item_names, item_levels
-        )
-        incomplete = _incomplete_rows(
-            item_model,
-            np.column_stack(item_values)[keep][is_incomplete],
-            ck[is_incomplete],
-            Xk[is_incomplete],
-            ys[is_incomplete],
-            wl[is_incomplete],
-            item_of,
-            fixed_ref[keep][is_incomplete],
-        )
-        n_answers = int((~np.isfinite(np.column_stack(item_values)[keep])).sum())
-        notes.append(
-            f"{incomplete.n_rows} respondent(s) with {n_answers} missing expectation or "
-            "perception answer(s): their likelihood averages over the likely values of the "
-            "missing answers given their other answers (a normal model of the items per "
-            "segment), instead of imputing them"
-        )
+    return sw, w * factor[codes]
+
+
+def _step07_incomplete_rows(lik: _LikelihoodRows, seg, items: _ItemAnswers, notes):
+    """The respondents with a missing answer behind a gap, for the mixture likelihood."""
+    if not lik.is_incomplete.any():
+        return None
+    values = np.column_stack(items.values)
+    item_model = fit_item_model(values, seg.codes, seg.n_groups, items.names, items.levels)
+    inc = lik.is_incomplete
+    incomplete = _incomplete_rows(
+        item_model,
+        values[lik.keep][inc],
+        lik.codes[inc],
+        lik.X[inc],
+        lik.ys[inc],
+        lik.wl[inc],
+        items.item_of,
+        items.fixed_ref[lik.keep][inc],
+    )
+    n_answers = int((~np.isfinite(values[lik.keep])).sum())
+    notes.append(
+        f"{incomplete.n_rows} respondent(s) with {n_answers} missing expectation or "
+        "perception answer(s): their likelihood averages over the likely values of the "
+        "missing answers given their other answers (a normal model of the items per "
+        "segment), instead of imputing them"
+    )
+    return incomplete
+
+
+def _step08_sufficient_statistics(lik: _LikelihoodRows, seg: _Segments) -> _SufficientStatistics:
+    """Per segment ``X'WX``, ``X'Wy``, ``y'Wy`` of the complete rows; every segment filled."""
+    n_groups, ck = seg.n_groups, lik.codes
+    K = lik.X.shape[1]
     xtwx = np.zeros((n_groups, K, K))
     xtwy = np.zeros((n_groups, K))
     ytwy = np.zeros(n_groups)
     for g in range(n_groups):
-        m = (ck == g) & ~is_incomplete
-        Xg, wg, yg = Xk[m], wl[m], ys[m]
+        m = (ck == g) & ~lik.is_incomplete
+        Xg, wg, yg = lik.X[m], lik.wl[m], lik.ys[m]
         xtwx[g] = (Xg * wg[:, None]).T @ Xg
         xtwy[g] = Xg.T @ (wg * yg)
         ytwy[g] = float(wg @ (yg * yg))
     n_lik = np.bincount(ck, minlength=n_groups)
-    empty = [segments[g] for g in range(n_groups) if n_lik[g] == 0]
+    empty = [seg.levels[g] for g in range(n_groups) if n_lik[g] == 0]
     if empty:
         raise ModelSpecificationError(
             f"segment(s) {empty} have no respondent with an outcome answer; "
             "leave them out (filter the data) or merge them with another segment"
         )
-    share = sw / sw.sum()
-    # moments of the features over everyone in the likelihood (expected values for the
-    # incomplete respondents)
-    sum_w = np.bincount(ck, weights=wl, minlength=n_groups)
-    second = xtwx.copy()
-    X_cf = Xk.copy()
-    if incomplete is not None:
-        _, second_inc = incomplete.expected_features(2 * A)
-        second[: second_inc.shape[0]] += second_inc
-        X_cf[is_incomplete] = incomplete.sample_features(2 * A, np.random.default_rng(seed + 1))
-    feature_mean = second[:, 0, 1:] / sum_w[:, None]
-    feature_cov = second[:, 1:, 1:] / sum_w[:, None, None] - (
-        feature_mean[:, :, None] * feature_mean[:, None, :]
-    )
+    return _SufficientStatistics(xtwx=xtwx, xtwy=xtwy, ytwy=ytwy, n_lik=n_lik)
 
-    # -- counterfactual sample
+
+def _step09_feature_moments(lik, seg, suff, incomplete, n_features, seed) -> _FeatureMoments:
+    """Feature moments over everyone in the likelihood; one draw of the incomplete rows.
+
+    The incomplete respondents enter the moments at their expected features and the
+    counterfactual rows with features drawn (``seed + 1``) given their other answers.
+    """
+    sum_w = np.bincount(lik.codes, weights=lik.wl, minlength=seg.n_groups)
+    second = suff.xtwx.copy()
+    X_cf = lik.X.copy()
+    if incomplete is not None:
+        _, second_inc = incomplete.expected_features(n_features)
+        second[: second_inc.shape[0]] += second_inc
+        X_cf[lik.is_incomplete] = incomplete.sample_features(
+            n_features, np.random.default_rng(seed + 1)
+        )
+    mean = second[:, 0, 1:] / sum_w[:, None]
+    cov = second[:, 1:, 1:] / sum_w[:, None, None] - (mean[:, :, None] * mean[:, None, :])
+    return _FeatureMoments(sum_w=sum_w, mean=mean, cov=cov, X_cf=X_cf)
+
+
+def _step10_counterfactual_sample(codes, n_groups: int, n_counterfactual: int, seed: int):
+    """Row indices of at most ``n_counterfactual`` respondents per segment (sorted in each)."""
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(n_groups):
-        idx = np.flatnonzero(ck == g)
+        idx = np.flatnonzero(codes == g)
         if idx.size > n_counterfactual:
             idx = np.sort(rng.choice(idx, size=n_counterfactual, replace=False))
         rows.append(idx)
-    cf = np.concatenate(rows)
+    return np.concatenate(rows)
 
-    d = ExpectationsData(
+
+def _data_hash(frame, study: Study, y_items, seg_col, weights) -> str:
+    """Hash of the columns the statistics come from."""
+    return frame_hash(
+        frame[[c for c in frame.columns if c in _used(study, y_items, seg_col, weights)]]
+    )
+
+
+def _step11_assemble(study, seg, out, cols, lik, suff, moments, cf, **fields) -> ExpectationsData:
+    """The :class:`ExpectationsData` of the steps' results; ``fields`` set the rest."""
+    names = cols.names
+    return ExpectationsData(
         attributes=names,
         attribute_labels=[study.attributes[a].label or a for a in names],
         attribute_dimensions=[study.attributes[a].dimension for a in names],
-        references=references,
-        segments=[str(s) for s in segments],
-        segment_column=seg_col,
-        outcome=outcome,
-        outcome_kind=kind,
-        outcome_min=out_min,
-        outcome_max=out_max,
-        top_box_threshold=float(top_box),
-        y_center=y_center,
-        y_scale=y_scale,
-        xtwx=xtwx,
-        xtwy=xtwy,
-        ytwy=ytwy,
-        sum_w=sum_w,
-        n_likelihood=n_lik,
-        population_share=share,
-        gap_stats=gap_stats,
-        cf_x=X_cf[cf],
-        cf_segment=ck[cf],
-        cf_weight=wk[cf],
-        feature_mean=feature_mean,
-        feature_cov=feature_cov,
-        notes=notes,
-        incomplete=incomplete,
-        missing=missing,
-        data_hash=file_hash
-        or frame_hash(
-            frame[[c for c in frame.columns if c in _used(study, y_items, seg_col, weights)]]
-        ),
+        references=cols.references,
+        segments=[str(s) for s in seg.levels],
+        segment_column=seg.column,
+        outcome=out.name,
+        outcome_kind=out.kind,
+        outcome_min=out.out_min,
+        outcome_max=out.out_max,
+        top_box_threshold=float(out.top_box),
+        y_center=lik.y_center,
+        y_scale=lik.y_scale,
+        xtwx=suff.xtwx,
+        xtwy=suff.xtwy,
+        ytwy=suff.ytwy,
+        sum_w=moments.sum_w,
+        n_likelihood=suff.n_lik,
+        population_share=lik.sw / lik.sw.sum(),
+        gap_stats=cols.gap_stats,
+        cf_x=moments.X_cf[cf],
+        cf_segment=lik.codes[cf],
+        cf_weight=lik.w[cf],
+        feature_mean=moments.mean,
+        feature_cov=moments.cov,
+        **fields,
     )
-    if keep_rows:
-        c = ~is_incomplete
-        d.rows = (Xk[c], ys[c], wl[c], ck[c])
-    if family == "ordinal":
-        if kind != "item":
-            raise ModelSpecificationError(
-                f"family='ordinal' needs a single item as the outcome; {outcome!r} is a construct "
-                "(use family='normal' for its score, or name one of its items)"
-            )
-        yi = np.rint(yk - oscale.min).astype(np.int64)
-        if incomplete is not None:
-            incomplete.y = yi[is_incomplete].astype(float)
-        c = ~is_incomplete
-        table = np.column_stack([ck[c].astype(float), Xk[c, 1:], yi[c].astype(float)])
-        uniq, inverse = np.unique(table, axis=0, return_inverse=True)
-        d.pat_segment = uniq[:, 0].astype(np.int64)
-        d.pat_x = np.column_stack([np.ones(len(uniq)), uniq[:, 1:-1]])
-        d.pat_y = uniq[:, -1].astype(np.int64)
-        d.pat_w = np.bincount(inverse.ravel(), weights=wl[c], minlength=len(uniq))
-    return d
+
+
+def _step12_ordinal_patterns(d: ExpectationsData, out, lik, incomplete) -> None:
+    """Aggregate identical complete rows (segment, features, answer) into weighted patterns."""
+    if out.kind != "item":
+        raise ModelSpecificationError(
+            f"family='ordinal' needs a single item as the outcome; {out.name!r} is a construct "
+            "(use family='normal' for its score, or name one of its items)"
+        )
+    yi = np.rint(lik.y - out.item_min).astype(np.int64)
+    if incomplete is not None:
+        incomplete.y = yi[lik.is_incomplete].astype(float)
+    c = ~lik.is_incomplete
+    table = np.column_stack([lik.codes[c].astype(float), lik.X[c, 1:], yi[c].astype(float)])
+    uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+    d.pat_segment = uniq[:, 0].astype(np.int64)
+    d.pat_x = np.column_stack([np.ones(len(uniq)), uniq[:, 1:-1]])
+    d.pat_y = uniq[:, -1].astype(np.int64)
+    d.pat_w = np.bincount(inverse.ravel(), weights=lik.wl[c], minlength=len(uniq))
 
 
 def _incomplete_rows(

@@ -1,39 +1,16 @@
 r"""Technical vs. emotional expectations: asymmetric disconfirmation with a posterior.
 
-Customers hold expectations about *technical* attributes (reliability, competence,
-accuracy, responsiveness) and *emotional* ones (feeling valued, empathy, trust, being
-understood). :class:`ExpectationsModel` explains an outcome (a construct score such
-as Loyalty, one item, or NPS 0-10) by each attribute's gap (perception - expectation),
-with a separate slope for a shortfall (the *penalty*) and for a surplus (the *reward*):
+:class:`ExpectationsModel` explains an outcome (a construct score, one item, or NPS)
+by each attribute's gap (perception - expectation), with one slope for a shortfall
+(the *penalty*) and another for a surplus (the *reward*), pooled dimension ->
+attribute -> segment. The complete rows enter through per-segment sufficient
+statistics (cost independent of the number of respondents); rows with a missing
+answer, and the ordinal family, through one compiled likelihood (:mod:`.likelihood`,
+:mod:`.missing`). The model in formulas, and why it is built so:
+``docs/design/expectations.md``.
 
-.. math::
-
-    y_i = \alpha_{g} + \sum_a \left(-\text{penalty}_{a,g}\,\text{shortfall}_{ia}
-          + \text{reward}_{a,g}\,\text{surplus}_{ia}\right) + \varepsilon_i
-
-The slopes are pooled at three levels: dimension (technical/emotional) -> attribute ->
-segment. ``penalty[a, g] = penalty_attribute[a] + segment_shift[penalty, dimension(a), g]``
-with ``penalty_attribute[a] ~ Normal(penalty_dimension[dimension(a)], attribute_sd)``
-and ``segment_shift ~ Normal(0, segment_sd)``, and the same for the reward. The
-segments' spread ``segment_sd`` is fixed (0.15) by default; a prior dict (e.g.
-Gamma(2, 10), see :attr:`ExpectationsModel.default_model_config`) learns it. A small
-segment is therefore pulled toward the others (and flagged).
-
-The Gaussian likelihood of the respondents with complete answers is evaluated from
-per-segment sufficient statistics (``X'WX``, ``X'Wy``, ``y'Wy``), so its gradient
-costs the same for 2,000 or 200,000 respondents. A respondent with a missing
-expectation or perception answer enters as a mixture over the likely values of the
-missing answers given their other answers (:mod:`.missing`); those rows,
-and every row of ``family="ordinal"`` (an item outcome, ordered-logistic likelihood
-over aggregated identical rows), go through one compiled likelihood with its gradient
-(:mod:`.likelihood`).
-
->>> from cxlib.study import load_study
->>> from cxlib.data import load_responses
 >>> from cxlib.models import ExpectationsModel
->>> study = load_study("data/telecom/study.yaml")                       # doctest: +SKIP
->>> result = ExpectationsModel(study, outcome="Loyalty").fit(load_responses(study))  # doctest: +SKIP
->>> result.dimension_weights()                                          # doctest: +SKIP
+>>> result = ExpectationsModel(study, outcome="Loyalty").fit(data)     # doctest: +SKIP
 >>> result.penalty_reward()                                             # doctest: +SKIP
 """
 
@@ -54,7 +31,7 @@ from cxlib.models.expectations.data import (
 )
 from cxlib.models.expectations.result import ExpectationsResult
 from cxlib.models.moments import gaussian_loglik_from_moments
-from cxlib.study import Study, study_from_dict
+from cxlib.study import Study
 
 __all__ = ["ExpectationsModel", "SmallSegmentWarning", "UnidentifiedGapWarning"]
 
@@ -454,25 +431,6 @@ class ExpectationsModel(CxModel):
         nc = ~centered[None, None, :]
         raw = pm.Normal("segment_shift_z", 0.0, pt.where(nc, 1.0, sd), dims=dims)
         return pm.Deterministic("segment_shift", pt.where(nc, sd * raw, raw), dims=dims)
-
-    # -- persistence ------------------------------------------------------------
-    def init_arguments(self) -> dict[str, Any]:
-        """Every ``__init__`` argument (weights only when named by a column or False)."""
-        return super().init_arguments() | {
-            "study": self.study.to_dict(),
-            "outcome": self.outcome,
-            "segment": self.segment,
-            "family": self.family,
-            "reference": self.reference,
-            "weights": self.weights if isinstance(self.weights, str | bool) else None,
-            "n_counterfactual": self.n_counterfactual,
-        }
-
-    @classmethod
-    def from_init_arguments(cls, arguments: dict[str, Any]) -> ExpectationsModel:
-        """Rebuild the model, its study from the stored spec."""
-        study = study_from_dict(arguments["study"], source="saved model")
-        return cls(**(arguments | {"study": study}))
 
 
 # ============================================================================ likelihood

@@ -12,7 +12,6 @@ from cxlib import config
 from cxlib.models.base import ModelResult
 from cxlib.models.diagnostics import Diagnostics, count_divergences, diagnose
 from cxlib.models.expectations.data import (
-    ALL,
     ExpectationsData,
 )
 from cxlib.stats import interval_columns, summarize_draws
@@ -24,11 +23,6 @@ __all__ = ["KANO_CLASSES", "ExpectationsResult", "gap_table"]
 
 #: The Kano classes an attribute can fall in, by its penalty and reward.
 KANO_CLASSES = ("must-be", "attractive", "performance", "indifferent")
-
-
-def _summ(draws: np.ndarray, prob: float, name: str) -> dict[str, np.ndarray]:
-    """``name, name_sd, name_hdi_low, name_hdi_high`` of draws ``(S, ...)`` (cxlib.stats)."""
-    return summarize_draws(np.moveaxis(np.asarray(draws, dtype=float), 0, -1), prob, quantity=name)
 
 
 class ExpectationsResult(ModelResult):
@@ -132,7 +126,7 @@ class ExpectationsResult(ModelResult):
             ("emotional", emo),
             ("emotional_minus_technical", emo - tech),
         ):
-            for k, v in _summ(arr, hdi_prob, name).items():
+            for k, v in summarize_draws(arr, hdi_prob, quantity=name, axis=0).items():
                 out[k] = v
         out["p_emotional_greater"] = (emo > tech).mean(0)
         out["n_respondents"] = self.data.n_likelihood
@@ -147,7 +141,7 @@ class ExpectationsResult(ModelResult):
         ``c_T + c_E`` (technical and emotional contributions). The emotional share is
         ``Cov(c_E, c_T + c_E) / Var(c_T + c_E)`` within a segment (a variance
         decomposition that splits the covariance evenly; the technical share is one
-        minus it). ``all segments`` pools the within-segment moments by population
+        minus it). ``config.EVERYONE`` pools the within-segment moments by population
         share. Also returns ``explained_share``: the gap part's share of the outcome's
         variance (an R-squared), for the normal family.
 
@@ -155,7 +149,7 @@ class ExpectationsResult(ModelResult):
         -------
         pandas.DataFrame or xarray.DataArray
             ``draws=True``: ``emotional_share`` draws ``(chain, draw, segments)`` with
-            an ``all segments`` entry.
+            a ``config.EVERYONE`` entry (only that one without segments).
         """
         d = self.data
         pen, rew = self._flat("penalty"), self._flat("reward")  # (S, A, G)
@@ -168,21 +162,24 @@ class ExpectationsResult(ModelResult):
         share = d.population_share
         num = np.concatenate([cov_e, (cov_e * share).sum(1, keepdims=True)], axis=1)
         den = np.concatenate([var_total, (var_total * share).sum(1, keepdims=True)], axis=1)
+        idx, segs = d.segment_rows()
+        num, den = num[:, idx], den[:, idx]
         with np.errstate(invalid="ignore", divide="ignore"):
             emo_share = num / den
-        segs = [*d.segments, ALL]
         if draws:
             return self._wrap(emo_share, "emotional_share", ("segments",), {"segments": segs})
         out = pd.DataFrame({"segment": segs})
-        for k, v in _summ(emo_share, hdi_prob, "emotional_share").items():
+        for k, v in summarize_draws(
+            emo_share, hdi_prob, quantity="emotional_share", axis=0
+        ).items():
             out[k] = v
         out["p_emotional_majority"] = (emo_share > 0.5).mean(0)
         if "outcome_sd" in self.idata.posterior:
             resid = self._flat("outcome_sd") ** 2  # (S,)
             r2 = den / (den + resid[:, None])
-            for k, v in _summ(r2, hdi_prob, "explained_share").items():
+            for k, v in summarize_draws(r2, hdi_prob, quantity="explained_share", axis=0).items():
                 out[k] = v
-        out["small_segment"] = out["segment"].map({**self._small(), ALL: False})
+        out["small_segment"] = out["segment"].map({**self._small(), config.EVERYONE: False})
         return out
 
     # -- penalty, reward and Kano -----------------------------------------------
@@ -277,13 +274,13 @@ class ExpectationsResult(ModelResult):
         ).values
         if not by_segment:
             probs = probs[..., None]
-        segs = d.segments if by_segment else [ALL]
-        gi = {g: i for i, g in enumerate([*d.segments, ALL])}
+        segs = d.segments if by_segment else [config.EVERYONE]
+        gi = {g: i for i, g in enumerate(d.segments)} | {config.EVERYONE: len(d.segments)}
         pen_ok, rew_ok = d.identified(min_gaps)
         blocks = {}
-        blocks.update(_summ(pen, hdi_prob, "penalty"))
-        blocks.update(_summ(rew, hdi_prob, "reward"))
-        blocks.update(_summ(pen - rew, hdi_prob, "asymmetry"))
+        blocks.update(summarize_draws(pen, hdi_prob, quantity="penalty", axis=0))
+        blocks.update(summarize_draws(rew, hdi_prob, quantity="reward", axis=0))
+        blocks.update(summarize_draws(pen - rew, hdi_prob, quantity="asymmetry", axis=0))
         rows = []
         for ai, a in enumerate(d.attributes):
             for si, g in enumerate(segs):
@@ -339,7 +336,7 @@ class ExpectationsResult(ModelResult):
         Returns
         -------
         pandas.DataFrame or xarray.Dataset
-            Per attribute and segment (plus ``all segments``): ``outcome_change*``,
+            Per attribute and segment (plus everyone, ``config.EVERYONE``): ``outcome_change*``,
             ``top2_change*``, ``share_short`` (respondents with a shortfall) and
             ``mean_shortfall``. ``draws=True``: ``outcome_change`` and ``top2_change``
             draws ``(chain, draw, attributes, segments)``.
@@ -382,7 +379,8 @@ class ExpectationsResult(ModelResult):
         share = d.population_share
         d_out = np.concatenate([d_out, (d_out * share).sum(-1, keepdims=True)], axis=-1)
         d_top = np.concatenate([d_top, (d_top * share).sum(-1, keepdims=True)], axis=-1)
-        segs = [*d.segments, ALL]
+        idx, segs = d.segment_rows()
+        d_out, d_top = d_out[..., idx], d_top[..., idx]
         if draws:
             coords = {"attributes": d.attributes, "segments": segs}
             return xr.Dataset(
@@ -397,18 +395,18 @@ class ExpectationsResult(ModelResult):
             )
         from cxlib.models.expectations.data import GAP_STATS
 
-        oc = _summ(d_out, hdi_prob, "outcome_change")
-        tc = _summ(d_top, hdi_prob, "top2_change")
+        oc = summarize_draws(d_out, hdi_prob, quantity="outcome_change", axis=0)
+        tc = summarize_draws(d_top, hdi_prob, quantity="top2_change", axis=0)
         rows = []
         for ai, a in enumerate(d.attributes):
-            for gi, g in enumerate(segs):
+            for col, (gi, g) in enumerate(zip(idx, segs, strict=True)):
                 row = {
                     "attribute": a,
                     "label": d.attribute_labels[ai],
                     "dimension": d.attribute_dimensions[ai],
                     "segment": g,
                 }
-                row.update({k: float(v[ai, gi]) for k, v in {**oc, **tc}.items()})
+                row.update({k: float(v[ai, col]) for k, v in {**oc, **tc}.items()})
                 row["share_short"] = float(d.gap_stats[gi, ai, GAP_STATS.index("share_shortfall")])
                 row["mean_shortfall"] = float(
                     mean_short[gi, ai] if gi < G else (mean_short[:, ai] * share).sum()
@@ -429,7 +427,7 @@ class ExpectationsResult(ModelResult):
         Returns
         -------
         pandas.DataFrame
-            One row per segment (and ``all segments``) and attribute.
+            One row per segment (and everyone, ``config.EVERYONE``) and attribute.
         """
         return gap_table(self.data, interval_prob=interval_prob, small=self._small())
 
@@ -449,7 +447,9 @@ def gap_table(
         low, high = interval_columns(name)
         out[low] = out[name] - z * out[se]
         out[high] = out[name] + z * out[se]
-    out["small_segment"] = out["segment"].map({**(small or {}), ALL: False}).fillna(False)
+    out["small_segment"] = (
+        out["segment"].map({**(small or {}), config.EVERYONE: False}).fillna(False)
+    )
     cols = [
         "segment",
         "attribute",

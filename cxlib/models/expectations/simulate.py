@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cxlib import config
 from cxlib.study import Study
 
 __all__ = ["ExpectationsTruth", "default_expectations_truth", "simulate_expectations"]
@@ -110,7 +111,7 @@ class ExpectationsTruth:
 
 def _segment_levels(study: Study) -> tuple[str | None, list[str]]:
     if not study.columns.segments:
-        return None, ["all"]
+        return None, [config.EVERYONE]
     col, levels = next(iter(study.columns.segments.items()))
     return col, list(levels or ["A", "B", "C"])
 

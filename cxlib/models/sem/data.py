@@ -14,14 +14,14 @@ fit measures.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from cxlib.errors import ModelSpecificationError
+from cxlib import config
+from cxlib.errors import ModelSpecificationError, did_you_mean
 from cxlib.models.base import as_frame, frame_hash
 
 __all__ = ["SEMData", "prepare_data", "saturated_em", "pattern_loglik_np"]
@@ -150,11 +150,6 @@ class SEMData:
         )
 
 
-def _did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def prepare_data(
     data,
     items: list[str],
@@ -197,7 +192,7 @@ def prepare_data(
         weights = wcol if wcol and wcol in frame.columns else None
     missing = [it for it in items if it not in frame.columns]
     if missing:
-        hints = "; ".join(f"{m!r}{_did_you_mean(m, frame.columns)}" for m in missing)
+        hints = "; ".join(f"{m!r}{did_you_mean(m, frame.columns, parens=True)}" for m in missing)
         raise ModelSpecificationError(
             f"{len(missing)} item(s) of the model are not columns of the data: {hints}. "
             "Rename the columns or fix the model syntax"
@@ -217,7 +212,7 @@ def prepare_data(
     elif isinstance(weights, str):
         if weights not in frame.columns:
             raise ModelSpecificationError(
-                f"weight column {weights!r} is not in the data{_did_you_mean(weights, frame.columns)}"
+                f"weight column {weights!r} is not in the data{did_you_mean(weights, frame.columns, parens=True)}"
             )
         w = frame[weights].to_numpy(dtype=float, na_value=np.nan)
     else:
@@ -235,7 +230,7 @@ def prepare_data(
     if group is not None:
         if group not in frame.columns:
             raise ModelSpecificationError(
-                f"group column {group!r} is not in the data{_did_you_mean(group, frame.columns)}"
+                f"group column {group!r} is not in the data{did_you_mean(group, frame.columns, parens=True)}"
             )
         gcol = frame[group]
         if gcol.isna().any():
@@ -251,7 +246,7 @@ def prepare_data(
         groups = [str(c) for c in cats]
     else:
         codes = np.zeros(len(frame))
-        groups = ["all"]
+        groups = [config.EVERYONE]
     missing_any = bool(np.isnan(y).any())
     empty = np.all(np.isnan(y), axis=1) if missing_any else np.zeros(len(y), dtype=bool)
     n_empty = int(empty.sum())
@@ -386,7 +381,7 @@ def _check_positive_definite(d: SEMData) -> None:
         names = [d.groups[int(g)] for g in d.pat_group]
     else:
         _, sigma = saturated_em(d, max_iter=200, tol=1e-6)
-        covs, names = [sigma], ["all"]
+        covs, names = [sigma], [config.EVERYONE]
     for name, cov in zip(names, covs, strict=True):
         sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
         corr = cov / np.outer(sd, sd)
@@ -394,7 +389,7 @@ def _check_positive_definite(d: SEMData) -> None:
         if vals[0] < 1e-8:
             v = vecs[:, 0]
             involved = [d.items[j] for j in np.argsort(-np.abs(v))[:4] if abs(v[j]) > 0.2]
-            where = "" if name == "all" and len(d.groups) == 1 else f" in group {name!r}"
+            where = "" if name == config.EVERYONE and len(d.groups) == 1 else f" in group {name!r}"
             raise ModelSpecificationError(
                 f"the sample covariance matrix{where} is not positive definite (smallest "
                 f"eigenvalue {vals[0]:.2e}): items {', '.join(involved)} are (nearly) linear "

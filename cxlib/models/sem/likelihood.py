@@ -1,42 +1,11 @@
 """The continuous SEM likelihood, with the latent variables integrated out.
 
-For a recursive model the latent covariance is
-``Cov(eta) = (I - B)^-1 Psi (I - B)^-T`` (``(I - B)^-1 = I + B + ... + B^k`` exactly,
-since ``B`` is nilpotent), and the items are multivariate normal with
-
-``Sigma = Lambda Cov(eta) Lambda' + Theta`` and ``mu = nu + Lambda (I - B)^-1 alpha``.
-
-The log-likelihood of all respondents with one missingness pattern ``o`` in one
-group depends on the data only through their weight sum ``W``, weighted mean ``m`` and
-weighted (biased) covariance ``S``::
-
-    -W/2 * (|o| log 2 pi + log|Sigma_oo| + tr(Sigma_oo^-1 S) + (m - mu_o)' Sigma_oo^-1 (m - mu_o))
-
-so a gradient costs the same for 300 or 3,000,000 respondents.
-
-Many missingness patterns (the sample study: 8,000 respondents, ~800 patterns) are
-evaluated without one factorization per pattern. With ``P = Sigma^-1`` (one Cholesky per
-group and evaluation) and a pattern missing the items ``m`` (``r`` of them, usually 1-5):
-
-* ``log|Sigma_oo| = log|Sigma| + log|P_mm|`` and
-  ``Sigma_oo^-1 = P_oo - P_om P_mm^-1 P_mo`` (Schur complements), so a pattern needs
-  only an ``r x r`` Cholesky;
-* the ``tr(P M)`` part of every pattern's trace aggregates over patterns into
-  ``tr(P sum_k W_k M_k)``, where ``sum_k W_k M_k`` is a fixed matrix plus terms linear
-  and quadratic in ``mu`` (precomputed: weighted raw moments, mean-by-mask and
-  mask-by-mask cross products), so it costs ``O(p^2)`` however many patterns there are;
-* what is left per pattern is ``log|P_mm| - tr(P_mm^-1 P_m. M_k P_.m)``. Writing
-  ``W_k M_k = W_k sum_j f_j f_j'`` with the rows ``f_j`` of a factor of the pattern's
-  covariance (its rank is at most ``min(n_k - 1, |o|)``, zero for the many one-respondent
-  patterns) plus the mean deviation ``m_k - mu``, the correction and its gradient cost
-  ``O(r p)`` per factor row. This loop over patterns is a small compiled (numba) kernel;
-  numba comes with PyTensor, and the kernel is cached on disk after its first compile.
-
-The gradient is assembled as ``d/dSigma = -W/2 P + 1/2 P (sum_k W_k M_k + C) P`` and
-``d/dmu = P (sum_k W_k (m_k - mu)_o - c)``, with ``C`` and ``c`` the per-pattern
-corrections, so value and gradient come from one pass. Complete data (one pattern per
-group) never calls the kernel. :meth:`GaussianPatternLogLik.evaluate_direct` keeps the
-one-Cholesky-per-pattern reference implementation for tests.
+Items are multivariate normal with the model-implied mean and covariance; the
+log-likelihood of all respondents with one missingness pattern depends on the data only
+through their weighted moments, so a gradient costs the same for 300 or 3,000,000
+respondents. Many patterns are evaluated from one Cholesky per group and a small
+compiled kernel per pattern (:class:`GaussianPatternLogLik`). The derivation is in
+``docs/design/sem-likelihood.md``.
 """
 
 from __future__ import annotations

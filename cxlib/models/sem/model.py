@@ -495,39 +495,49 @@ class BayesianSEM(CxModel):
             # latent responses: residual variance = 1 - communality (set by the ordinal
             # likelihood); 1 here makes the off-diagonal entries residual correlations
             values = pt.set_subtensor(values[plan.item_var_fixed], 1.0)
-        if plan.item_var:
-            raw = make_prior(
-                "item_sd",
-                self.prior_spec("item_sd", plan.coords["item_var_free"]),
-                dims="item_var_free",
-            )
-            values = pt.set_subtensor(values[plan.item_var], (raw * plan.item_var_unit) ** 2)
-            initvals["item_sd"] = np.full(len(plan.item_var), 0.6)
-        if plan.item_cov:
-            raw = make_prior("item_corr", self.model_config["item_corr"], dims="item_cov_free")
-            values = pt.set_subtensor(values[plan.item_cov], raw)  # correlation for now
-            initvals["item_corr"] = np.zeros(len(plan.item_cov))
-        return values
+        return self._covariance_values(
+            values, "item", plan.item_var, plan.item_var_unit, plan.item_cov, plan, initvals, 0.6
+        )
 
     def _latent_covariances(self, plan: GraphPlan, initvals: dict) -> Any:
         """Step 5: latent (residual) variances and correlations."""
         import pytensor.tensor as pt
 
         values = pt.zeros(len(self.structure.free_names["latent_cov"]))
-        if plan.latent_var:
+        return self._covariance_values(
+            values,
+            "latent",
+            plan.latent_var,
+            plan.latent_var_unit,
+            plan.latent_cov,
+            plan,
+            initvals,
+            0.7,
+        )
+
+    def _covariance_values(
+        self, values, kind: str, var_slots, var_unit, cov_slots, plan, initvals, sd_start
+    ):
+        """Free variances (``<kind>_sd`` times its unit, squared) and correlations of a kind.
+
+        The correlations stay correlations here; :func:`_fill_cov` scales them by the SDs.
+        """
+        import pytensor.tensor as pt
+
+        if var_slots:
             raw = make_prior(
-                "latent_sd",
-                self.prior_spec("latent_sd", plan.coords["latent_var_free"]),
-                dims="latent_var_free",
+                f"{kind}_sd",
+                self.prior_spec(f"{kind}_sd", plan.coords[f"{kind}_var_free"]),
+                dims=f"{kind}_var_free",
             )
-            values = pt.set_subtensor(values[plan.latent_var], (raw * plan.latent_var_unit) ** 2)
-            initvals["latent_sd"] = np.full(len(plan.latent_var), 0.7)
-        if plan.latent_cov:
+            values = pt.set_subtensor(values[var_slots], (raw * var_unit) ** 2)
+            initvals[f"{kind}_sd"] = np.full(len(var_slots), sd_start)
+        if cov_slots:
             raw = make_prior(
-                "latent_corr", self.model_config["latent_corr"], dims="latent_cov_free"
+                f"{kind}_corr", self.model_config[f"{kind}_corr"], dims=f"{kind}_cov_free"
             )
-            values = pt.set_subtensor(values[plan.latent_cov], raw)
-            initvals["latent_corr"] = np.zeros(len(plan.latent_cov))
+            values = pt.set_subtensor(values[cov_slots], raw)
+            initvals[f"{kind}_corr"] = np.zeros(len(cov_slots))
         return values
 
     def _matrices(

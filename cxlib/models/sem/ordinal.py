@@ -1,85 +1,12 @@
 """The ordinal likelihood: Likert items as ordered categories, by pairwise likelihood.
 
-Each item ``j`` answers category ``a`` when its latent response ``y*_j`` falls between
-thresholds ``tau_j,a-1 < y*_j <= tau_j,a``; the latent responses are multivariate
-normal with the model-implied correlation matrix (latent responses standardized,
-residual variances ``1 - communality``: the "delta" parametrization of lavaan).
-
-Formulations measured (benchmarks/RESULTS.md, 3 constructs x 4 five-point items,
-N = 2,500, 2 chains x 1,000 draws after 1,000 tuning steps, this 2-core machine):
-
-* **Latent scores sampled per respondent** (ordered probit given ``eta_i``; what a
-  user writes from the PyMC examples). 7,500 latent scores plus the parameters. The
-  prototype needed 135 s at N = 250 and ended with R-hat 1.10; its cost and its
-  funnel (loadings against scores) grow with N: even the continuous latent-score
-  model needs 196 s of sampling at N = 2,500 for a min bulk ESS of 438 (2.2 ESS/s).
-* **Data augmentation** (Chib & Greenberg; blavaan): sample the continuous responses
-  behind each answer, latent variables integrated out. The target stays Gaussian but
-  has N x p = 30,000 truncated dimensions whose bounds move with the thresholds;
-  thresholds mix slowly (Cowles 1996) and a gradient costs O(N p^2). Not
-  implemented: its cost grows with N, which rules out N >= 25,000 in the time targets.
-* **Pairwise likelihood (chosen)**: the composite log-likelihood of all bivariate
-  item tables, ``sum_{j<k} sum_{a,b} n_jk(a,b) log pi_jk(a,b; theta)``, where
-  ``pi`` is a rectangle probability of the bivariate normal. Its cost depends on the
-  number of item pairs and categories, not on N (the tables are computed once), it
-  uses every answered pair under missingness, and weights enter the tables. A
-  composite likelihood counts each item ``p - 1`` times, so the raw "posterior" is too
-  narrow: we apply the curvature adjustment of Ribatet, Cooley & Davison (2012): with
-  ``H`` the negative Hessian of the composite log-likelihood at its maximum
-  ``theta_hat``, ``J`` the variance of the per-respondent composite scores and
-  ``G = H J^-1 H`` (Godambe information), the sampled target is
-  ``CL(theta_hat + C (theta - theta_hat))`` with ``C = M^-1 M_G`` (``H = M'M``,
-  ``G = M_G' M_G``), whose curvature at the mode is ``G``. The posterior then has the
-  asymptotic covariance of the PML estimator (the sandwich) and is close to Gaussian;
-  ``fit`` gives NUTS ``G^-1`` as a dense starting mass matrix (with PyMC's adapted
-  diagonal one it needed ~30 leapfrog steps per draw; with ``G^-1`` about 7).
-
-How the pairwise likelihood is evaluated (12 five-point items, 66 pairs, 1,650 cells):
-
-* First version: ``Phi2`` of all 4 corners of every cell as a PyTensor graph (12-point
-  Gauss-Legendre integral over the correlation), differentiated by PyTensor: 44 ms per
-  gradient; 654 s of sampling at N = 2,500 (benchmarks/RESULTS.md).
-* Now: one NumPy-backed Op (:class:`PairwiseLogLik`) for the value and the gradient
-  w.r.t. the thresholds and the latent-response correlation matrix. ``Phi2`` is needed
-  only at the interior threshold grid points of each pair (16 per pair, 1,056 in all;
-  the edges are univariate ``Phi``), computed by Genz's (2004) method to ``1e-15``;
-  the gradient uses the closed forms ``dPhi2/dh = phi(h) Phi((k - rho h) / s)``,
-  ``dPhi2/dk`` likewise and ``dPhi2/drho = phi2(h, k; rho)``, accumulated by
-  ``bincount`` over the cells' corners. About 0.5 ms per value and gradient (1 ms for
-  the whole model gradient: PyTensor chains the correlation gradient through the
-  model-implied correlations to loadings and paths), i.e. 40x faster.
-* ``J`` is estimated from N score vectors of ~63 parameters; at N = 250 its smallest
-  eigenvalues (relative to ``H``) are less than half their large-N values, which makes
-  the adjusted posterior too narrow in those directions. It is shrunk (Ledoit-Wolf
-  intensity, diagonal target in ``H``-whitened coordinates; :func:`shrink_variability`):
-  intensity 0.49 at N = 250, 0.08 at N = 2,500.
-* Mixed items (``ordinal=[some items]``): the other items stay continuous, with their
-  own intercepts and residual variances (standardized ``z`` as the working scale; the
-  ordinal items keep unit-variance latent responses). All item pairs enter the same
-  composite likelihood (:class:`PairData`): ordinal x ordinal pairs as above;
-  continuous x continuous pairs by the bivariate normal log-density, written as six
-  coefficients times the pair's weighted sufficient statistics (cost independent of
-  N); ordinal x continuous pairs by ``log p(z_c) + log P(y_o | z_c)``, the ordinal
-  item's latent response given ``z_c`` being normal with mean ``s_oc / s_cc (z_c -
-  mu_c)`` and variance ``1 - s_oc^2 / s_cc``, summed over the pair's distinct
-  (category, value) entries with their weighted counts, in one NumPy Op
-  (:class:`OrdinalContinuousLogLik`, closed-form gradient like the ordinal pairs'; a
-  PyTensor graph of the same terms with ``log_diff_normal_cdf`` was as fast; the Op
-  keeps the support explicit: ``-inf`` and zero gradients outside it). Entries cost
-  ``O(distinct values)``: 0-10 ratings treated as continuous give ~50 entries per
-  pair (N = 2,500, 5 ordinal + 4 continuous items: 1,000 entries, 0.8 ms per
-  gradient, the fit about 75 s on this shared 2-core machine), truly continuous
-  values up to ``K_o x N`` (50,000 entries, 23 ms per gradient, ~30x the ratings:
-  minutes of sampling at N = 2,500; round such values, or treat them as a rating, to
-  make it cheap). The curvature adjustment covers all pair types: a respondent's score
-  is the sum of the gradients of the units (cells, entries, and the features
-  ``(1, z_j, z_k, z_j^2, z_j z_k, z_k^2)`` times the coefficients' gradient) of the
-  pairs they answered.
-* Not needed: a limited-information (polychoric + weight matrix) likelihood. It would
-  make the likelihood itself nearly free, but the remaining half of a gradient is the
-  model graph (loadings, ordered thresholds, the adjustment), so it would gain at most
-  ~2x, and full weight matrices are unstable at small N (the reason lavaan's WLSMV uses
-  diagonal weights plus a sandwich).
+Each item answers a category when its latent response falls between two thresholds;
+the latent responses are multivariate normal with the model-implied correlations
+(lavaan's "delta" parametrization). :class:`PairwiseOrdinalLikelihood` sums the
+log-probabilities of all bivariate item tables (cost independent of the number of
+respondents) and applies the curvature adjustment of Ribatet, Cooley & Davison (2012),
+so that the posterior has the sandwich covariance. The formulations measured, and why
+this one, are in ``docs/design/ordinal-sem.md``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from cxlib.models.base import ModelResult
 from cxlib.models.diagnostics import chain_diagnostics, count_divergences, diagnose
 from cxlib.models.sem.data import SEMData, prepare_data, saturated_em
 from cxlib.models.sem.structure import SEMStructure
-from cxlib.stats import summarize_draws
+from cxlib.stats import interval_columns, summarize_draws
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlib.models.sem.model import BayesianSEM
@@ -31,7 +31,7 @@ class ReliabilityReport:
     constructs : pandas.DataFrame
         Per construct: ``alpha`` (Cronbach, from the data), ``omega`` (composite
         reliability) and ``ave`` (average variance extracted) with posterior means and
-        HDIs (``omega_low``, ``omega_high``, ``ave_low``, ``ave_high``).
+        HDIs (``omega_hdi_low``, ``omega_hdi_high``, ``ave_hdi_low``, ``ave_hdi_high``).
     htmt : pandas.DataFrame
         Heterotrait-monotrait ratios between constructs (from the data).
     """
@@ -73,8 +73,8 @@ class SEMResult(ModelResult):
 
     @property
     def groups(self) -> list[str]:
-        """Group labels (``["all"]`` without groups)."""
-        return list(self.model.fit_options.get("groups", ["all"]))
+        """Group labels (``[config.EVERYONE]`` without groups)."""
+        return list(self.model.fit_options.get("groups", [config.EVERYONE]))
 
     @property
     def grouped(self) -> bool:
@@ -563,11 +563,11 @@ class SEMResult(ModelResult):
                     "items": kk,
                     "alpha": alpha,
                     "omega": so["mean"],
-                    "omega_low": so["hdi_low"],
-                    "omega_high": so["hdi_high"],
+                    "omega_hdi_low": so["hdi_low"],
+                    "omega_hdi_high": so["hdi_high"],
                     "ave": sa["mean"],
-                    "ave_low": sa["hdi_low"],
-                    "ave_high": sa["hdi_high"],
+                    "ave_hdi_low": sa["hdi_low"],
+                    "ave_hdi_high": sa["hdi_high"],
                 }
             )
         sd = np.sqrt(np.diag(cov))
@@ -616,8 +616,8 @@ class SEMResult(ModelResult):
         Returns
         -------
         pandas.Series
-            ``chisq`` (posterior mean), ``df``, ``ppp``, ``brmsea`` (mean, ``_low``,
-            ``_high``), ``bcfi`` (mean, ``_low``, ``_high``), ``npar``,
+            ``chisq`` (posterior mean), ``df``, ``ppp``, ``brmsea`` (mean,
+            ``_hdi_low``, ``_hdi_high``), ``bcfi`` (mean, ``_hdi_low``, ``_hdi_high``), ``npar``,
             ``n_moments``, ``n_obs``.
         """
         if self.ordinal:
@@ -706,8 +706,8 @@ class SEMResult(ModelResult):
         for name, x in (("brmsea", brmsea), ("bcfi", bcfi)):
             sm = _summarize(x[None, :, None], hdi_prob, diagnostics=False).iloc[0]
             out[name] = sm["mean"]
-            out[f"{name}_low"] = sm["hdi_low"]
-            out[f"{name}_high"] = sm["hdi_high"]
+            low, high = interval_columns(name)
+            out[low], out[high] = sm["hdi_low"], sm["hdi_high"]
         out.update(
             {
                 "chisq_null": chisq_null,

@@ -55,7 +55,7 @@ from cxlib.models.touchpoints.data import (
     prepare_touchpoint_data,
 )
 from cxlib.models.touchpoints.result import TouchpointResult
-from cxlib.study import Study, study_from_dict
+from cxlib.study import Study
 
 __all__ = ["FIXED_SPREADS", "SPREADS", "TouchpointModel"]
 
@@ -382,21 +382,6 @@ class TouchpointModel(CxModel):
             "stage_effect", spread["stage_sd"] * pt.dot(basis, u[zs]), dims="stage"
         )
         return effect, mu, channel_effect, stage_effect
-
-    def init_arguments(self) -> dict[str, Any]:
-        """Every ``__init__`` argument (weights only when named by a column or False)."""
-        return super().init_arguments() | {
-            "study": self.study.to_dict(),
-            "outcome": self.outcome,
-            "target": self.target,
-            "weights": self.weights if isinstance(self.weights, str | bool) else None,
-        }
-
-    @classmethod
-    def from_init_arguments(cls, arguments: dict[str, Any]) -> TouchpointModel:
-        """Rebuild the model, its study from the stored spec."""
-        study = study_from_dict(arguments["study"], source="saved model")
-        return cls(**(arguments | {"study": study}))
 
 
 def _zero_sum_basis(n: int) -> np.ndarray:

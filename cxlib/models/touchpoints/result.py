@@ -24,12 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["TouchpointResult"]
 
 
-def _summary(draws: np.ndarray, prob: float, name: str) -> dict[str, np.ndarray]:
-    """``name, name_hdi_low, name_hdi_high`` of draws ``(S, ...)`` (cxlib.stats)."""
-    s = summarize_draws(np.moveaxis(draws, 0, -1), prob, quantity=name)
-    return {k: v for k, v in s.items() if k != f"{name}_sd"}
-
-
 class TouchpointResult(ModelResult):
     """A fitted :class:`TouchpointModel`: per-touchpoint table, stage x channel matrix, gains."""
 
@@ -163,7 +157,7 @@ class TouchpointResult(ModelResult):
             }
         )
         for name in ("effect_on_outcome", "effect_on_target"):
-            for k, v in _summary(draws[name], hdi_prob, name).items():
+            for k, v in summarize_draws(draws[name], hdi_prob, quantity=name, axis=0).items():
                 out[k] = v
         out["p_effective"] = (draws["effect_on_target"] > 0).mean(axis=0)
         out["rank"] = out["effect_on_target"].rank(ascending=False, method="first").astype(int)
@@ -222,9 +216,9 @@ class TouchpointResult(ModelResult):
                 p_cols.append(perf[:, idx].mean(axis=1) if idx else np.full(eff.shape[0], np.nan))
         out = pd.DataFrame(rows)
         E, P = np.stack(e_cols, axis=1), np.stack(p_cols, axis=1)
-        for k, v in _summary(P, hdi_prob, "performance").items():
+        for k, v in summarize_draws(P, hdi_prob, quantity="performance", axis=0).items():
             out[k] = v
-        for k, v in _summary(E, hdi_prob, "effect_on_target").items():
+        for k, v in summarize_draws(E, hdi_prob, quantity="effect_on_target", axis=0).items():
             out[k] = v
         out["p_effective"] = (E > 0).mean(axis=0)
         out["target"] = d.target

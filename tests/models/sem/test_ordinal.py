@@ -19,40 +19,12 @@ from cxlib.models.sem.ordinal import (
     bivariate_normal_cdf_grad,
     shrink_variability,
 )
+from tests.models.sem.builders import MODEL_CORE as MODEL
+from tests.models.sem.builders import TRUE_LOADING, TRUE_PATHS, latent_responses
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
 
 CUTS = np.array([-1.5, -0.5, 0.5, 1.5])
-TRUE_LOADING = 0.8
-TRUE_A, TRUE_B, TRUE_C = 0.5, 0.4, 0.2
-TRUE_PATHS = {
-    ("Image", "~", "Experience"): TRUE_A,
-    ("Loyalty", "~", "Image"): TRUE_B,
-    ("Loyalty", "~", "Experience"): TRUE_C,
-}
-MODEL = """
-Experience =~ CX1 + CX2 + CX3
-Image      =~ IMG1 + IMG2 + IMG3
-Loyalty    =~ LOY1 + LOY2 + LOY3
-Image   ~ a*Experience
-Loyalty ~ b*Image + c*Experience
-indirect := a*b
-"""
-
-
-def latent_responses(n: int, seed: int) -> pd.DataFrame:
-    """Standardized latent responses of 9 items (3 constructs, loadings 0.8)."""
-    rng = np.random.default_rng(seed)
-    exp = rng.standard_normal(n)
-    img = TRUE_A * exp + np.sqrt(1 - TRUE_A**2) * rng.standard_normal(n)
-    explained = TRUE_B**2 + TRUE_C**2 + 2 * TRUE_B * TRUE_C * TRUE_A
-    loy = TRUE_B * img + TRUE_C * exp + np.sqrt(1 - explained) * rng.standard_normal(n)
-    cols = {}
-    for prefix, lat in (("CX", exp), ("IMG", img), ("LOY", loy)):
-        for k in range(1, 4):
-            noise = np.sqrt(1 - TRUE_LOADING**2) * rng.standard_normal(n)
-            cols[f"{prefix}{k}"] = TRUE_LOADING * lat + noise
-    return pd.DataFrame(cols)
 
 
 def five_point(frame: pd.DataFrame) -> pd.DataFrame:

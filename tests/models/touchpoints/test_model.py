@@ -198,9 +198,16 @@ def test_recovers_touchpoint_effects(recovery):
     assert 0.005 < float(post["channel_sd"].mean()) < 0.15
     table = result.touchpoint_table()
     true = table["touchpoint"].map(truth.effects)
-    inside = (table["effect_on_outcome_low"] <= true) & (true <= table["effect_on_outcome_high"])
+    inside = (table["effect_on_outcome_hdi_low"] <= true) & (
+        true <= table["effect_on_outcome_hdi_high"]
+    )
     assert inside.sum() >= 8, table[
-        ["touchpoint", "effect_on_outcome", "effect_on_outcome_low", "effect_on_outcome_high"]
+        [
+            "touchpoint",
+            "effect_on_outcome",
+            "effect_on_outcome_hdi_low",
+            "effect_on_outcome_hdi_high",
+        ]
     ].assign(truth=true)
     assert np.corrcoef(table["effect_on_outcome"], true)[0, 1] > 0.9
     g = result.outcome_to_target_draws()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxlib import config
 from cxlib.errors import CxError, ModelFileError, ModelSpecificationError, StudySpecError
 from cxlib.models.expectations import (
     ExpectationsModel,
@@ -102,9 +103,9 @@ def test_gap_table_means_are_weighted_means(study, sim):
     assert row["mean_perception"] == pytest.approx(np.average(sub["TEC_RELIABILITY_P"], weights=w))
     gap = sub["TEC_RELIABILITY_P"] - sub["TEC_RELIABILITY_E"]
     assert row["mean_gap"] == pytest.approx(np.average(gap, weights=w))
-    assert row["mean_gap_low"] < row["mean_gap"] < row["mean_gap_high"]
+    assert row["mean_gap_hdi_low"] < row["mean_gap"] < row["mean_gap_hdi_high"]
     assert row["share_shortfall"] == pytest.approx(np.average(gap < 0, weights=w))
-    everyone = table.query("segment == 'all segments' and attribute == 'reliability'").iloc[0]
+    everyone = table.query("segment == 'all' and attribute == 'reliability'").iloc[0]
     assert everyone["n_respondents"] == len(frame)
 
 
@@ -139,9 +140,9 @@ def test_missing_answers_are_handled_not_dropped(study):
     d = prepare_expectations_data(frame, study, "Loyalty")
     assert d.n_likelihood.sum() == len(frame) - 10
     table = d.gap_frame().set_index(["segment", "attribute"])
-    rel = table.loc[("all segments", "reliability")]
+    rel = table.loc[("all", "reliability")]
     assert rel["n_reference_imputed"] >= 40  # perception answered, expectation missing
-    assert table.loc[("all segments", "valued"), "n_perception_missing"] >= 30
+    assert table.loc[("all", "valued"), "n_perception_missing"] >= 30
     assert rel["n_respondents"] == len(frame)
     text = " ".join(d.notes)
     assert "averages over the likely values of the missing answers" in text
@@ -319,7 +320,7 @@ def test_result_tables(tiny_result):
     draws = r.dimension_weights(draws=True)
     assert draws.dims == ("chain", "draw", "dimensions", "segments")
     share = r.emotional_share()
-    assert list(share["segment"])[-1] == "all segments"
+    assert list(share["segment"])[-1] == config.EVERYONE
     assert share["emotional_share"].between(-0.5, 1.5).all()
     assert r.emotional_share(draws=True).dims == ("chain", "draw", "segments")
     pr = r.penalty_reward()
@@ -490,7 +491,7 @@ def test_recovery_of_weights_asymmetry_and_segments(study):
     assert classes["kano_class"].to_dict() == expected
     assert (classes["kano_probability"] > 0.8).all()
     # closing a must-be gap buys more than closing an attractive one
-    closing = result.gap_closing().query("segment == 'all segments'").set_index("attribute")
+    closing = result.gap_closing().query("segment == 'all'").set_index("attribute")
     assert (
         closing.loc["reliability", "outcome_change"] > 2 * closing.loc["valued", "outcome_change"]
     )
@@ -588,4 +589,4 @@ def test_sample_study_fits_with_clean_diagnostics(study, truth, tmp_path):
     assert result.ok, str(result.diagnostics)
     assert result.diagnostics.max_r_hat <= 1.01
     share = result.emotional_share().set_index("segment")
-    assert 0 < share.loc["all segments", "emotional_share"] < 1
+    assert 0 < share.loc[config.EVERYONE, "emotional_share"] < 1

@@ -24,41 +24,16 @@ from cxlib.models.base import merge_config
 from cxlib.models.sem import BayesianSEM, SEMResult
 from cxlib.models.sem.data import prepare_data, saturated_em
 from cxlib.models.sem.likelihood import GaussianPatternLogLik
+from tests.models.sem.builders import (
+    MODEL,
+    TRUE_A,
+    TRUE_B,
+    TRUE_C,
+    TRUE_LOADING,
+    simulate_small,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
-
-MODEL = """
-Experience =~ CX1 + CX2 + CX3
-Image      =~ IMG1 + IMG2 + IMG3
-Loyalty    =~ LOY1 + LOY2 + LOY3
-Image   ~ a*Experience
-Loyalty ~ b*Image + c*Experience
-indirect := a*b
-total := c + a*b
-"""
-
-TRUE_LOADING = 0.8
-TRUE_A, TRUE_B, TRUE_C = 0.5, 0.4, 0.2
-
-
-def simulate_small(n=400, seed=1, missing=0.0, groups=False):
-    """Standardized latents, items = 3 + 0.8 * latent + noise (variance 1)."""
-    rng = np.random.default_rng(seed)
-    exp = rng.standard_normal(n)
-    img = TRUE_A * exp + np.sqrt(1 - TRUE_A**2) * rng.standard_normal(n)
-    explained = TRUE_B**2 + TRUE_C**2 + 2 * TRUE_B * TRUE_C * TRUE_A
-    loy = TRUE_B * img + TRUE_C * exp + np.sqrt(1 - explained) * rng.standard_normal(n)
-    data = {}
-    for prefix, lat in (("CX", exp), ("IMG", img), ("LOY", loy)):
-        for k in range(1, 4):
-            noise = np.sqrt(1 - TRUE_LOADING**2) * rng.standard_normal(n)
-            data[f"{prefix}{k}"] = 3 + TRUE_LOADING * lat + noise
-    frame = pd.DataFrame(data)
-    if missing:
-        frame = frame.mask(rng.random(frame.shape) < missing)
-    if groups:
-        frame["segment"] = np.where(rng.random(n) < 0.97, "Consumer", "Enterprise")
-    return frame
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +339,7 @@ def test_effects_r2_reliability_scores(quick_result, small_frame):
     rel = quick_result.reliability()
     assert list(rel.constructs.index) == ["Experience", "Image", "Loyalty"]
     assert rel.constructs["alpha"].between(0.7, 0.95).all()
-    assert (rel.constructs["omega_low"] <= rel.constructs["omega"]).all()
+    assert (rel.constructs["omega_hdi_low"] <= rel.constructs["omega"]).all()
     assert rel.htmt.loc["Experience", "Image"] < 0.85
     scores = quick_result.scores()
     assert scores.shape == (len(small_frame), 3)
