@@ -73,21 +73,30 @@ def one(model_name: str) -> dict:
     }
 
 
-def _subprocess(model_name: str, ldflags: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix="cx-bench-blas-") as compiledir:
+def fit_in_fresh_process(model_name: str, *, ldflags: str | None = None, tree=None) -> dict:
+    """One fit (:func:`one`) in a fresh process with an empty PyTensor compile cache.
+
+    ``ldflags``: PyTensor's ``blas__ldflags`` (None: cxlib's choice). ``tree``: a checkout
+    whose ``cxlib`` is imported instead of this one (put first on ``PYTHONPATH``).
+    """
+    with tempfile.TemporaryDirectory(prefix="cx-bench-") as compiledir:
         env = dict(os.environ)
-        env["PYTENSOR_FLAGS"] = f"base_compiledir={compiledir},blas__ldflags={ldflags}"
+        flags = f"base_compiledir={compiledir}"
+        env["PYTENSOR_FLAGS"] = flags if ldflags is None else f"{flags},blas__ldflags={ldflags}"
+        if tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "--one", model_name],
             capture_output=True,
             text=True,
             env=env,
+            cwd=None if tree is None else str(tree),
             check=False,
         )
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{model_name} with blas__ldflags={ldflags!r} failed")
+        raise SystemExit(f"{model_name} (blas__ldflags={ldflags!r}, tree={tree}) failed")
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     row["process_s"] = time.perf_counter() - t0
     print(json.dumps(row), flush=True)
@@ -117,7 +126,8 @@ def main() -> None:
     for name in args.models:
         for _ in range(args.repeats):
             pair = {
-                label: _subprocess(name, ld) for label, ld in (("none", ""), ("openblas", flags))
+                label: fit_in_fresh_process(name, ldflags=ld)
+                for label, ld in (("none", ""), ("openblas", flags))
             }
             rows.append(pair)
     table = []

@@ -141,7 +141,14 @@ class ModelResult:
     def __init__(self, model: CxModel, idata):
         self.model = model
         self.idata = idata
+        #: The prepared data the model was fitted to (kept: a refit does not change it).
+        self.data = model.data
         self._diagnostics: Diagnostics | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """What was imputed, left out or flagged when the data were prepared."""
+        return list(getattr(self.data, "notes", []) or [])
 
     # subclasses override to monitor their own parameters
     def _compute_diagnostics(self) -> Diagnostics:
@@ -269,6 +276,16 @@ class CxModel(ABC):
         if getattr(self, "data", None) is None:
             raise ModelSpecificationError("no data yet: call build_model(data) or fit(data) first")
         return self.data
+
+    def prepared_data(self, data=None):
+        """The prepared data: ``data`` prepared (:meth:`prepare`), else what was prepared before."""
+        if data is not None:
+            self.prepare(data)
+        return self._need_data()
+
+    def prepare(self, data):
+        """Prepare the responses for the model (a model with data preparation overrides this)."""
+        raise ModelSpecificationError(f"{type(self).__name__} prepares its data in fit()")
 
     def _accepts_config_key(self, key: str) -> bool:
         """Whether a model_config key outside the defaults is allowed (per-parameter priors)."""

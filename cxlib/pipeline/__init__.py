@@ -13,7 +13,9 @@ The pieces, one module each:
 - :mod:`~cxlib.pipeline.store` — the DuckDB results store;
 - :mod:`~cxlib.pipeline.schedule` — ``cx schedule``: cron and data-change triggers;
 - :mod:`~cxlib.pipeline.artifacts`, :mod:`~cxlib.pipeline.inputs`,
-  :mod:`~cxlib.pipeline.tables` — what the notebooks call.
+  :mod:`~cxlib.pipeline.tables` — what the notebooks call (the notebook kit);
+- :mod:`~cxlib.pipeline.schemas` — the published tables, declared once and checked
+  when a notebook writes them and when a dashboard reads them.
 
 Importing this package is cheap; papermill, DuckDB and pandas load on first use.
 

@@ -17,6 +17,9 @@ from cxlib.config import EVERYONE
 from cxlib.dashboard.widgets import fmt
 from cxlib.insights import what_if
 
+#: a real Voila server driven by Debian's chromium (make check leaves these out)
+pytestmark = pytest.mark.browser
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = ("data:", "blob:", "about:")
 

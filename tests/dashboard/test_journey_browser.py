@@ -28,6 +28,9 @@ from cxlib.study import load_study
 from tests.dashboard.conftest import Server
 from tests.dashboard.sample import _publish
 
+#: a real Voila server driven by Debian's chromium (make check leaves these out)
+pytestmark = pytest.mark.browser
+
 LOCAL = ("data:", "blob:", "about:")
 
 

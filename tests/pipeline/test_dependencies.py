@@ -18,6 +18,9 @@ from cxlib.pipeline.spec import load_pipeline
 
 from .conftest import write_notebook
 
+#: executes notebooks with papermill and real kernels (make check leaves them out)
+pytestmark = pytest.mark.notebooks
+
 UP = """\
 output_dir: str = ""  # where artifacts go
 value: str = "a"  # what to hand on
@@ -42,9 +45,6 @@ suffix: str = ""  # added to what up wrote
 """
 DOWN_BODY = """\
 import pathlib
-
-#: executes notebooks with papermill and real kernels (make check leaves them out)
-pytestmark = pytest.mark.notebooks
 assert pathlib.Path(up_dir).is_absolute(), up_dir
 value = (pathlib.Path(up_dir) / "value.txt").read_text()
 (pathlib.Path(output_dir) / "seen.txt").write_text(value + suffix)

@@ -23,6 +23,9 @@ from cxlib.pipeline.store import ResultsStore
 
 from .conftest import write_notebook
 
+#: executes notebooks with papermill and real kernels (make check leaves them out)
+pytestmark = pytest.mark.notebooks
+
 STUDY = "telecom"
 
 
@@ -131,9 +134,6 @@ import pandas as pd
 
 from cxlib.pipeline.artifacts import Artifacts
 from cxlib.study import load_study
-
-#: executes notebooks with papermill and real kernels (make check leaves them out)
-pytestmark = pytest.mark.notebooks
 
 out = Artifacts(output_dir, notebook="costs")
 source = pathlib.Path(costs_path) if costs_path else load_study(study_path).source_path("touchpoint_costs")

@@ -292,9 +292,7 @@ class ExpectationsModel(CxModel):
 
         from cxlib.models.expectations.likelihood import MixtureLoglik, MixtureRows, concat_rows
 
-        if data is not None:
-            self.prepare(data)
-        d = self._need_data()
+        d = self.prepared_data(data)
         cfg = self.model_config
         dim_idx = np.array([DIMENSIONS.index(x) for x in d.attribute_dimensions])
         G = len(d.segments)

@@ -37,16 +37,6 @@ class ExpectationsResult(ModelResult):
     model: ExpectationsModel
 
     # -- plumbing ---------------------------------------------------------------
-    @property
-    def data(self) -> ExpectationsData:
-        """The statistics the model was fitted to."""
-        return self.model.data
-
-    @property
-    def notes(self) -> list[str]:
-        """What was imputed, left out or flagged when the data were prepared."""
-        return list(self.data.notes)
-
     def _post(self, name: str):
         return self.idata.posterior[name]
 

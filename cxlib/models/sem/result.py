@@ -12,7 +12,7 @@ from cxlib import config
 from cxlib.errors import ModelSpecificationError
 from cxlib.models.base import ModelResult
 from cxlib.models.diagnostics import chain_diagnostics, count_divergences, diagnose
-from cxlib.models.sem.data import SEMData, prepare_data, saturated_em
+from cxlib.models.sem.data import prepare_data, saturated_em
 from cxlib.models.sem.structure import SEMStructure
 from cxlib.stats import interval_columns, summarize_draws
 
@@ -60,9 +60,8 @@ class SEMResult(ModelResult):
     model : BayesianSEM
     """
 
-    def __init__(self, model: BayesianSEM, idata, *, data: SEMData | None = None):
+    def __init__(self, model: BayesianSEM, idata):
         super().__init__(model, idata)
-        self.data = data if data is not None else model.data
         self._cache: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ basics

@@ -206,9 +206,7 @@ class TouchpointModel(CxModel):
         import pymc as pm
         import pytensor.tensor as pt
 
-        if data is not None:
-            self.prepare(data)
-        d = self._need_data()
+        d = self.prepared_data(data)
         cfg = self.model_config
 
         def prior(name: str, value, **dims):

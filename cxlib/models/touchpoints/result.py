@@ -14,7 +14,6 @@ from cxlib.models.base import ModelResult
 from cxlib.models.touchpoints.data import (
     CHANNELS,
     STAGES,
-    TouchpointData,
 )
 from cxlib.stats import pair_draws, summarize_draws
 
@@ -28,16 +27,6 @@ class TouchpointResult(ModelResult):
     """A fitted :class:`TouchpointModel`: per-touchpoint table, stage x channel matrix, gains."""
 
     model: TouchpointModel
-
-    @property
-    def data(self) -> TouchpointData:
-        """The statistics the model was fitted to."""
-        return self.model.data
-
-    @property
-    def notes(self) -> list[str]:
-        """What was imputed, left out or flagged when the data were prepared."""
-        return list(self.data.notes)
 
     def _flat(self, name: str) -> np.ndarray:
         v = self.idata.posterior[name]
