@@ -2,11 +2,11 @@
 
 Each model of the sample study (8,000 respondents) is fitted in a fresh process with the
 cxlib of a base revision (a git worktree under ``benchmarks/.work/``, put first on
-``PYTHONPATH``) and with the cxlib of this working tree, alternately (A B A B ...), so the
-machine's load falls on both alike. Every fit starts from an empty PyTensor compile cache
-and uses the BLAS cxlib chooses. The fit itself is :func:`bench_blas.one` (2 chains x
-1,000 draws after 1,000 tuning steps, the SEM 500; seed 1), so the two sides run the same
-script and differ only in the library.
+``PYTHONPATH``) and with the cxlib of this working tree, alternately, so the machine's
+load falls on both alike; which side runs first alternates from pair to pair. Every fit
+starts from an empty PyTensor compile cache and uses the BLAS cxlib chooses. The fit is
+:func:`bench_blas.one` (2 chains x 1,000 draws after 1,000 tuning steps, the SEM 500;
+seed 1), so the two sides run the same script and differ only in the library.
 
 Usage: python benchmarks/bench_layout.py [--base REV] [--models sem expectations touchpoints]
        [--repeats 1] [--no-write]
@@ -58,14 +58,12 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "cxlib.cli", "sample"], check=True, capture_output=True)
     base = worktree(args.base)
     rows = []
-    for name in args.models:
-        for _ in range(args.repeats):
-            rows.append(
-                {
-                    "base": fit_in_fresh_process(name, tree=base),
-                    "now": fit_in_fresh_process(name, tree=REPO),
-                }
-            )
+    for k, name in enumerate(args.models):
+        for r in range(args.repeats):
+            # alternate which side runs first, so that an order effect falls on both
+            order = ("base", "now") if (k + r) % 2 == 0 else ("now", "base")
+            trees = {"base": base, "now": REPO}
+            rows.append({side: fit_in_fresh_process(name, tree=trees[side]) for side in order})
     table = []
     for pair in rows:
         a, b = pair["base"], pair["now"]
@@ -93,7 +91,8 @@ def main() -> None:
             markdown_table(table, list(table[0])),
             "",
             "Each cell: the cxlib of the base revision / of this tree, every fit in a fresh "
-            "process with an empty compile cache, the two alternately; ratios > 1 mean this "
+            "process with an empty compile cache, the two alternately (which runs first "
+            "alternates from pair to pair); ratios > 1 mean this "
             "tree is faster. `process s` = import, load the sample study (8,000 respondents), "
             "compile, Laplace start and sampling; `compile + start s` = the fit less its "
             "sampling. The same seed gives the same draws on both sides when a refactor keeps "
