@@ -28,7 +28,7 @@ import pandas as pd
 
 from cxlib import __version__, config
 from cxlib.errors import ConvergenceWarning, ModelFileError, ModelSpecificationError
-from cxlib.models.diagnostics import Diagnostics, count_divergences, diagnose
+from cxlib.models.diagnostics import Diagnostics, diagnose_posterior
 from cxlib.models.sampling import nuts_start, one_blas_thread
 from cxlib.study import Study, study_from_dict
 
@@ -152,23 +152,7 @@ class ModelResult:
 
     # subclasses override to monitor their own parameters
     def _compute_diagnostics(self) -> Diagnostics:
-        import arviz as az
-
-        post = az.extract(self.idata, combined=False)
-        names = [v for v in post.data_vars if "chain" in post[v].dims]
-        stacked = [
-            post[v].stack(param=[d for d in post[v].dims if d not in ("chain", "draw")])
-            if post[v].ndim > 2
-            else post[v].expand_dims(param=[v], axis=-1)
-            for v in names
-        ]
-        import xarray as xr
-
-        arr = xr.concat(
-            [s.reset_index("param", drop=True) if "param" in s.indexes else s for s in stacked],
-            dim="param",
-        )
-        return diagnose(arr, divergences=count_divergences(self.idata))
+        return diagnose_posterior(self.idata)
 
     @property
     def diagnostics(self) -> Diagnostics:
@@ -383,7 +367,7 @@ class CxModel(ABC):
         kwargs = dict(kwargs)
         with self.model:
             start = nuts_start(self.model, kwargs, weight=self._laplace_weight)
-            if kwargs.get("initvals") is None and self.start_values() is not None:
+            if kwargs.get("initvals") is None:
                 kwargs["initvals"] = self.start_values()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*BLAS.*")

@@ -16,7 +16,13 @@ import pandas as pd
 
 from cxlib import config
 
-__all__ = ["Diagnostics", "chain_diagnostics", "count_divergences", "diagnose"]
+__all__ = [
+    "Diagnostics",
+    "chain_diagnostics",
+    "count_divergences",
+    "diagnose",
+    "diagnose_posterior",
+]
 
 
 @dataclass
@@ -183,3 +189,34 @@ def chain_diagnostics(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rhat = az.rhat(da)["x"].values if chains > 1 else np.full(k, np.nan)
         ess = az.ess(da, method="bulk")["x"].values
     return np.where(constant, np.nan, rhat), np.where(constant, np.nan, ess)
+
+
+def diagnose_posterior(idata, names: list[str] | None = None) -> Diagnostics:
+    """:func:`diagnose` the posterior variables ``names`` (default: all) of an InferenceData.
+
+    Each element of a variable is one parameter, labelled ``name[coord, ...]``; the
+    divergences come from ``idata.sample_stats``.
+    """
+    import xarray as xr
+
+    post = idata.posterior
+    parts, labels = [], []
+    for v in list(post.data_vars) if names is None else names:
+        da = post[v]
+        extra = [x for x in da.dims if x not in ("chain", "draw")]
+        if extra:
+            st = da.stack(param=extra)
+            labels += [
+                f"{v}[{', '.join(map(str, idx if isinstance(idx, tuple) else (idx,)))}]"
+                for idx in st["param"].values
+            ]
+            parts.append(np.asarray(st.values))
+        else:
+            labels.append(v)
+            parts.append(np.asarray(da.values)[..., None])
+    arr = xr.DataArray(
+        np.concatenate(parts, axis=-1),
+        dims=("chain", "draw", "param"),
+        coords={"param": labels},
+    )
+    return diagnose(arr, divergences=count_divergences(idata))

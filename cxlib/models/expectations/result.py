@@ -10,7 +10,7 @@ from scipy import special, stats
 
 from cxlib import config
 from cxlib.models.base import ModelResult
-from cxlib.models.diagnostics import Diagnostics, count_divergences, diagnose
+from cxlib.models.diagnostics import Diagnostics, diagnose_posterior
 from cxlib.models.expectations.data import (
     ExpectationsData,
 )
@@ -62,34 +62,13 @@ class ExpectationsResult(ModelResult):
         return {g: g in small for g in self.data.segments}
 
     def _compute_diagnostics(self) -> Diagnostics:
-        import xarray as xr
-
         post = self.idata.posterior
         names = [
             v
             for v in post.data_vars
             if not v.endswith("_z") and v not in ("outcome_without_gaps", "outcome_sd")
         ]
-        parts, labels = [], []
-        for v in names:
-            da = post[v]
-            extra = [x for x in da.dims if x not in ("chain", "draw")]
-            if extra:
-                st = da.stack(param=extra)
-                labels += [
-                    f"{v}[{', '.join(map(str, idx if isinstance(idx, tuple) else (idx,)))}]"
-                    for idx in st["param"].values
-                ]
-                parts.append(np.asarray(st.values))
-            else:
-                labels.append(v)
-                parts.append(np.asarray(da.values)[..., None])
-        arr = xr.DataArray(
-            np.concatenate(parts, axis=-1),
-            dims=("chain", "draw", "param"),
-            coords={"param": labels},
-        )
-        return diagnose(arr, divergences=count_divergences(self.idata))
+        return diagnose_posterior(self.idata, names)
 
     # -- weights ----------------------------------------------------------------
     def dimension_weights(self, *, hdi_prob: float = config.HDI_PROB, draws: bool = False):

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -782,8 +782,8 @@ class GraphPlan:
     item_cov: list[int]
     latent_var: list[int]
     latent_cov: list[int]
-    item_var_unit: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    latent_var_unit: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    item_var_unit: np.ndarray
+    latent_var_unit: np.ndarray
 
 
 def _is_var(name: str) -> bool:

@@ -33,9 +33,7 @@ class TouchpointResult(ModelResult):
         return np.asarray(v.values).reshape(-1, *v.shape[2:])
 
     def _compute_diagnostics(self):
-        import xarray as xr
-
-        from cxlib.models.diagnostics import count_divergences, diagnose
+        from cxlib.models.diagnostics import diagnose_posterior
 
         post = self.idata.posterior
         names = [
@@ -48,22 +46,7 @@ class TouchpointResult(ModelResult):
             "intercept",
             *(["not_used_shift"] if "not_used_shift" in post else []),
         ]
-        parts, labels = [], []
-        for v in names:
-            da = post[v]
-            extra = [x for x in da.dims if x not in ("chain", "draw")]
-            if extra:
-                labels += [f"{v}[{c}]" for c in da[extra[0]].values]
-                parts.append(np.asarray(da.values))
-            else:
-                labels.append(v)
-                parts.append(np.asarray(da.values)[..., None])
-        arr = xr.DataArray(
-            np.concatenate(parts, axis=-1),
-            dims=("chain", "draw", "param"),
-            coords={"param": labels},
-        )
-        return diagnose(arr, divergences=count_divergences(self.idata))
+        return diagnose_posterior(self.idata, names)
 
     # -- draws -------------------------------------------------------------------
     def performance_draws(self, n_draws: int | None = None, *, seed: int = config.DEFAULT_SEED):
