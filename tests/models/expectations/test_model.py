@@ -590,3 +590,24 @@ def test_sample_study_fits_with_clean_diagnostics(study, truth, tmp_path):
     assert result.diagnostics.max_r_hat <= 1.01
     share = result.emotional_share().set_index("segment")
     assert 0 < share.loc[config.EVERYONE, "emotional_share"] < 1
+
+
+def test_without_segments_every_table_has_one_everyone_row_per_attribute(study, sim):
+    """Unsegmented, the one segment is everyone: no second, pooled row with the same label."""
+    result = _quiet_fit(ExpectationsModel(study, segment=False), sim[0])
+    attributes = list(study.attributes)
+    assert result.data.segments == [config.EVERYONE]
+    for name, table in (
+        ("gap_table", result.gap_table()),
+        ("gap_closing", result.gap_closing()),
+        ("penalty_reward", result.penalty_reward()),
+    ):
+        assert set(table["segment"]) == {config.EVERYONE}, name
+        assert sorted(table["attribute"]) == sorted(attributes), name  # one row each
+    share = result.emotional_share()
+    assert list(share["segment"]) == [config.EVERYONE]
+    draws = result.emotional_share(draws=True)
+    assert list(draws["segments"].values) == [config.EVERYONE]
+    # the everyone row is the pooled entry, which equals the one segment's
+    closing = result.gap_closing(draws=True)["outcome_change"]
+    assert closing.sizes["segments"] == 1
