@@ -20,6 +20,7 @@ __all__ = [
     "ModelFileError",
     "ModelSpecificationError",
     "ModelSyntaxError",
+    "NotApplicable",
     "StudySpecError",
     "closest",
     "did_you_mean",
@@ -88,6 +89,23 @@ def did_you_mean(
 
 class CxError(Exception):
     """Base class of cxlib's errors about user input."""
+
+
+class NotApplicable(CxError):
+    """An analysis the study does not support: it lacks what the analysis needs.
+
+    Not a failure: a notebook that raises it is recorded by the pipeline as *not
+    applicable* with :attr:`reason` (and the notebooks that need its outputs follow).
+
+    Parameters
+    ----------
+    reason : str
+        What the study lacks and how to add it.
+    """
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"not applicable: {reason}")
 
 
 class StudySpecError(CxError):

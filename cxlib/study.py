@@ -23,7 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxlib import config
-from cxlib.errors import AlertRuleError, ModelSyntaxError, StudySpecError, did_you_mean
+from cxlib.errors import (
+    AlertRuleError,
+    ModelSyntaxError,
+    NotApplicable,
+    StudySpecError,
+    did_you_mean,
+)
 from cxlib.syntax import ParsedModel, parse_model
 
 __all__ = [
@@ -35,10 +41,13 @@ __all__ = [
     "Item",
     "Kpis",
     "ParsedRule",
+    "ROLES",
+    "Roles",
     "Scale",
     "Study",
     "load_study",
     "parse_rule",
+    "require",
     "study_from_dict",
 ]
 
@@ -120,6 +129,14 @@ class Construct(_Strict):
     label: str = ""
     description: str = ""
     items: dict[str, Item]
+    reliability: float | None = Field(
+        default=None,
+        description=(
+            "Single-item constructs only: the item's stated reliability, in (0, 1]. The "
+            "residual variance is fixed at (1 - reliability) x the item's variance; without "
+            "it the item measures its construct without error (as lavaan, SmartPLS, seminr)."
+        ),
+    )
 
     @field_validator("items")
     @classmethod
@@ -127,6 +144,32 @@ class Construct(_Strict):
         if not items:
             raise ValueError("a construct needs at least one item; this one has none")
         return items
+
+    @model_validator(mode="after")
+    def _reliability_of_one_item(self) -> Construct:
+        if self.reliability is None:
+            return self
+        if not 0 < self.reliability <= 1:
+            raise ValueError(
+                f"reliability {self.reliability} must lie in (0, 1]: the share of the item's "
+                "variance that is the construct's (1 = measured without error)"
+            )
+        if len(self.items) != 1:
+            raise ValueError(
+                f"reliability is stated for single-item constructs; this one has "
+                f"{len(self.items)} items, whose reliability the model estimates"
+            )
+        return self
+
+    @property
+    def single_item(self) -> bool:
+        """Whether one item measures the construct."""
+        return len(self.items) == 1
+
+    @property
+    def display_name(self) -> str:
+        """The label to show (the construct's name when the spec gives none)."""
+        return self.label or self.name
 
     @property
     def item_names(self) -> list[str]:
@@ -170,6 +213,47 @@ class Kpis(_Strict):
     nps: str | None = None
     satisfaction: str | None = None
     loyalty: str | None = None
+
+
+class Roles(_Strict):
+    """What the constructs are for, beyond the KPIs (each optional).
+
+    ``target`` is the construct driver priorities, what-if analyses, touchpoint gains
+    and budget allocation explain; by default the loyalty KPI's construct when the
+    structural model explains it, else the model's final outcome (an explained construct
+    that explains nothing further). ``touchpoint_outcome`` is the overall evaluation the
+    touchpoints feed directly (default: the satisfaction KPI's construct, else the
+    target). ``expectations_outcome`` is what expectation gaps are related to (default:
+    the target).
+    """
+
+    target: str | None = None
+    touchpoint_outcome: str | None = None
+    expectations_outcome: str | None = None
+
+
+#: What a notebook, pipeline step or dashboard section can need from a study, and how
+#: to add it when the study lacks it (see :meth:`Study.unmet`).
+ROLES: dict[str, str] = {
+    "structural_model": "write the paths between constructs under `model:` in lavaan syntax "
+    "(e.g. `Loyalty ~ Image + Satisfaction`)",
+    "target": "write a structural model under `model:` (its final outcome becomes the target) "
+    "or name one under `roles: {target: CONSTRUCT}`",
+    "attributes": "declare expectation/perception pairs under `attributes:` (an attribute "
+    "needs a perception item; the expectation item is optional)",
+    "touchpoints": "tag the journey's items with "
+    "`tags: {touchpoint: NAME, channel: face_to_face|personal_distant|electronic, "
+    "stage: before|during|after}`",
+    "segments": "name the segment column(s) under `columns: {segments: {COLUMN: [values]}}`",
+    "waves": "name the wave column under `columns: {wave: COLUMN}`",
+    "nps": "name a 0-10 likelihood-to-recommend item under `kpis: {nps: ITEM}`",
+    "satisfaction": "name an overall satisfaction item under `kpis: {satisfaction: ITEM}`",
+    "loyalty": "name the loyalty construct under `kpis: {loyalty: CONSTRUCT}`",
+    "kpis": "name at least one KPI under `kpis:` (nps, satisfaction or loyalty)",
+    "touchpoint_costs": "name a CSV of touchpoint costs under `source: {touchpoint_costs: FILE}`",
+    "internal_assessment": "name a CSV of the company's own touchpoint ratings under "
+    "`source: {internal_assessment: FILE}`",
+}
 
 
 class Source(_Strict):
@@ -347,6 +431,7 @@ class Study(_Strict):
     attributes: dict[str, Attribute] = Field(default_factory=dict)
     model: str = ""
     kpis: Kpis = Field(default_factory=Kpis)
+    roles: Roles = Field(default_factory=Roles)
     alerts: list[AlertRule] = Field(default_factory=list)
     min_cell_size: int = Field(default=config.MIN_CELL_SIZE, ge=1)
     path: Path | None = Field(default=None, exclude=True)
@@ -416,7 +501,36 @@ class Study(_Strict):
         if self.model.strip():
             self._check_model(seen)
         self._check_kpis(seen)
+        self._check_roles()
         return self
+
+    def _check_roles(self) -> None:
+        roles = self.roles
+        outcomes = self._outcomes()
+        for role in ("target", "touchpoint_outcome", "expectations_outcome"):
+            name = getattr(roles, role)
+            if name is None:
+                continue
+            if name not in self.constructs:
+                raise ValueError(
+                    f"roles.{role}: {name!r} is not a construct of the spec"
+                    + did_you_mean(name, self.constructs)
+                )
+            if role == "target" and name not in outcomes:
+                explained = ", ".join(outcomes) or "none: the spec has no structural model"
+                raise ValueError(
+                    f"roles.target: {name!r} is not explained by the structural model "
+                    f"(constructs on the left of '~': {explained})"
+                )
+
+    def _outcomes(self) -> list[str]:
+        """Constructs the structural model explains (left of ``~``), in model order."""
+        if not self.model.strip():
+            return []
+        parsed = parse_model(self.model)
+        return [
+            c for c in dict.fromkeys(t.lhs for t in parsed.regressions) if c in self.constructs
+        ]
 
     def _check_kpis(self, declared: dict[str, str]) -> None:
         kpis = self.kpis
@@ -510,6 +624,108 @@ class Study(_Strict):
         """Segment column names."""
         return list(self.columns.segments)
 
+    # ------------------------------------------------------------------ roles
+    @property
+    def target(self) -> str | None:
+        """The construct driver analyses explain (see :class:`Roles`), or None.
+
+        ``roles.target`` when given; else the loyalty KPI's construct when the structural
+        model explains it; else the model's final outcome (the last explained construct
+        that explains no other); None when the spec has no structural model.
+        """
+        if self.roles.target:
+            return self.roles.target
+        outcomes = self._outcomes()
+        if not outcomes:
+            return None
+        if self.kpis.loyalty in outcomes:
+            return self.kpis.loyalty
+        predictors = {t.rhs for t in parse_model(self.model).regressions}
+        final = [c for c in outcomes if c not in predictors]
+        return (final or outcomes)[-1]
+
+    @property
+    def touchpoint_outcome(self) -> str | None:
+        """The construct the touchpoints feed directly (see :class:`Roles`), or None."""
+        if self.roles.touchpoint_outcome:
+            return self.roles.touchpoint_outcome
+        if self.kpis.satisfaction is not None:
+            construct = self.construct_of(self.kpis.satisfaction)
+            if construct is not None:
+                return construct
+        return self.target
+
+    @property
+    def expectations_outcome(self) -> str | None:
+        """What expectation gaps are related to (see :class:`Roles`), or None."""
+        return self.roles.expectations_outcome or self.target
+
+    def label_of(self, name: str) -> str:
+        """The spec's label for a construct (or an attribute), else the name itself."""
+        if name in self.constructs:
+            return self.constructs[name].display_name
+        if name in self.attributes:
+            return self.attributes[name].label or name
+        return name
+
+    @property
+    def touchpoint_items(self) -> list[str]:
+        """Items tagged with a ``touchpoint``."""
+        return [n for n, item in self.all_items.items() if item.tags.get("touchpoint")]
+
+    def unmet(self, role: str) -> str | None:
+        """Why the study lacks ``role``, with how to add it; None when the study has it.
+
+        Parameters
+        ----------
+        role : str
+            One of :data:`ROLES` (``"structural_model"``, ``"target"``, ``"attributes"``,
+            ``"touchpoints"``, ``"segments"``, ``"waves"``, ``"nps"``, ``"satisfaction"``,
+            ``"loyalty"``, ``"kpis"``, ``"touchpoint_costs"``, ``"internal_assessment"``).
+
+        Returns
+        -------
+        str or None
+            E.g. "the study declares no attributes; declare expectation/perception pairs
+            under `attributes:` ...".
+        """
+        if role not in ROLES:
+            raise KeyError(f"unknown role {role!r}; use one of {', '.join(ROLES)}"
+                           + did_you_mean(role, ROLES))
+        has = {
+            "structural_model": lambda: bool(self._outcomes()),
+            "target": lambda: self.target is not None,
+            "attributes": lambda: bool(self.attributes),
+            "touchpoints": lambda: bool(self.touchpoint_items),
+            "segments": lambda: bool(self.columns.segments),
+            "waves": lambda: self.columns.wave is not None,
+            "nps": lambda: self.kpis.nps is not None,
+            "satisfaction": lambda: self.kpis.satisfaction is not None,
+            "loyalty": lambda: self.kpis.loyalty is not None,
+            "kpis": lambda: any(
+                v is not None for v in (self.kpis.nps, self.kpis.satisfaction, self.kpis.loyalty)
+            ),
+            "touchpoint_costs": lambda: self.source.touchpoint_costs is not None,
+            "internal_assessment": lambda: self.source.internal_assessment is not None,
+        }[role]()
+        if has:
+            return None
+        what = {
+            "structural_model": "no structural model (no paths between constructs)",
+            "target": "no target construct for driver analyses",
+            "attributes": "no attributes (expectation/perception pairs)",
+            "touchpoints": "no touchpoints (no item is tagged with a touchpoint)",
+            "segments": "no segment column",
+            "waves": "no wave column",
+            "nps": "no NPS item",
+            "satisfaction": "no satisfaction item",
+            "loyalty": "no loyalty construct",
+            "kpis": "no KPIs",
+            "touchpoint_costs": "no touchpoint cost table",
+            "internal_assessment": "no internal assessment of the touchpoints",
+        }[role]
+        return f"study {self.name!r} declares {what}; to add it, {ROLES[role]}"
+
     @property
     def parsed_model(self) -> ParsedModel:
         """The full lavaan model: the spec's model text plus measurement lines.
@@ -556,6 +772,29 @@ class Study(_Strict):
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (what the YAML said, with defaults filled in)."""
         return self.model_dump(mode="json", exclude={"path"})
+
+
+def require(study: Study, *roles: str) -> None:
+    """Raise :class:`~cxlib.errors.NotApplicable` unless the study has every role.
+
+    A notebook calls this first: run on a study that lacks what it needs, it stops
+    with the reason (the pipeline records the step as not applicable, neither failed
+    nor published as empty).
+
+    Parameters
+    ----------
+    study : Study
+    *roles : str
+        Names from :data:`ROLES`.
+
+    Raises
+    ------
+    NotApplicable
+        Naming everything the study lacks and how to add it.
+    """
+    reasons = [r for r in (study.unmet(role) for role in roles) if r]
+    if reasons:
+        raise NotApplicable("; ".join(reasons))
 
 
 def _claim(seen: dict[str, str], item: str, where: str) -> None:
@@ -652,6 +891,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
             "columns": Columns,
             "source": Source,
             "kpis": Kpis,
+            "roles": Roles,
             "constructs": Construct,
             "items": Item,
             "attributes": Attribute,
