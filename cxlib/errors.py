@@ -17,6 +17,7 @@ __all__ = [
     "DataProblem",
     "DataValidationError",
     "DriverError",
+    "ImproperSolutionWarning",
     "ModelFileError",
     "ModelSpecificationError",
     "ModelSyntaxError",
@@ -253,6 +254,15 @@ class ModelFileError(CxError):
 
 class ConvergenceWarning(UserWarning):
     """The sampler did not converge: R-hat too high, ESS too low or divergences."""
+
+
+class ImproperSolutionWarning(UserWarning):
+    """A fitted model whose solution is improper (a Heywood case, near-collinear constructs).
+
+    Standardized coefficients beyond +-1, latent R-squared of 0.95 or more, near-singular
+    latent correlations (HTMT above 0.9) or variances at their boundary: the estimates
+    cannot be read as they stand, converged or not.
+    """
 
 
 class DriverError(CxError):

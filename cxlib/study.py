@@ -769,6 +769,36 @@ class Study(_Strict):
             file = self.path.parent / file
         return file
 
+    def summary(self) -> dict[str, Any]:
+        """What pages need to know about the study, as plain data (JSON-ready).
+
+        Returns
+        -------
+        dict
+            ``name``, ``title``, ``labels`` (construct and attribute labels from the spec),
+            ``kpis`` (the KPI items and construct the study names, ``None`` when absent),
+            ``roles`` (target, touchpoint_outcome, expectations_outcome as resolved),
+            ``segments`` (segment columns), ``wave`` (the wave column) and ``unmet``
+            (for every role of :data:`ROLES` the study lacks: why, and how to add it).
+        """
+        labels = {c: self.label_of(c) for c in self.constructs}
+        labels.update({a: self.label_of(a) for a in self.attributes})
+        unmet = {role: self.unmet(role) for role in ROLES}
+        return {
+            "name": self.name,
+            "title": self.title or self.name,
+            "labels": labels,
+            "kpis": self.kpis.model_dump(),
+            "roles": {
+                "target": self.target,
+                "touchpoint_outcome": self.touchpoint_outcome,
+                "expectations_outcome": self.expectations_outcome,
+            },
+            "segments": self.segment_columns,
+            "wave": self.columns.wave,
+            "unmet": {role: why for role, why in unmet.items() if why},
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (what the YAML said, with defaults filled in)."""
         return self.model_dump(mode="json", exclude={"path"})
