@@ -91,6 +91,52 @@ def validate(
 
 
 @cx.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("study.yaml"),
+    show_default=True,
+    help="Where to write the drafted study spec.",
+)
+@click.option("--force", is_flag=True, help="Replace --out when it exists.")
+@click.option(
+    "--delimiter", default=None, help="Field delimiter of a text export (default: sniffed)."
+)
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the export.")
+@click.option("--sheet", default=None, help="Excel sheet to read (default: the first).")
+@click.option("--name", default=None, help="The study's name (default: from the file name).")
+def init(data: Path, out: Path, force: bool, delimiter, encoding: str, sheet, name) -> None:
+    """Draft a commented study spec from DATA (CSV, Qualtrics, SPSS, Excel, Parquet).
+
+    The draft proposes an id column (or row numbers), scales, missing-value codes,
+    segments, waves, constructs by item-name prefix and personal-data columns. It is
+    valid as written: edit it, then run `cx validate --study OUT DATA`. An existing
+    OUT is never replaced without --force.
+    """
+    from cxlib.data.draft import draft_study
+    from cxlib.errors import StudySpecError
+
+    if out.exists() and not force:
+        raise StudySpecError(
+            f"{out}: the file exists; cx init does not overwrite a study spec "
+            "(give another --out, or --force to replace it)"
+        )
+    draft = draft_study(
+        data, delimiter=delimiter, encoding=encoding, sheet=sheet, spec_dir=out.parent, name=name
+    )
+    draft.write(out, force=force)
+    click.echo(f"drafted {_shown(out)} from {_shown(data)}:")
+    for line in draft.findings:
+        click.echo(f"  - {line}")
+    n_items = len(draft.study.item_names)
+    click.echo(
+        f"  - {len(draft.spec['constructs'])} construct stub(s), {n_items} item(s)\n"
+        f"next: edit {_shown(out)}, then `cx validate --study {_shown(out)} {_shown(data)}`"
+    )
+
+
+@cx.command()
 @_study_option
 @click.option(
     "--n", "n", type=click.IntRange(min=1), default=None, help="Respondents (default: the truth's)."

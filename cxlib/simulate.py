@@ -487,7 +487,8 @@ def simulate_responses(
         _add_straightliners(study, items, truth.straightliner_rate, rng, n)
     _add_missing(study, items, truth.missing, rng, n)
 
-    frame = pd.DataFrame({cols.respondent_id: _respondent_ids(n)})
+    ids = _respondent_ids(n)
+    frame = pd.DataFrame({cols.respondent_id: ids} if cols.respondent_id else {}, index=range(n))
     for col, values in seg_columns.items():
         frame[col] = pd.Categorical(
             values,
@@ -519,7 +520,7 @@ def simulate_responses(
     if truth.personal_data:
         for col in cols.personal_data or ["email"]:
             frame[col] = [
-                f"customer.{rid.lower()}@example.com" for rid in frame[cols.respondent_id]
+                f"customer.{rid.lower()}@example.com" for rid in ids
             ]
     return frame
 

@@ -39,12 +39,16 @@ __all__ = [
     "Columns",
     "Construct",
     "Item",
+    "MissingCode",
+    "ROW_NUMBER_ID",
     "Kpis",
     "ParsedRule",
     "ROLES",
     "Roles",
     "Scale",
     "Study",
+    "code_number",
+    "is_valid_answer",
     "load_study",
     "parse_rule",
     "require",
@@ -99,14 +103,48 @@ class Scale(_Strict):
         return f"{self.min}-{self.max}"
 
 
+#: A missing-value code as a study spec gives it: a number (``-99``) or a text (``"NA"``).
+MissingCode = int | float | str
+
+
+def code_number(code: MissingCode) -> float | None:
+    """A missing-value code as a number (``"-99"`` -> -99.0), or None for a text code."""
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int | float):
+        return float(code)
+    try:
+        return float(str(code).strip())
+    except ValueError:
+        return None
+
+
+def is_valid_answer(code: MissingCode, scale: Scale) -> bool:
+    """Whether a missing-value code is also a valid answer on ``scale``.
+
+    A number (or a text that reads as one) is a valid answer when it is a whole number
+    from ``scale.min`` to ``scale.max``; a text when it is one of the scale's labels.
+    """
+    number = code_number(code)
+    if number is not None:
+        return number.is_integer() and scale.min <= number <= scale.max
+    text = str(code).strip().lower()
+    return any(text == str(label).strip().lower() for label in scale.labels.values())
+
+
 class Item(_Strict):
-    """A survey item (a question): its text, scale, coding and tags."""
+    """A survey item (a question): its text, scale, coding and tags.
+
+    ``missing_values`` are codes that mean "no answer" on this item (e.g. ``[98]`` for
+    "don't know"), in addition to the study's ``source.missing_values``.
+    """
 
     name: str = ""
     text: str
     scale: Scale
     reverse: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
+    missing_values: list[MissingCode] = Field(default_factory=list)
 
     @field_validator("tags")
     @classmethod
@@ -191,15 +229,89 @@ class Attribute(_Strict):
     expectation: str | None = None
 
 
-class Columns(_Strict):
-    """Which columns of the data hold what."""
+def _code_text(value: Any) -> str:
+    """A segment code as text: ``1`` and ``1.0`` -> ``"1"``, ``" North "`` -> ``"North"``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
-    respondent_id: str
+
+#: The name of the respondent id column in loaded data when the spec names none.
+ROW_NUMBER_ID = "respondent_id"
+
+
+class Columns(_Strict):
+    """Which columns of the data hold what.
+
+    ``respondent_id`` names the id column; left out (or ``null``), respondents are
+    numbered 1..N in file order; ``""`` means the file's unnamed first column (a CSV
+    written with a pandas index has the header ``""``, read as ``"Unnamed: 0"``).
+
+    ``segments`` maps each segment column to its values: a list (``[A, B]``, or codes
+    such as ``[1, 2]``), a mapping of codes to labels (``{1: North, 2: South}``: the
+    loaded data and every result say "North"), or ``null`` (whatever the data hold;
+    SPSS value labels name the codes). The mapping form is kept as ``segments`` (the
+    labels) plus ``segment_labels`` (code -> label), which may also be given directly.
+    """
+
+    respondent_id: str | None = None
     weight: str | None = None
     wave: str | None = None
     date: str | None = None
     segments: dict[str, list[str] | None] = Field(default_factory=dict)
+    segment_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     personal_data: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _segment_codes(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        segments, given = raw.get("segments"), raw.get("segment_labels")
+        if not isinstance(segments, dict) or not isinstance(given or {}, dict):
+            return raw
+        labels: dict[Any, Any] = {}
+        for col, mapping in (given or {}).items():
+            labels[col] = (
+                {_code_text(k): _code_text(v) for k, v in mapping.items()}
+                if isinstance(mapping, dict)
+                else mapping
+            )
+        out: dict[Any, Any] = {}
+        for col, values in segments.items():
+            if isinstance(values, dict):
+                mapping = {_code_text(k): _code_text(v) for k, v in values.items()}
+                if isinstance(labels.get(col), dict):
+                    mapping = {**labels[col], **mapping}
+                labels[col] = mapping
+                values = list(mapping)
+            if isinstance(values, list | tuple):
+                lookup = labels[col] if isinstance(labels.get(col), dict) else {}
+                values = list(
+                    dict.fromkeys(lookup.get(_code_text(v), _code_text(v)) for v in values)
+                )
+            out[col] = values
+        return {**raw, "segments": out, **({"segment_labels": labels} if labels else {})}
+
+    @model_validator(mode="after")
+    def _labelled_columns_are_segments(self) -> Columns:
+        for col in self.segment_labels:
+            if col not in self.segments:
+                raise ValueError(
+                    f"segment_labels.{col}: {col!r} is not a segment column"
+                    + did_you_mean(col, self.segments)
+                )
+        return self
+
+    @property
+    def id_column(self) -> str:
+        """The respondent id column's name in loaded data (``respondent_id`` when numbered)."""
+        return self.respondent_id or ROW_NUMBER_ID
+
+    @property
+    def rows_numbered(self) -> bool:
+        """Whether respondents are numbered 1..N because the spec names no id column."""
+        return self.respondent_id is None
 
 
 class Kpis(_Strict):
@@ -275,6 +387,20 @@ class Source(_Strict):
     wave_order: list[str] = Field(default_factory=list)
     touchpoint_costs: str | None = None
     internal_assessment: str | None = None
+    missing_values: list[MissingCode] = Field(
+        default_factory=list,
+        description=(
+            "Codes that mean 'no answer' on every item (e.g. [-99, -999, 'NA']); an item's "
+            "own missing_values add to them. A code may not be a valid answer on an item's scale."
+        ),
+    )
+
+    @field_validator("wave_order", mode="before")
+    @classmethod
+    def _waves_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [_code_text(v) for v in value]
+        return value
 
 
 # ------------------------------------------------------------------ alert rules
@@ -476,6 +602,12 @@ class Study(_Strict):
         for col in special:
             if col in seen:
                 raise ValueError(f"column {col!r} is declared both as an item and in 'columns'")
+        if not cols.respondent_id and cols.id_column in seen:
+            raise ValueError(
+                f"item {cols.id_column!r} has the name loaded data give the respondent id "
+                "column; rename the item or name the id column under `columns: {respondent_id: ...}`"
+            )
+        self._check_missing_codes()
         for col in cols.personal_data:
             if col in seen or col in special:
                 raise ValueError(
@@ -504,6 +636,31 @@ class Study(_Strict):
         self._check_roles()
         return self
 
+    def _check_missing_codes(self) -> None:
+        for name, item in self.all_items.items():
+            sources = [
+                (c, "source.missing_values, for every item") for c in self.source.missing_values
+            ]
+            sources += [(c, "the item's own missing_values") for c in item.missing_values]
+            for code, where in sources:
+                if not is_valid_answer(code, item.scale):
+                    continue
+                number = code_number(code)
+                label = item.scale.labels.get(int(number)) if number is not None else None
+                raise ValueError(
+                    f"item {name!r} (scale {item.scale}): the missing-value code {code!r} "
+                    f"(from {where}) is a valid answer on that scale"
+                    + (f" ({label!r})" if label else "")
+                    + f"; use a code outside {item.scale.min}-{item.scale.max} (e.g. -99), or "
+                    "declare the code only on the items where it is not an answer "
+                    "(`missing_values:` on the item)"
+                )
+
+    def missing_codes(self, item: str) -> list[MissingCode]:
+        """The codes that mean "no answer" on ``item``: the study's, then the item's own."""
+        codes = [*self.source.missing_values, *self.item(item).missing_values]
+        return list(dict.fromkeys(codes))
+
     def _check_roles(self) -> None:
         roles = self.roles
         outcomes = self._outcomes()
@@ -528,9 +685,7 @@ class Study(_Strict):
         if not self.model.strip():
             return []
         parsed = parse_model(self.model)
-        return [
-            c for c in dict.fromkeys(t.lhs for t in parsed.regressions) if c in self.constructs
-        ]
+        return [c for c in dict.fromkeys(t.lhs for t in parsed.regressions) if c in self.constructs]
 
     def _check_kpis(self, declared: dict[str, str]) -> None:
         kpis = self.kpis
@@ -669,6 +824,32 @@ class Study(_Strict):
         return name
 
     @property
+    def single_item_notes(self) -> list[str]:
+        """One sentence per single-item construct: how the model identifies it.
+
+        As lavaan, SmartPLS and seminr do by default: the loading is fixed at 1 and the
+        residual variance at 0, or at (1 - reliability) x the item's variance when the
+        construct states a ``reliability``.
+        """
+        notes = []
+        for cname, construct in self.constructs.items():
+            if not construct.single_item:
+                continue
+            item = construct.item_names[0]
+            r = construct.reliability
+            residual = (
+                f"at (1 - {r:g}) x the item's variance (from its stated reliability {r:g})"
+                if r is not None
+                else "at 0 (measured without error; state `reliability:` on the construct "
+                "to allow for error)"
+            )
+            notes.append(
+                f"construct {cname!r} has one item ({item}): its loading is fixed at 1 and "
+                f"its residual variance {residual}"
+            )
+        return notes
+
+    @property
     def touchpoint_items(self) -> list[str]:
         """Items tagged with a ``touchpoint``."""
         return [n for n, item in self.all_items.items() if item.tags.get("touchpoint")]
@@ -690,8 +871,9 @@ class Study(_Strict):
             under `attributes:` ...".
         """
         if role not in ROLES:
-            raise KeyError(f"unknown role {role!r}; use one of {', '.join(ROLES)}"
-                           + did_you_mean(role, ROLES))
+            raise KeyError(
+                f"unknown role {role!r}; use one of {', '.join(ROLES)}" + did_you_mean(role, ROLES)
+            )
         has = {
             "structural_model": lambda: bool(self._outcomes()),
             "target": lambda: self.target is not None,

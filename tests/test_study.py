@@ -178,3 +178,146 @@ def test_did_you_mean_is_one_helper_in_two_forms():
     assert did_you_mean("Imagery", ["Image"]) == "; did you mean 'Image'?"
     assert did_you_mean("Imagery", ["Image"], cutoff=0.9) == ""
     assert closest(3, [1, 2, 3]) == "3" and closest("x", []) is None
+
+
+# ------------------------------------------------------------- real exports (issue 17)
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {"source": {"missing_values": [-99, 3]}},
+            "item 'IMG1' (scale 1-5): the missing-value code 3 (from source.missing_values, "
+            "for every item) is a valid answer on that scale",
+        ),
+        (
+            {"items": {"NPS": {"text": "n", "scale": [0, 10], "missing_values": [0]}}},
+            "item 'NPS' (scale 0-10): the missing-value code 0 (from the item's own "
+            "missing_values) is a valid answer on that scale",
+        ),
+        (
+            {
+                "items": {
+                    "S": {
+                        "text": "s",
+                        "scale": {"min": 1, "max": 3, "labels": {1: "no", 2: "maybe", 3: "yes"}},
+                        "missing_values": ["Maybe"],
+                    }
+                }
+            },
+            "the missing-value code 'Maybe'",
+        ),
+        (
+            {
+                "constructs": {
+                    **BASE["constructs"],
+                    "Price": {"reliability": 1.2, "items": {"P1": {"text": "p", "scale": [1, 5]}}},
+                }
+            },
+            "reliability 1.2 must lie in (0, 1]",
+        ),
+        (
+            {
+                "constructs": {
+                    **BASE["constructs"],
+                    "Price": {"reliability": 0, "items": {"P1": {"text": "p", "scale": [1, 5]}}},
+                }
+            },
+            "reliability 0.0 must lie in (0, 1]",
+        ),
+        (
+            {"roles": {"target": "Loyalti"}},
+            "roles.target: 'Loyalti' is not a construct of the spec; did you mean 'Loyalty'?",
+        ),
+        (
+            {"roles": {"touchpoint_outcome": "Satisfaction"}},
+            "roles.touchpoint_outcome: 'Satisfaction' is not a construct",
+        ),
+        (
+            {"columns": {"segments": {"region": [1]}, "segment_labels": {"regio": {1: "North"}}}},
+            "segment_labels.regio: 'regio' is not a segment column",
+        ),
+        (
+            {"items": {"respondent_id": {"text": "x", "scale": [1, 5]}}, "columns": {}},
+            "item 'respondent_id' has the name loaded data give the respondent id column",
+        ),
+    ],
+)
+def test_bad_real_export_specs_get_clear_errors(change, fragment):
+    with pytest.raises(StudySpecError) as info:
+        study_from_dict(spec(**change), source="demo.yaml")
+    assert fragment in str(info.value)
+
+
+def test_missing_codes_add_up_and_may_lie_outside_every_scale():
+    study = study_from_dict(
+        spec(
+            source={"missing_values": [-99, -999, "NA"]},
+            items={"NPS": {"text": "n", "scale": [0, 10], "missing_values": [99, "-99"]}},
+        )
+    )
+    assert study.missing_codes("NPS") == [-99, -999, "NA", 99, "-99"]
+    assert study.missing_codes("IMG1") == [-99, -999, "NA"]
+
+
+def test_respondent_id_is_optional():
+    study = study_from_dict(spec(columns={}))
+    assert study.columns.respondent_id is None and study.columns.rows_numbered
+    assert study.columns.id_column == "respondent_id"
+    unnamed = study_from_dict(spec(columns={"respondent_id": ""}))
+    assert not unnamed.columns.rows_numbered and unnamed.columns.id_column == "respondent_id"
+    named = study_from_dict(spec(columns={"respondent_id": "caseid"}))
+    assert named.columns.id_column == "caseid"
+
+
+def test_segment_codes_unquoted_and_with_labels():
+    study = study_from_dict(
+        spec(
+            columns={
+                "segments": {"region": {1: "North", 2: "South"}, "plan": [1, 2.0, "B2B"], "x": None}
+            },
+            source={"wave_order": [2024, 2025]},
+        )
+    )
+    cols = study.columns
+    assert cols.segments == {"region": ["North", "South"], "plan": ["1", "2", "B2B"], "x": None}
+    assert cols.segment_labels == {"region": {"1": "North", "2": "South"}}
+    assert study.source.wave_order == ["2024", "2025"]
+    # the spec as data loads back to the same study
+    again = study_from_dict(study.to_dict())
+    assert again.columns == cols
+
+
+def test_single_item_notes():
+    study = study_from_dict(
+        spec(
+            constructs={
+                **BASE["constructs"],
+                "Price": {"reliability": 0.8, "items": {"P1": {"text": "p", "scale": [1, 5]}}},
+                "Value": {"items": {"V1": {"text": "v", "scale": [1, 5]}}},
+            }
+        )
+    )
+    assert study.single_item_notes == [
+        "construct 'Price' has one item (P1): its loading is fixed at 1 and its residual "
+        "variance at (1 - 0.8) x the item's variance (from its stated reliability 0.8)",
+        "construct 'Value' has one item (V1): its loading is fixed at 1 and its residual "
+        "variance at 0 (measured without error; state `reliability:` on the construct to "
+        "allow for error)",
+    ]
+
+
+def test_the_own_study_guide_example_is_a_valid_spec():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "own-study.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "name:" in b)
+    study = study_from_dict(yaml.safe_load(block), source="docs/own-study.md")
+    assert study.columns.rows_numbered
+    assert study.columns.segments["region"] == ["North", "South"]
+    assert study.missing_codes("COMP2") == [-99, -999, "NA", 98]
+    assert study.target == "CUSL" and study.label_of("CUSL") == "Loyalty"
+    assert study.attributes["fair_price"].expectation is None
+    assert len(study.single_item_notes) == 1

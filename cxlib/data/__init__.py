@@ -17,14 +17,15 @@ import pandas as pd
 
 from cxlib.data.quality import QualityReport, quality_report
 from cxlib.data.readers import RawTable, file_hash, read_table
-from cxlib.data.validate import build_schema, validate_table
+from cxlib.data.validate import ValidatedTable, build_schema, validate_table
 from cxlib.errors import DataProblem, DataValidationError
-from cxlib.study import Study
+from cxlib.study import Study, code_number
 
 __all__ = [
     "QualityReport",
     "RawTable",
     "SurveyData",
+    "ValidatedTable",
     "build_schema",
     "file_hash",
     "load_responses",
@@ -41,9 +42,11 @@ class SurveyData:
     Attributes
     ----------
     frame : pandas.DataFrame
-        One row per respondent: id, segments, wave, date, weight and every item
-        (floats, reverse-coded items already reversed, missing answers as NaN).
-        Personal data and columns the study does not use are not in it.
+        One row per respondent: id (``study.columns.id_column``; row numbers "1".."N"
+        when the spec names no id column), segments (their labels), wave, date, weight
+        and every item (floats, reverse-coded items already reversed, missing answers
+        and missing-value codes as NaN). Personal data and columns the study does not
+        use are not in it.
     study : Study
         The study spec the data were validated against.
     source : Path
@@ -59,6 +62,15 @@ class SurveyData:
         Columns the study does not use (left out of ``frame``).
     question_text, value_labels : dict
         Question wording and value labels where the file carries them.
+    missing_codes : dict
+        Per item, how many answers each missing-value code turned missing
+        (``{"SAT1": {"-99": 4}}``).
+    segment_labels : dict
+        Per segment column, the code -> label mapping applied on load (from the spec,
+        else from the file's value labels).
+    notes : list of str
+        What loading did that the researcher should know (e.g. "no respondent id:
+        rows are numbered 1..N in file order").
     """
 
     frame: pd.DataFrame
@@ -71,6 +83,9 @@ class SurveyData:
     ignored_columns: list[str] = field(default_factory=list)
     question_text: dict[str, str] = field(default_factory=dict)
     value_labels: dict[str, dict] = field(default_factory=dict)
+    missing_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    segment_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_respondents(self) -> int:
@@ -138,14 +153,21 @@ def load_responses(
     text_columns = tuple(
         c for c in (study.columns.respondent_id, *study.columns.segments, study.columns.wave) if c
     )
+    text_codes = {
+        str(code).strip()
+        for name in study.item_names
+        for code in study.missing_codes(name)
+        if code_number(code) is None
+    }
     raw = read_table(
         path,
         delimiter=delimiter or study.source.delimiter,
         encoding=encoding or study.source.encoding,
         sheet=sheet if sheet is not None else study.source.sheet,
         text_columns=text_columns,
+        keep_text=tuple(sorted(text_codes)),
     )
-    frame, personal, ignored = validate_table(raw, study)
+    frame, personal, ignored, missing_codes, segment_labels, notes = validate_table(raw, study)
     return SurveyData(
         frame=frame,
         study=study,
@@ -157,4 +179,7 @@ def load_responses(
         ignored_columns=ignored,
         question_text={k: v for k, v in raw.question_text.items() if k not in personal},
         value_labels={k: v for k, v in raw.value_labels.items() if k not in personal},
+        missing_codes=missing_codes,
+        segment_labels=segment_labels,
+        notes=notes,
     )

@@ -39,6 +39,8 @@ class Responses(Protocol):
     encoding: str | None
     dropped_personal_data: dict[str, str]
     ignored_columns: list[str]
+    missing_codes: dict[str, dict[str, int]]
+    notes: list[str]
 
 
 @dataclass
@@ -63,6 +65,12 @@ class QualityReport:
     floor_ceiling : pandas.DataFrame
         Per item: share at the scale's floor and ceiling, and a flag when either
         reaches ``config.FLOOR_CEILING_SHARE``.
+    missing_codes : dict
+        Per missing-value code, how many answers it turned missing in all
+        (``answers``) and per item (``items``).
+    notes : list of str
+        What loading did and how the spec will be read (row numbers as ids, value
+        labels as segment labels, single-item constructs).
     """
 
     study: str
@@ -79,6 +87,8 @@ class QualityReport:
     dropped_personal_data: dict[str, str] = field(default_factory=dict)
     ignored_columns: list[str] = field(default_factory=list)
     encoding: str | None = None
+    missing_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def flagged_items(self) -> list[str]:
@@ -105,6 +115,8 @@ class QualityReport:
             "floor_ceiling": self.floor_ceiling.reset_index().to_dict(orient="records"),
             "dropped_personal_data": self.dropped_personal_data,
             "ignored_columns": self.ignored_columns,
+            "missing_codes": self.missing_codes,
+            "notes": self.notes,
         }
 
     def to_json(self) -> str:
@@ -135,6 +147,14 @@ class QualityReport:
             out.append(
                 "              most missing: " + ", ".join(f"{k} {v:.0%}" for k, v in top.items())
             )
+        for code, hit in self.missing_codes.items():
+            items = hit["items"]
+            shown = ", ".join(f"{k} {v:,}" for k, v in list(items.items())[:max_items])
+            more = f" ... and {len(items) - max_items} more" if len(items) > max_items else ""
+            out.append(
+                f"              code {code}: {hit['answers']:,} answer(s) turned missing "
+                f"in {len(items)} item(s) ({shown}{more})"
+            )
         out.append(
             f"  straight-lining  {self.straightliners:,} respondents ({self.straightliners / max(n, 1):.1%}) "
             f"gave one answer to a whole grid of {config.STRAIGHTLINE_MIN_ITEMS}+ items"
@@ -163,6 +183,8 @@ class QualityReport:
                 " ..." if len(self.ignored_columns) > 8 else ""
             )
             out.append(f"  not in the spec  {len(self.ignored_columns)} column(s) ignored: {shown}")
+        for i, note in enumerate(self.notes):
+            out.append(f"  {'notes' if i == 0 else '':<16} {note}")
         return "\n".join(out)
 
 
@@ -240,6 +262,13 @@ def quality_report(data: Responses) -> QualityReport:
         waves = {
             str(k): int(v) for k, v in frame[study.columns.wave].value_counts(sort=False).items()
         }
+    codes: dict[str, dict[str, Any]] = {}
+    for item, counts in (getattr(data, "missing_codes", None) or {}).items():
+        for code, n in counts.items():
+            hit = codes.setdefault(code, {"answers": 0, "items": {}})
+            hit["answers"] += int(n)
+            hit["items"][item] = int(n)
+    notes = [*(getattr(data, "notes", None) or []), *study.single_item_notes]
     return QualityReport(
         study=study.name,
         source=str(data.source),
@@ -259,4 +288,6 @@ def quality_report(data: Responses) -> QualityReport:
         floor_ceiling=floor_ceiling,
         dropped_personal_data=dict(data.dropped_personal_data),
         ignored_columns=list(data.ignored_columns),
+        missing_codes=codes,
+        notes=notes,
     )

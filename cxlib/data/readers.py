@@ -18,7 +18,7 @@ import pandas as pd
 
 from cxlib.errors import DataProblem, DataValidationError
 
-__all__ = ["RawTable", "read_table", "file_hash", "FORMATS"]
+__all__ = ["FORMATS", "RawTable", "file_hash", "read_table", "sniff_delimiter"]
 
 #: File formats cxlib reads, by suffix.
 FORMATS = {
@@ -33,6 +33,13 @@ FORMATS = {
     ".sav": "spss",
 }
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+#: What pandas reads as "no answer" in text files by default (``pandas.read_csv``'s
+#: ``na_values``). A study's text missing-value codes are taken out of it, so that the
+#: validation can count how many answers each code turned missing.
+DEFAULT_NA_TEXT = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
 
 
 @dataclass
@@ -121,6 +128,7 @@ def read_table(
     encoding: str = "utf-8",
     sheet: str | int | None = None,
     text_columns: tuple[str, ...] = (),
+    keep_text: tuple[str, ...] = (),
 ) -> RawTable:
     """Read a survey export.
 
@@ -140,6 +148,10 @@ def read_table(
         Excel sheet (default: the first).
     text_columns : tuple of str
         Columns to read as text as they are (ids: ``"007"`` stays ``"007"``).
+    keep_text : tuple of str
+        Texts that CSV and Excel readers would otherwise turn into missing values
+        (``"NA"``, ``"N/A"`` ...) but that a study declares as missing-value codes:
+        kept as text, so that the validation can count them.
 
     Returns
     -------
@@ -167,11 +179,11 @@ def read_table(
             path, "the file is empty (0 bytes)", expected="a header row and one row per respondent"
         )
     if fmt == "csv":
-        table = _read_csv(path, delimiter, encoding, text_columns)
+        table = _read_csv(path, delimiter, encoding, text_columns, keep_text)
     elif fmt == "parquet":
         table = _read_parquet(path)
     elif fmt == "excel":
-        table = _read_excel(path, sheet, text_columns)
+        table = _read_excel(path, sheet, text_columns, keep_text)
     else:
         table = _read_spss(path)
     if table.frame.shape[1] == 0:
@@ -259,7 +271,41 @@ def _is_qualtrics(lines: list[str]) -> bool:
     return len(lines) >= 3 and '"ImportId"' in lines[2].replace('""', '"')
 
 
-def _read_csv(path: Path, delimiter: str, encoding: str, text_columns: tuple[str, ...]) -> RawTable:
+def _na_options(keep_text: tuple[str, ...]) -> dict:
+    """``na_values`` options that read every default "no answer" text but ``keep_text``."""
+    if not keep_text:
+        return {}
+    keep = {str(t).strip() for t in keep_text}
+    return {"keep_default_na": False, "na_values": [t for t in DEFAULT_NA_TEXT if t not in keep]}
+
+
+def sniff_delimiter(path: str | Path, encoding: str = "utf-8") -> str:
+    """The delimiter a text export's header line seems to use (``,`` when unclear).
+
+    Counts commas, semicolons, tabs and pipes outside quotes in the first line; the
+    most frequent one wins (European Excel writes ``;``).
+    """
+    head = _head_text(Path(path), encoding).lstrip("\ufeff")
+    first = head.splitlines()[0] if head.strip() else ""
+    outside, quoted = [], False
+    for ch in first:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            outside.append(ch)
+    text = "".join(outside)
+    counts = {d: text.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _read_csv(
+    path: Path,
+    delimiter: str,
+    encoding: str,
+    text_columns: tuple[str, ...],
+    keep_text: tuple[str, ...] = (),
+) -> RawTable:
     head = _head_text(path, encoding)
     if head.startswith("\ufeff"):
         head = head[1:]
@@ -287,6 +333,7 @@ def _read_csv(path: Path, delimiter: str, encoding: str, text_columns: tuple[str
             dtype=dtype or None,
             low_memory=False,
             skipinitialspace=False,
+            **_na_options(keep_text),
         )
     except UnicodeDecodeError:
         raise _encoding_error(path, encoding) from None
@@ -338,12 +385,15 @@ def _read_parquet(path: Path) -> RawTable:
     return RawTable(frame=frame, path=path, format="parquet", first_row=1, row_label="row")
 
 
-def _read_excel(path: Path, sheet, text_columns: tuple[str, ...]) -> RawTable:
+def _read_excel(
+    path: Path, sheet, text_columns: tuple[str, ...], keep_text: tuple[str, ...] = ()
+) -> RawTable:
     try:
         frame = pd.read_excel(
             path,
             sheet_name=0 if sheet is None else sheet,
             dtype={c: str for c in text_columns} or None,
+            **_na_options(keep_text),
         )
     except ValueError as exc:
         raise _fail(path, f"cannot read the sheet {sheet!r}: {exc}") from None

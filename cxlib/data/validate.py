@@ -10,8 +10,10 @@ the file, the column, the first offending rows and values, and what was expected
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,11 +22,43 @@ from cxlib import config
 from cxlib.data.personal import find_personal_data
 from cxlib.data.readers import RawTable
 from cxlib.errors import DataProblem, DataValidationError, closest, did_you_mean
-from cxlib.study import Study
+from cxlib.study import Study, code_number
 
-__all__ = ["validate_table", "build_schema"]
+__all__ = ["ValidatedTable", "build_schema", "validate_table"]
 
 QUALTRICS_ID = "ResponseId"
+#: Headers an unnamed first column gets: ``""`` as written, ``"Unnamed: 0"`` as pandas reads it.
+_UNNAMED = re.compile(r"^(Unnamed: 0)?$")
+
+
+class ValidatedTable(NamedTuple):
+    """What :func:`validate_table` returns.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The clean responses.
+    personal : dict
+        Columns dropped as personal data, with the reason for each.
+    ignored : list of str
+        Columns the study does not use.
+    missing_codes : dict
+        Per item, how many answers each missing-value code turned missing
+        (``{"SAT1": {"-99": 4}}``; items without coded answers are left out).
+    segment_labels : dict
+        Per segment column, the code -> label mapping applied (from the spec or the
+        file's value labels).
+    notes : list of str
+        What the loading did that a researcher should know (row numbers as ids,
+        value labels used as segment labels ...).
+    """
+
+    frame: pd.DataFrame
+    personal: dict[str, str]
+    ignored: list[str]
+    missing_codes: dict[str, dict[str, int]]
+    segment_labels: dict[str, dict[str, str]]
+    notes: list[str]
 
 
 def _problem(raw: RawTable, column, message, where, values, expected) -> DataProblem:
@@ -60,7 +94,9 @@ def _near(name: str, columns: Sequence[str]) -> str:
     return did_you_mean(name, columns, cutoff=0.75, parens=True)
 
 
-def build_schema(study: Study, columns: Sequence[str]):
+def build_schema(
+    study: Study, columns: Sequence[str], *, segment_values: dict[str, list[str]] | None = None
+):
     """The pandera schema a clean, numeric export of ``study`` must pass.
 
     Parameters
@@ -69,7 +105,10 @@ def build_schema(study: Study, columns: Sequence[str]):
         The study spec.
     columns : sequence of str
         Columns present in the data (checks are built for those only; missing
-        columns are reported before the schema runs).
+        columns are reported before the schema runs). The respondent id column is
+        checked under its name in loaded data (``study.columns.id_column``).
+    segment_values : dict, optional
+        Allowed values per segment column (default: the spec's segment labels).
 
     Returns
     -------
@@ -80,9 +119,11 @@ def build_schema(study: Study, columns: Sequence[str]):
     cols = study.columns
     present = set(columns)
     spec: dict[str, pa.Column] = {}
-    if cols.respondent_id in present:
-        spec[cols.respondent_id] = pa.Column(nullable=False, unique=True, required=True)
-    for col, values in cols.segments.items():
+    if not cols.rows_numbered and cols.id_column in present:
+        spec[cols.id_column] = pa.Column(nullable=False, unique=True, required=True)
+    allowed = {**cols.segments, **(segment_values or {})}
+    for col in cols.segments:
+        values = allowed[col]
         if col in present:
             checks = [pa.Check.isin(values)] if values else []
             spec[col] = pa.Column(nullable=False, checks=checks)
@@ -103,7 +144,9 @@ def build_schema(study: Study, columns: Sequence[str]):
     return pa.DataFrameSchema(spec, strict=False)
 
 
-def _expected(study: Study, column: str, check: str) -> tuple[str, str]:
+def _expected(
+    study: Study, column: str, check: str, labels: dict[str, dict[str, str]] | None = None
+) -> tuple[str, str]:
     """(message, expected) for a failed pandera check on ``column``."""
     cols = study.columns
     if check == "field_uniqueness":
@@ -119,7 +162,14 @@ def _expected(study: Study, column: str, check: str) -> tuple[str, str]:
             f"whole numbers from {scale.min} to {scale.max} (or empty for no answer)",
         )
     if column in cols.segments:
-        allowed = ", ".join(map(repr, cols.segments[column] or []))
+        mapping = (labels or {}).get(column) or {}
+        if mapping:
+            declared = set(cols.segments[column] or mapping.values())
+            allowed = ", ".join(
+                f"{code!r} ({label})" for code, label in mapping.items() if label in declared
+            )
+        else:
+            allowed = ", ".join(map(repr, cols.segments[column] or []))
         return "values are not among the declared segments", f"one of {allowed}"
     if column == cols.wave:
         return "values are not among the declared waves", "one of " + ", ".join(
@@ -135,7 +185,7 @@ def _missing_columns(study: Study, raw: RawTable, columns: list[str]) -> list[Da
     present = set(columns)
     cols = study.columns
     specials = [
-        ("respondent id", cols.respondent_id),
+        ("respondent id", cols.respondent_id or None),
         ("weight", cols.weight),
         ("wave", cols.wave),
         ("date", cols.date),
@@ -220,18 +270,99 @@ def _to_numeric(
 
 
 def _as_text(series: pd.Series, *, is_id: bool = False) -> pd.Series:
-    """Text values with surrounding blanks removed; blanks and NaN become None."""
+    """Text values with surrounding blanks removed; blanks and NaN become None.
+
+    Whole numbers read as floats (a numeric column with gaps) become ``"1"``, not
+    ``"1.0"``, so that codes match the spec's ``[1, 2]``.
+    """
     if isinstance(series.dtype, pd.CategoricalDtype):
         labels = [str(c).strip() or None for c in series.cat.categories]
         lookup = np.array([*labels, None], dtype=object)
         return pd.Series(lookup[series.cat.codes.to_numpy()], index=series.index)
-    if is_id and pd.api.types.is_float_dtype(series):
-        series = series.astype("Int64")
+    if pd.api.types.is_float_dtype(series):
+        finite = series.dropna()
+        if is_id or bool((finite % 1 == 0).all()):
+            series = series.astype("Int64")
     text = series.astype("string[pyarrow]").str.strip()
     return text.astype(object).where(text.notna() & (text != ""), None)
 
 
-def validate_table(raw: RawTable, study: Study):
+def _blank_missing_codes(series: pd.Series, codes: Sequence) -> tuple[pd.Series, dict[str, int]]:
+    """``series`` with every missing-value code blanked, and how many answers each code hit."""
+    if not codes or series.empty:
+        return series, {}
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if numeric:
+        values = series.astype("float64")
+    else:
+        text = series.astype("string[pyarrow]").str.strip()
+        values = pd.to_numeric(text, errors="coerce").astype("float64")
+    hit = np.zeros(len(series), dtype=bool)
+    counts: dict[str, int] = {}
+    for code in codes:
+        number = code_number(code)
+        if number is not None:
+            mask = (values == number).fillna(False).to_numpy(dtype=bool)
+        elif numeric:
+            continue
+        else:
+            mask = (text == str(code).strip()).fillna(False).to_numpy(dtype=bool)
+        mask &= ~hit
+        if mask.any():
+            counts[str(code)] = int(mask.sum())
+            hit |= mask
+    if not hit.any():
+        return series, {}
+    out = series.astype("float64") if numeric else series.astype(object)
+    out = out.where(~hit, np.nan if numeric else None)
+    return out, counts
+
+
+def _resolve_id(raw: RawTable, study: Study, frame: pd.DataFrame):
+    """The id column as named in ``frame``, a problem when there is none, and a note."""
+    rid = study.columns.respondent_id
+    if rid is None:
+        note = "no respondent id: rows are numbered 1..N in file order"
+        if study.columns.id_column in frame.columns:
+            note += (
+                f" (the file has a column {study.columns.id_column!r}: name it under "
+                "`columns: {respondent_id: ...}` to use it)"
+            )
+        return None, None, note
+    if rid != "":
+        return rid, None, None
+    first = frame.columns[0] if len(frame.columns) else None
+    if first is not None and _UNNAMED.match(str(first)):
+        shown = "''" if first == "" else repr(first)
+        return first, None, f"respondent id: the file's unnamed first column ({shown})"
+    problem = DataProblem(
+        None,
+        'columns.respondent_id is "" (the file\'s unnamed first column), but the first '
+        f"column is named {first!r}",
+        expected="a first column with an empty header (as pandas writes its index: '' or "
+        "'Unnamed: 0'); or name the id column under `columns: {respondent_id: COLUMN}`, or "
+        "leave respondent_id out to number the rows",
+    )
+    return None, problem, None
+
+
+def _segment_mapping(raw: RawTable, study: Study, col: str) -> tuple[dict[str, str], str | None]:
+    """The code -> label mapping of a segment column, and a note when it comes from the file."""
+    spec = study.columns.segment_labels.get(col)
+    if spec:
+        return dict(spec), None
+    file_labels = raw.value_labels.get(col) or {}
+    if not file_labels:
+        return {}, None
+    mapping = {}
+    for code, label in file_labels.items():
+        key = str(int(code)) if isinstance(code, float) and code.is_integer() else str(code)
+        mapping[key.strip()] = str(label).strip()
+    shown = ", ".join(f"{k} {v}" for k, v in list(mapping.items())[:6])
+    return mapping, f"segment {col!r}: the file's value labels name the codes ({shown})"
+
+
+def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
     """Validate a raw export against the study spec.
 
     Parameters
@@ -243,8 +374,10 @@ def validate_table(raw: RawTable, study: Study):
 
     Returns
     -------
-    tuple
-        ``(clean frame, dropped personal-data columns with reasons, ignored columns)``.
+    ValidatedTable
+        The clean frame, dropped personal-data columns with reasons, ignored columns,
+        per-item counts of answers turned missing by each missing-value code, the
+        segment labels applied and notes.
 
     Raises
     ------
@@ -254,10 +387,18 @@ def validate_table(raw: RawTable, study: Study):
     import pandera.errors
 
     frame = raw.frame
+    cols = study.columns
+    index_ids = None
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
+        if cols.respondent_id == "" and frame.index.name in (None, ""):
+            index_ids = frame.index.to_numpy()  # a Parquet file written with its index
         frame = frame.reset_index(drop=True)
     frame.columns = [str(c).strip() for c in frame.columns]
-    cols = study.columns
+    notes: list[str] = []
+    if index_ids is not None:
+        frame = frame.copy()
+        frame.insert(0, "", index_ids)
+        frame.columns = ["", *frame.columns[1:]]
     dup_cols = frame.columns[frame.columns.duplicated()].unique().tolist()
     if dup_cols:
         raise DataValidationError(
@@ -272,9 +413,29 @@ def validate_table(raw: RawTable, study: Study):
             ],
             row_label=raw.row_label,
         )
+    id_source, id_problem, id_note = _resolve_id(raw, study, frame)
+    if id_note:
+        notes.append(id_note)
     rename = {}
-    if (
+    if id_source is not None and id_source != cols.id_column:
+        if cols.id_column in frame.columns:
+            raise DataValidationError(
+                str(raw.path),
+                [
+                    DataProblem(
+                        cols.id_column,
+                        f"the unnamed first column is the respondent id, but the file also "
+                        f"has a column named {cols.id_column!r}",
+                        expected="one respondent id column",
+                    )
+                ],
+                row_label=raw.row_label,
+                hint="Name the id column under `columns: {respondent_id: COLUMN}`.",
+            )
+        rename = {id_source: cols.id_column}
+    elif (
         raw.format == "qualtrics"
+        and cols.respondent_id
         and cols.respondent_id not in frame.columns
         and QUALTRICS_ID in frame.columns
     ):
@@ -282,7 +443,7 @@ def validate_table(raw: RawTable, study: Study):
     columns = {rename.get(c, c): frame[c] for c in frame.columns}
 
     used = [
-        cols.respondent_id,
+        None if cols.rows_numbered else cols.id_column,
         cols.weight,
         cols.wave,
         cols.date,
@@ -298,17 +459,40 @@ def validate_table(raw: RawTable, study: Study):
     ignored = [c for c in columns if c not in used]
 
     problems = _missing_columns(study, raw, list(columns))
+    if id_problem is not None:
+        problems.insert(0, id_problem)
     present = [c for c in used if c in columns]
     work: dict[str, pd.Series] = {}
+    missing_codes: dict[str, dict[str, int]] = {}
     for col in present:
         if col in study.all_items or col == cols.weight:
-            work[col], problem = _to_numeric(study, raw, columns[col], col)
+            series = columns[col]
+            if col in study.all_items:
+                series, counts = _blank_missing_codes(series, study.missing_codes(col))
+                if counts:
+                    missing_codes[col] = counts
+            work[col], problem = _to_numeric(study, raw, series, col)
             if problem:
                 problems.append(problem)
         elif col != cols.date:
-            work[col] = _as_text(columns[col], is_id=col == cols.respondent_id)
+            work[col] = _as_text(columns[col], is_id=col == cols.id_column)
 
-    schema = build_schema(study, list(work))
+    segment_labels: dict[str, dict[str, str]] = {}
+    segment_values: dict[str, list[str]] = {}
+    for col in cols.segments:
+        if col not in work:
+            continue
+        mapping, note = _segment_mapping(raw, study, col)
+        if not mapping:
+            continue
+        segment_labels[col] = mapping
+        if note:
+            notes.append(note)
+        work[col] = work[col].map(lambda v, m=mapping: m.get(v, v) if v is not None else None)
+        if cols.segments[col]:
+            segment_values[col] = list(dict.fromkeys(mapping.get(v, v) for v in cols.segments[col]))
+
+    schema = build_schema(study, list(work), segment_values=segment_values)
     text_problem_cols = {p.column for p in problems}
     check_frame = pd.DataFrame({c: v for c, v in work.items() if c not in text_problem_cols})
     try:
@@ -316,7 +500,9 @@ def validate_table(raw: RawTable, study: Study):
             warnings.simplefilter("ignore")
             schema.validate(check_frame, lazy=True, inplace=True)
     except pandera.errors.SchemaErrors as exc:
-        problems += _problems_from_pandera(exc.failure_cases, raw, study, check_frame)
+        problems += _problems_from_pandera(
+            exc.failure_cases, raw, study, check_frame, segment_values, segment_labels
+        )
 
     clean: dict[str, object] = {}
     if cols.date and cols.date in columns:
@@ -347,10 +533,17 @@ def validate_table(raw: RawTable, study: Study):
             "Fix the export or the study spec and run `cx validate` again.",
         )
 
-    clean[cols.respondent_id] = work[cols.respondent_id].astype(str).to_numpy()
+    if cols.rows_numbered:
+        clean[cols.id_column] = np.arange(1, len(frame) + 1).astype(str).astype(object)
+    else:
+        clean[cols.id_column] = work[cols.id_column].astype(str).to_numpy()
     for col, declared in cols.segments.items():
-        categories = declared or sorted(work[col].unique())
-        clean[col] = pd.Categorical(work[col], categories=categories)
+        declared = segment_values.get(col, declared)
+        if not declared:
+            seen = set(work[col].dropna().unique())
+            by_code = [label for label in segment_labels.get(col, {}).values() if label in seen]
+            declared = list(dict.fromkeys(by_code)) + sorted(seen - set(by_code), key=str)
+        clean[col] = pd.Categorical(work[col], categories=declared)
     if cols.wave:
         order = study.source.wave_order or sorted(work[cols.wave].unique(), key=str)
         clean[cols.wave] = pd.Categorical(
@@ -366,11 +559,16 @@ def validate_table(raw: RawTable, study: Study):
             values = item.scale.min + item.scale.max - values
         clean[name] = values
     clean = pd.DataFrame(clean)
-    return clean, personal, ignored
+    return ValidatedTable(clean, personal, ignored, missing_codes, segment_labels, notes)
 
 
 def _problems_from_pandera(
-    failures: pd.DataFrame, raw: RawTable, study: Study, frame: pd.DataFrame
+    failures: pd.DataFrame,
+    raw: RawTable,
+    study: Study,
+    frame: pd.DataFrame,
+    segment_values: dict[str, list[str]] | None = None,
+    segment_labels: dict[str, dict[str, str]] | None = None,
 ) -> list[DataProblem]:
     problems = []
     failures = failures[failures["index"].notna()] if "index" in failures else failures
@@ -389,9 +587,10 @@ def _problems_from_pandera(
             counts = pd.Series(values).value_counts()
             message += f": {len(counts)} id(s) appear more than once"
         else:
-            message, expected = _expected(study, column, check)
+            message, expected = _expected(study, column, check, segment_labels)
             if check == "isin" and column in study.columns.segments:
-                allowed = study.columns.segments[column] or []
+                allowed = (segment_values or {}).get(column) or study.columns.segments[column] or []
+                allowed = [*allowed, *(segment_labels or {}).get(column, {})]
                 near = {v: closest(v, allowed) for v in pd.unique(values)[:3]}
                 hints = [f"{v!r} -> {m!r}?" for v, m in near.items() if m is not None]
                 if hints:

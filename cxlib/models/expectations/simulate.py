@@ -220,7 +220,8 @@ def simulate_expectations(
         codes = rng.choice(len(levels), size=int(n), p=shares / shares.sum())
     n = codes.size
     cols: dict[str, np.ndarray] = {}
-    cols[study.columns.respondent_id] = np.array([f"S{i:07d}" for i in range(n)], dtype=object)
+    if study.columns.respondent_id:  # else the rows are numbered on load
+        cols[study.columns.respondent_id] = np.array([f"S{i:07d}" for i in range(n)], dtype=object)
     if seg_col is not None:
         cols[seg_col] = np.asarray(levels, dtype=object)[codes]
     weights = np.array([truth.segment_weight.get(g, 1.0) for g in levels])[codes]

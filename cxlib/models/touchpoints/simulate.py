@@ -116,7 +116,9 @@ def simulate_touchpoints(
     journey = journey_map(study)
     rng = np.random.default_rng(seed)
     factor = rng.standard_normal(n)
-    frame: dict[str, np.ndarray] = {study.columns.respondent_id: np.arange(1, n + 1)}
+    frame: dict[str, np.ndarray] = {}
+    if study.columns.respondent_id:  # else the rows are numbered on load
+        frame[study.columns.respondent_id] = np.arange(1, n + 1)
     y = np.full(n, 50.0)
     lam = truth.factor_loading
     for r in journey.itertuples():
