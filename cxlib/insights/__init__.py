@@ -27,11 +27,19 @@ from cxlib.insights.drivers import (
     DriverModel,
     WhatIf,
     driver_priorities,
+    sem_flags,
     what_if,
     what_if_baseline,
     what_if_examples,
 )
-from cxlib.insights.kpis import KPI_LABELS, KpiEstimates, estimate_kpis, segment_differences
+from cxlib.insights.kpis import (
+    HEADLINE_KPIS,
+    KPI_LABELS,
+    KpiEstimates,
+    estimate_kpis,
+    headline_kpi,
+    segment_differences,
+)
 from cxlib.stats import hdi, summarize_draws
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "delivery_gap",
     "read_cost_table",
     "read_internal_assessment",
+    "HEADLINE_KPIS",
     "KPI_LABELS",
     "AlertRule",
     "AlertRuleError",
@@ -55,10 +64,12 @@ __all__ = [
     "KpiEstimates",
     "estimate_kpis",
     "evaluate_alerts",
+    "headline_kpi",
     "hdi",
     "parse_rule",
     "rules_needing_missing_inputs",
     "segment_differences",
+    "sem_flags",
     "summarize_draws",
     "what_if_baseline",
     "what_if_examples",

@@ -12,8 +12,12 @@ KPI names: ``nps``, ``promoters``, ``passives``, ``detractors``, ``satisfaction_
 ``satisfaction_top_box``, ``satisfaction_top2_box``, ``loyalty_index`` (case-insensitive;
 ``satisfaction`` and ``loyalty`` are accepted for the mean and the index). Each rule is
 evaluated per segment (and everyone, ``config.EVERYONE``) in the latest wave unless it names ``segments`` or
-``waves``; the result is a table of alert records (rule, study, segment, wave,
-probability, fired, message) that pipelines store and dashboards show.
+``waves`` (``segments`` left out: every segment the study has); the result is a table of
+alert records (rule, study, segment, wave, probability, fired, message, status, reason)
+that pipelines store and dashboards show. A rule on a KPI the study does not measure (an
+NPS rule on a study without an NPS item) is not evaluated and not an error: it gives one
+record with ``status`` ``not_applicable`` and the ``reason`` (``status`` is ``evaluated``
+otherwise).
 
 The rules' schema (:class:`~cxlib.study.AlertRule`, :func:`~cxlib.study.parse_rule`)
 belongs to the study layer, which validates the specs that declare them; this module
@@ -48,7 +52,22 @@ ALERT_COLUMNS = [
     "fired",
     "small_cell",
     "message",
+    "status",
+    "reason",
 ]
+#: ``status`` of an alert record: the rule was evaluated in its cell, or does not apply.
+EVALUATED, NOT_APPLICABLE = "evaluated", "not_applicable"
+#: The study spec's ``kpis:`` key each KPI comes from.
+_KPI_ROLE = {
+    "nps": "nps",
+    "promoters": "nps",
+    "passives": "nps",
+    "detractors": "nps",
+    "satisfaction_mean": "satisfaction",
+    "satisfaction_top_box": "satisfaction",
+    "satisfaction_top2_box": "satisfaction",
+    "loyalty_index": "loyalty",
+}
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -88,7 +107,9 @@ def evaluate_alerts(
     pandas.DataFrame
         One row per rule x cell evaluated, with ``fired`` True for the alerts; columns
         ``rule_name, rule, kind, study, segment, wave, subject, probability, threshold,
-        fired, small_cell, message``.
+        fired, small_cell, message, status, reason``. A KPI rule on a KPI the study
+        does not measure gives one row, ``status`` ``not_applicable`` with the
+        ``reason`` (not fired).
 
     Raises
     ------
@@ -104,6 +125,9 @@ def evaluate_alerts(
             records += _fix_first_alerts(rule, parsed, study, priorities)
         else:
             records += _diagnostics_alerts(rule, study, diagnostics)
+    for record in records:
+        record.setdefault("status", EVALUATED)
+        record.setdefault("reason", "")
     return pd.DataFrame.from_records(records, columns=ALERT_COLUMNS)
 
 
@@ -125,10 +149,7 @@ def _kpi_alerts(rule, parsed: ParsedRule, study, kpis: KpiEstimates | None) -> l
     if kpis is None:
         raise AlertRuleError(f"alert {rule.name!r} ({rule.rule}) needs KPI estimates")
     if parsed.kpi not in kpis.draws:
-        raise AlertRuleError(
-            f"alert {rule.name!r}: KPI {parsed.kpi!r} is not computed for this study "
-            f"(available: {', '.join(kpis.draws)}); declare it under `kpis:` in the study spec"
-        )
+        return [_not_measured(rule, parsed, study, kpis)]
     op, pop = _OPS[parsed.op], _OPS[parsed.prob_op]
     label = KPI_LABELS[parsed.kpi]
     out = []
@@ -169,6 +190,33 @@ def _kpi_alerts(rule, parsed: ParsedRule, study, kpis: KpiEstimates | None) -> l
                 )
             )
     return out
+
+
+def _not_measured(rule, parsed: ParsedRule, study, kpis: KpiEstimates) -> dict:
+    """The record of a KPI rule on a KPI the study does not measure: not applicable."""
+    role = _KPI_ROLE.get(parsed.kpi, parsed.kpi)
+    label = KPI_LABELS.get(parsed.kpi, parsed.kpi)
+    reason = (
+        f"the study does not measure {label} (it has: "
+        f"{', '.join(KPI_LABELS.get(k, k) for k in kpis.draws) or 'no KPI'}); "
+        f"declare it under `kpis: {{{role}: ...}}` in the study spec"
+    )
+    return dict(
+        rule_name=rule.name,
+        rule=rule.rule,
+        kind=parsed.kind,
+        study=study,
+        segment=config.EVERYONE,
+        wave=config.EVERYONE,
+        subject=parsed.kpi,
+        probability=np.nan,
+        threshold=parsed.prob,
+        fired=False,
+        small_cell=False,
+        message=f"alert {rule.name!r} not evaluated: {reason}",
+        status=NOT_APPLICABLE,
+        reason=reason,
+    )
 
 
 def _fix_first_alerts(rule, parsed: ParsedRule, study, priorities) -> list[dict]:

@@ -79,7 +79,8 @@ class TouchpointGains:
     labels, channels, stages : list of str
         Per touchpoint (optional; for tables and charts).
     target : str
-        What the gain is measured in (e.g. ``Loyalty`` score points).
+        What the gain is measured in: the target construct's name (its 0-100 score
+        points) or ``NPS``; default ``"target"``.
     """
 
     touchpoints: list[str]
@@ -88,7 +89,7 @@ class TouchpointGains:
     labels: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
     stages: list[str] = field(default_factory=list)
-    target: str = "Loyalty"
+    target: str = "target"
 
     def __post_init__(self):
         self.gain_per_point = np.asarray(self.gain_per_point, dtype=float)

@@ -3,13 +3,19 @@
 Executives ask what to fix first and what it would buy. Both answers come from the
 posterior draws of a fitted structural model, never from refitting:
 
-- **Importance** of a driver for a target construct (loyalty by default) is its total
-  effect on the IPMA metric users know: both constructs rescaled to 0-100. A
-  construct's 0-100 score is the mean of its items rescaled to 0-100, so one point
-  of driver score moves the target by ``T * k_target / k_driver`` points, where ``T``
-  is the total effect between the latents and ``k = mean_i(100 * loading_i / range_i)``
-  converts a latent unit into score points. Item-level importance spreads the
-  construct's over its ``n`` items: ``T * k_target / (k_driver * n)``.
+- **Importance** of a driver for the target construct (the study's ``target`` role:
+  ``roles.target``, else the loyalty KPI's construct, else the model's final outcome)
+  is its total effect on the IPMA metric users know: both constructs rescaled to
+  0-100. A construct's 0-100 score is the mean of its items rescaled to 0-100, so one
+  point of driver score moves the target by ``T * k_target / k_driver`` points, where
+  ``T`` is the total effect between the latents and
+  ``k = mean_i(100 * loading_i / range_i)`` converts a latent unit into score points.
+- **Item importance** follows the item's measurement weight, as SmartPLS's IPMA does:
+  the construct's importance times the item's *rescaled weight* ``w_i``, its
+  standardized loading (per draw; or a composite's outer weight, ``item_weights``)
+  divided by the sum over the construct's items, so the weights of a construct sum to
+  one and its items' importances sum to the construct's. An item's performance is its
+  own 0-100 mean, and its quadrant is decided among the items.
 - **Performance** is the (weighted) mean 0-100 score in each segment and wave, with the
   Student-t posterior of a mean (:func:`cxlib.insights.cells.weighted_mean_draws`).
 - **Quadrants** are decided draw by draw against the median driver's importance and
@@ -21,7 +27,13 @@ posterior draws of a fitted structural model, never from refitting:
   them through the structural model, ``d_eta = (I - B)^-1 delta``, for every draw at
   once. The target's top-2-box share and NPS move along the model's probit link: an
   item whose latent response shifts by ``d`` standard deviations has
-  ``share_new = Phi(Phi^-1(share_now) + d)`` above any cut.
+  ``share_new = Phi(Phi^-1(share_now) + d)`` above any cut. An item's shift moves its
+  construct's score by the item's rescaled weight times the item's 0-100 points.
+- **Flags**: a driver model remembers whether the SEM it came from converged and
+  whether its solution is improper (:attr:`DriverModel.flags`);
+  :meth:`DriverModel.from_sem` refuses such a result unless asked
+  (``allow_unconverged=True``), and every table built from the model carries the flags
+  (``model_converged``, ``model_improper``) so a page can say so.
 
 :class:`DriverModel` holds what these need (draws of the total-effect matrix,
 loadings and item SDs per group) and is built from a fitted SEM with
@@ -49,6 +61,7 @@ __all__ = [
     "QUADRANTS",
     "WhatIf",
     "driver_priorities",
+    "sem_flags",
     "what_if",
     "what_if_baseline",
     "what_if_examples",
@@ -83,6 +96,16 @@ class DriverModel:
         ``[config.EVERYONE]``.
     group_column : str or None
         The segment column the groups come from.
+    target : str or None
+        The construct the study's driver analyses explain (``study.target`` when built
+        with :meth:`from_sem`); the default target without a study at hand.
+    flags : dict
+        ``{"converged": bool, "improper": [messages]}``: whether the SEM passed its
+        convergence diagnostics and what makes its solution improper (empty: proper).
+        A hand-built model is taken as converged and proper.
+    item_weights : numpy.ndarray or None
+        Outer weights of composites, shape (draw, group, item); None (a factor model):
+        items are weighted by their standardized loadings (:meth:`item_weight`).
     """
 
     latents: list[str]
@@ -94,9 +117,27 @@ class DriverModel:
     item_order: list[str]
     groups: list[str] = field(default_factory=lambda: [config.EVERYONE])
     group_column: str | None = None
+    target: str | None = None
+    flags: dict = field(default_factory=lambda: {"converged": True, "improper": []})
+    item_weights: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.flags = _checked_flags(self.flags, "DriverModel(flags=...)")
+        if self.target is not None and self.target not in self.latents:
+            raise DriverError(
+                f"DriverModel(target=...): {self.target!r} is not a construct of the model "
+                f"(constructs: {', '.join(self.latents)})"
+            )
+        if self.item_weights is not None:
+            self.item_weights = np.asarray(self.item_weights, dtype=float)
+            if self.item_weights.shape != self.item_sd.shape:
+                raise DriverError(
+                    "DriverModel(item_weights=...): expected shape (draw, group, item) "
+                    f"{self.item_sd.shape}, got {self.item_weights.shape}"
+                )
 
     @classmethod
-    def from_sem(cls, result, study=None) -> DriverModel:
+    def from_sem(cls, result, study=None, *, allow_unconverged: bool = False) -> DriverModel:
         """Build from a fitted :class:`cxlib.models.sem.SEMResult`.
 
         Parameters
@@ -104,11 +145,40 @@ class DriverModel:
         result : SEMResult
             The fitted SEM.
         study : Study, optional
-            For item scales (default: the study the SEM was built from).
+            For item scales and the target (default: the study the SEM was built from).
+        allow_unconverged : bool
+            False (default) refuses a result whose convergence diagnostics failed or
+            whose solution is improper (``result.improper``); True builds the model
+            anyway, with :attr:`flags` saying what is wrong (every table built from it
+            carries them).
+
+        Raises
+        ------
+        DriverError
+            Without a study, or for an unconverged or improper result (naming its
+            problems) unless ``allow_unconverged=True``.
         """
         study = study or getattr(result.model, "study", None)
         if study is None:
             raise DriverError("driver analyses need the study spec (item scales); pass study=")
+        flags = sem_flags(result)
+        if not allow_unconverged and not (flags["converged"] and not flags["improper"]):
+            what = []
+            if not flags["converged"]:
+                problems = list(result.diagnostics.problems())
+                what.append(
+                    "did not converge (" + "; ".join(problems or ["diagnostics failed"]) + ")"
+                )
+            if flags["improper"]:
+                what.append("is improper (" + "; ".join(flags["improper"]) + ")")
+            raise DriverError(
+                f"the SEM of study {study.name!r} {' and '.join(what)}: driver priorities and "
+                "what-if answers from it would not be trustworthy. Refit it (more draws and "
+                "tuning, or the changes named above), or pass allow_unconverged=True to "
+                "DriverModel.from_sem to build the driver model anyway (its tables then say "
+                "so in model_converged / model_improper)"
+            )
+        target = study.target if study.target in result.structure.latents else None
         mats = result.matrices()
         st = result.structure
         s = mats["inv"].shape
@@ -126,7 +196,25 @@ class DriverModel:
             item_order=list(st.items),
             groups=groups if grouped else [config.EVERYONE],
             group_column=result.model.fit_options.get("group") if grouped else None,
+            target=target,
+            flags=flags,
         )
+
+    @property
+    def trustworthy(self) -> bool:
+        """True when the SEM converged and its solution is proper (see :attr:`flags`)."""
+        return bool(self.flags["converged"]) and not self.flags["improper"]
+
+    def flag_columns(self) -> dict:
+        """The flags as table columns: ``model_converged`` (bool), ``model_improper`` (str).
+
+        ``model_improper`` joins the improper-solution messages with ``"; "`` (empty
+        when the solution is proper).
+        """
+        return {
+            "model_converged": bool(self.flags["converged"]),
+            "model_improper": "; ".join(self.flags["improper"]),
+        }
 
     @property
     def n_draws(self) -> int:
@@ -148,21 +236,24 @@ class DriverModel:
             "item_order": self.item_order,
             "groups": self.groups,
             "group_column": self.group_column,
+            "target": self.target,
+            "flags": self.flags,
         }
+        arrays = {"total": self.total, "loadings": self.loadings, "item_sd": self.item_sd}
+        if self.item_weights is not None:
+            arrays["item_weights"] = self.item_weights
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(
-            tmp,
-            total=self.total,
-            loadings=self.loadings,
-            item_sd=self.item_sd,
-            meta=json.dumps(meta),
-        )
+        np.savez_compressed(tmp, **arrays, meta=json.dumps(meta))
         tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> DriverModel:
-        """Read draws written by :meth:`save`."""
+        """Read draws written by :meth:`save`.
+
+        Files written before the flags existed load as converged and proper, with no
+        target (the caller's study gives it).
+        """
         path = Path(path)
         if not path.exists():
             raise DriverError(f"{path}: driver model file not found")
@@ -170,6 +261,8 @@ class DriverModel:
             with np.load(path, allow_pickle=False) as f:
                 meta = json.loads(str(f["meta"]))
                 arrays = {k: f[k] for k in ("total", "loadings", "item_sd")}
+                if "item_weights" in f.files:
+                    arrays["item_weights"] = f["item_weights"]
         except (OSError, ValueError, KeyError) as exc:
             raise DriverError(f"{path}: not a driver model file ({exc})") from None
         if meta.get("format") != _FORMAT:
@@ -183,6 +276,10 @@ class DriverModel:
             item_order=meta["item_order"],
             groups=meta["groups"],
             group_column=meta["group_column"],
+            target=meta.get("target"),
+            flags=_checked_flags(
+                meta.get("flags", {"converged": True, "improper": []}), f"{path}: flags"
+            ),
             **arrays,
         )
 
@@ -213,22 +310,102 @@ class DriverModel:
             out[..., k] = (100 * self.loadings[..., idx, k] / ranges).mean(axis=-1)
         return out
 
-    def drivers_of(self, target: str) -> list[str]:
-        """Constructs with a path (direct or mediated) to ``target``."""
-        t = self._latent(target)
+    def item_weight(self) -> np.ndarray:
+        """Rescaled item weights ``w``, shape (draw, group, item) along ``item_order``.
+
+        Within each construct, an item's standardized loading
+        ``loading_i * sd(latent) / sd(item_i)`` divided by the sum of the absolute
+        standardized loadings of the construct's items (IPMA's rescaling: the weights of
+        a construct's items sum to one; the latent's SD cancels). With
+        ``item_weights`` (composites) the outer weights are rescaled the same way.
+        """
+        out = np.zeros(self.item_sd.shape)
+        for k, lat in enumerate(self.latents):
+            idx = [self.item_order.index(i) for i in self.items[lat]]
+            if self.item_weights is not None:
+                raw = self.item_weights[..., idx]
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    raw = self.loadings[..., idx, k] / self.item_sd[..., idx]
+            scale = np.abs(raw).sum(axis=-1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[..., idx] = np.where(scale > 0, raw / scale, 1.0 / len(idx))
+        return out
+
+    def final_outcomes(self) -> list[str]:
+        """Constructs that are explained by others and explain none."""
+        effect = np.abs(self.total).max(axis=(0, 1)).copy()  # (to, from)
+        np.fill_diagonal(effect, 0.0)
+        return [
+            lat
+            for k, lat in enumerate(self.latents)
+            if effect[k].max() > 0 and effect[:, k].max() == 0
+        ]
+
+    def resolve_target(self, target: str | None = None, study=None) -> str:
+        """The target to explain: ``target``, else ``study.target``, else :attr:`target`.
+
+        Without any of these, the model's final outcome (the one construct that is
+        explained and explains no other) when there is exactly one.
+
+        Parameters
+        ----------
+        target : str, optional
+            The target asked for.
+        study : Study, optional
+            The study whose ``target`` role applies when none is asked for.
+
+        Returns
+        -------
+        str
+            A construct of the model.
+
+        Raises
+        ------
+        DriverError
+            When none is given and the study has no target (with the study's reason and
+            how to add one), or the target is not a construct of the model.
+        """
+        if target is None and study is not None:
+            target = study.target
+        if target is None:
+            target = self.target
+        if target is None:
+            final = self.final_outcomes()
+            target = final[0] if len(final) == 1 else None
+        if target is None:
+            reason = study.unmet("target") if study is not None else None
+            raise DriverError(
+                f"no target for driver analyses: {reason or 'the model has no single final outcome'}"
+                f"; or pass target= (a construct of the model: {', '.join(self.latents)})"
+            )
+        self._latent(target)
+        return target
+
+    def drivers_of(self, target: str | None = None) -> list[str]:
+        """Constructs with a path (direct or mediated) to ``target`` (default :attr:`target`)."""
+        t = self._latent(self.resolve_target(target))
         effect = np.abs(self.total[..., t, :]).max(axis=(0, 1))
         return [lat for k, lat in enumerate(self.latents) if k != t and effect[k] > 0]
 
-    def importance(self, target: str, *, level: str = "construct") -> tuple[list[str], np.ndarray]:
+    def importance(
+        self, target: str | None = None, *, level: str = "construct"
+    ) -> tuple[list[str], np.ndarray]:
         """Importance draws of each driver, shape (draw, group, driver).
 
-        ``level="item"`` gives each driver item's importance (per point of its 0-100 score).
+        ``level="item"`` gives each driver item's importance (target points per point
+        of the item's 0-100 score): its construct's importance times the item's
+        rescaled weight (:meth:`item_weight`).
         """
+        target = self.resolve_target(target)
         t = self._latent(target)
         drivers = self.drivers_of(target)
         if not drivers:
             raise DriverError(f"no construct of the model has a path to {target!r}")
+        if level not in ("construct", "item"):
+            raise DriverError(f"level must be 'construct' or 'item', got {level!r}")
         k = self.score_factor()
+        w = self.item_weight() if level == "item" else None
         names, cols = [], []
         for d in drivers:
             j = self.latents.index(d)
@@ -239,10 +416,35 @@ class DriverModel:
             elif level == "item":
                 for item in self.items[d]:
                     names.append(item)
-                    cols.append(imp / len(self.items[d]))
-            else:
-                raise DriverError(f"level must be 'construct' or 'item', got {level!r}")
+                    cols.append(imp * w[..., self.item_order.index(item)])
         return names, np.stack(cols, axis=-1)
+
+
+def sem_flags(result) -> dict:
+    """``{"converged": bool, "improper": [messages]}`` of a fitted SEM.
+
+    ``converged`` is the result's convergence diagnostics (``result.diagnostics.ok``);
+    ``improper`` the messages of ``result.improper`` when the SEM reports an improper
+    solution (results without that check count as proper).
+    """
+    converged = bool(result.diagnostics.ok)
+    improper = getattr(result, "improper", None)
+    messages = [] if improper is None or improper.ok else [str(m) for m in improper.messages()]
+    if improper is not None and not improper.ok and not messages:
+        messages = ["the solution is improper"]
+    return {"converged": converged, "improper": messages}
+
+
+def _checked_flags(flags, where: str) -> dict:
+    """Flags as ``{"converged": bool, "improper": [str]}``, or a DriverError naming ``where``."""
+    if not isinstance(flags, dict) or not isinstance(flags.get("improper", []), list):
+        raise DriverError(
+            f"{where}: expected {{'converged': bool, 'improper': [messages]}}, got {flags!r}"
+        )
+    return {
+        "converged": bool(flags.get("converged", True)),
+        "improper": [str(m) for m in flags.get("improper", [])],
+    }
 
 
 # ----------------------------------------------------------------------------- performance
@@ -277,7 +479,7 @@ def driver_priorities(
     model: DriverModel,
     data,
     *,
-    target: str = "Loyalty",
+    target: str | None = None,
     level: str = "construct",
     segment: str | None = "default",
     seed: int = config.DEFAULT_SEED,
@@ -291,10 +493,11 @@ def driver_priorities(
         Posterior draws of the fitted structural model.
     data : SurveyData
         The responses (for performance, per segment and wave, weights respected).
-    target : str
-        The target construct (default ``Loyalty``).
+    target : str, optional
+        The target construct (default: the study's target, ``study.target``).
     level : {"construct", "item"}
-        Drivers are constructs, or the items of the driver constructs.
+        Drivers are constructs, or the items of the driver constructs (importance by
+        measurement weight, quadrants decided among the items).
     segment : str or None
         Segment column (default: the model's group column, else the study's first).
     seed : int
@@ -305,17 +508,32 @@ def driver_priorities(
     Returns
     -------
     pandas.DataFrame
-        One row per driver x segment x wave: ``driver, construct, level, segment, wave,
-        n``, the estimates ``importance`` and ``performance`` (each with ``_sd``,
-        ``_hdi_low``, ``_hdi_high``), ``p_fix_first, p_keep_up, p_possible_overkill,
-        p_low_priority, quadrant`` (the most probable one) and ``small_cell``.
+        One row per driver x segment x wave: ``driver, construct, level, target,
+        segment, wave, n``, ``weight`` (the item's rescaled weight in its construct,
+        posterior mean; 1 for a construct), the estimates ``importance`` and
+        ``performance`` (each with ``_sd``, ``_hdi_low``, ``_hdi_high``),
+        ``p_fix_first, p_keep_up, p_possible_overkill, p_low_priority, quadrant`` (the
+        most probable one), ``small_cell`` and the model's flags ``model_converged``
+        (bool) and ``model_improper`` (its improper-solution messages, ``"; "``-joined;
+        empty when proper).
+
+    Raises
+    ------
+    DriverError
+        When no target is given and the study has none, or for an unknown target.
     """
     study = data.study
+    target = model.resolve_target(target, study)
     if segment == "default":
         segment = model.group_column or (
             study.segment_columns[0] if study.segment_columns else None
         )
     names, imp = model.importance(target, level=level)
+    if level == "item":
+        w_mean = model.item_weight().mean(axis=(0, 1))
+        weight = [float(w_mean[model.item_order.index(nm)]) for nm in names]
+    else:
+        weight = [1.0] * len(names)
     construct_of = {}
     for d in model.drivers_of(target):
         for item in model.items[d] if level == "item" else [d]:
@@ -360,9 +578,11 @@ def driver_priorities(
                     "driver": names,
                     "construct": [construct_of[nm] for nm in names],
                     "level": level,
+                    "target": target,
                     "segment": seg,
                     "wave": wave,
                     "n": counts[cell],
+                    "weight": weight,
                     **summarize_draws(imp_d.T, hdi_prob, quantity="importance"),
                     **summarize_draws(perf_d.T, hdi_prob, quantity="performance"),
                     **probs,
@@ -376,6 +596,8 @@ def driver_priorities(
         result[pcols].isna().all(axis=1), "", np.asarray(QUADRANTS, dtype=object)[best]
     )
     result["small_cell"] = result["n"] < study.min_cell_size
+    for column, value in model.flag_columns().items():
+        result[column] = value
     return result
 
 
@@ -394,11 +616,18 @@ class WhatIf:
         p_increase`` per outcome.
     shifts : dict
         The shifts applied (driver -> points).
+    target : str
+        The construct whose outcomes were predicted.
+    flags : dict
+        The driver model's :attr:`DriverModel.flags` (did its SEM converge, is it
+        improper).
     """
 
     draws: dict[str, np.ndarray]
     table: pd.DataFrame
     shifts: dict[str, float]
+    target: str = ""
+    flags: dict = field(default_factory=lambda: {"converged": True, "improper": []})
 
 
 def _top_share(values: np.ndarray, weights: np.ndarray, cut: float) -> float:
@@ -410,7 +639,7 @@ def what_if(
     model: DriverModel,
     shifts: dict[str, float],
     *,
-    target: str = "Loyalty",
+    target: str | None = None,
     data=None,
     baseline: dict[str, float] | None = None,
     mode: str = "shift",
@@ -426,9 +655,11 @@ def what_if(
         Posterior draws of the structural model.
     shifts : dict
         Driver -> amount. A construct moves by score points (0-100); an item by points
-        on its own answer scale. With ``mode="set"`` the amount is the level to reach.
-    target : str
-        The construct whose score, top-2-box share and NPS are predicted.
+        on its own answer scale (moving its construct's score by its rescaled weight
+        times its 0-100 points). With ``mode="set"`` the amount is the level to reach.
+    target : str, optional
+        The construct whose score, top-2-box share and NPS are predicted (default: the
+        study's target when ``data`` is given, else the model's :attr:`~DriverModel.target`).
     data : SurveyData, optional
         Current answers: needed for ``mode="set"``, for checking that a shift stays on
         the scale, and for the top-2-box and NPS baselines (without data the
@@ -451,13 +682,15 @@ def what_if(
     Returns
     -------
     WhatIf
+        With the model's flags (``WhatIf.flags``).
 
     Raises
     ------
     DriverError
-        For a driver that is not in the model, a shift that leaves the scale, or a
-        missing baseline.
+        For a driver that is not in the model, a shift that leaves the scale, a
+        missing baseline, or no target.
     """
+    target = model.resolve_target(target, data.study if data is not None else None)
     if mode not in ("shift", "set"):
         raise DriverError(f"mode must be 'shift' or 'set', got {mode!r}")
     if not shifts:
@@ -469,6 +702,8 @@ def what_if(
     item_sd = model.item_sd.mean(axis=1) if g < 0 else model.item_sd[:, g]
     k = model.score_factor()
     k = k.mean(axis=1) if g < 0 else k[:, g]
+    w = model.item_weight()
+    w = w.mean(axis=1) if g < 0 else w[:, g]
     current = _current_levels(model, data, segment, shifts)
     if baseline:
         current.update(baseline)
@@ -506,9 +741,9 @@ def what_if(
         if driver in model.latents:
             delta[:, j] += amount / k[:, j]
         else:
-            n_items = len(model.items[model.latents[j]])
             rng = model.scales[driver][1] - model.scales[driver][0]
-            delta[:, j] += (100 * amount / rng / n_items) / k[:, j]
+            weight = w[:, model.item_order.index(driver)]
+            delta[:, j] += (100 * amount / rng * weight) / k[:, j]
     d_eta = np.einsum("sij,sj->si", total, delta)[:, t]
     draws = {"target_score": k[:, t] * d_eta}
     target_items = model.items[target]
@@ -539,9 +774,10 @@ def what_if(
         p1 = ndtr(ndtri(np.clip(p0, 1e-6, 1 - 1e-6)) + s)
         d1 = ndtr(ndtri(np.clip(d0, 1e-6, 1 - 1e-6)) - s)
         draws["nps"] = 100 * ((p1 - d1) - (p0 - d0))
+    name = data.study.label_of(target) if data is not None else target
     labels = {
-        "target_score": f"{target} score (0-100)",
-        "top2_box": f"{target} top-2-box (%)",
+        "target_score": f"{name} score (0-100)",
+        "top2_box": f"{name} top-2-box (%)",
         "nps": "NPS",
     }
     rows = []
@@ -555,7 +791,13 @@ def what_if(
                 "p_increase": float((d > 0).mean()),
             }
         )
-    return WhatIf(draws=draws, table=pd.DataFrame(rows), shifts=applied)
+    return WhatIf(
+        draws=draws,
+        table=pd.DataFrame(rows),
+        shifts=applied,
+        target=target,
+        flags={"converged": model.flags["converged"], "improper": list(model.flags["improper"])},
+    )
 
 
 def _study_nps(model: DriverModel, data, target_items: list[str]) -> str | None:
@@ -604,7 +846,7 @@ def _current_levels(
     return out
 
 
-def what_if_baseline(model: DriverModel, data, *, target: str = "Loyalty") -> dict:
+def what_if_baseline(model: DriverModel, data, *, target: str | None = None) -> dict:
     """Current levels a what-if starts from, per segment: what dashboards show beside sliders.
 
     Parameters
@@ -613,19 +855,21 @@ def what_if_baseline(model: DriverModel, data, *, target: str = "Loyalty") -> di
         The structural model's draws (for drivers, items and scales).
     data : SurveyData
         The responses (weights respected).
-    target : str
-        The target construct.
+    target : str, optional
+        The target construct (default: the study's target).
 
     Returns
     -------
     dict
-        ``target``, ``segment_column`` and ``segments``: segment (``config.EVERYONE``
-        first) ->
+        ``target``, ``target_label`` (the spec's label), ``flags`` (the model's
+        :attr:`~DriverModel.flags`), ``segment_column`` and ``segments``: segment
+        (``config.EVERYONE`` first) ->
         ``n`` (respondents), ``drivers`` (driver -> current 0-100 score),
         ``top2_box`` (mean top-2-box share of the target's items other than NPS,
         0-1) and, when the study's NPS item measures the target, ``promoters`` and
         ``detractors`` (shares, 0-1). Aggregates only.
     """
+    target = model.resolve_target(target, data.study)
     drivers = model.drivers_of(target)
     target_items = model.items[target]
     nps = data.study.kpis.nps if data.study.kpis.nps in target_items else None
@@ -635,7 +879,13 @@ def what_if_baseline(model: DriverModel, data, *, target: str = "Loyalty") -> di
     segments = [config.EVERYONE]
     if column:
         segments += sorted(data.frame[column].dropna().astype(str).unique())
-    out = {"target": target, "segment_column": column, "segments": {}}
+    out = {
+        "target": target,
+        "target_label": data.study.label_of(target),
+        "flags": {"converged": model.flags["converged"], "improper": list(model.flags["improper"])},
+        "segment_column": column,
+        "segments": {},
+    }
     for seg in segments:
         levels = _current_levels(model, data, seg, {d: 0.0 for d in drivers})
         n = (
@@ -659,20 +909,35 @@ def what_if_examples(
     model: DriverModel,
     data,
     *,
-    target: str = "Loyalty",
+    target: str | None = None,
     shift: float = 5.0,
     hdi_prob: float = config.HDI_PROB,
 ) -> pd.DataFrame:
     """What raising each driver by ``shift`` score points would buy, per segment.
+
+    Parameters
+    ----------
+    model : DriverModel
+        The structural model's draws.
+    data : SurveyData
+        The responses (current levels).
+    target : str, optional
+        The target construct (default: the study's target).
+    shift : float
+        Score points each driver is raised by.
+    hdi_prob : float
+        Interval mass.
 
     Returns
     -------
     pandas.DataFrame
         :attr:`WhatIf.table` rows for each driver x segment (everyone and the
         segments of :func:`what_if_baseline`), with ``driver``, ``shift`` and
-        ``segment`` columns in front. A shift that would leave the 0-100 scale is
+        ``segment`` columns in front and the model's flags ``model_converged`` and
+        ``model_improper`` at the end. A shift that would leave the 0-100 scale is
         left out.
     """
+    target = model.resolve_target(target, data.study)
     baseline = what_if_baseline(model, data, target=target)
     frames = []
     for seg in baseline["segments"]:
@@ -693,9 +958,13 @@ def what_if_examples(
             table.insert(0, "shift", shift)
             table.insert(0, "driver", driver)
             frames.append(table)
+    flags = model.flag_columns()
     if not frames:
         return pd.DataFrame(
             columns=["driver", "shift", "segment", "outcome", "label", "change", "change_sd",
-                     *interval_columns("change"), "p_increase"]
+                     *interval_columns("change"), "p_increase", *flags]
         )  # fmt: skip
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    for column, value in flags.items():
+        out[column] = value
+    return out

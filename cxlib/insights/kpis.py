@@ -9,7 +9,12 @@ Every KPI is a posterior, not a point:
   posterior (uniform prior); the mean, the top-box share and the top-2-box share are
   functions of those shares, so a move from 1 to 2 counts as much as one from 4 to 5.
 - **Loyalty index** — each respondent's loyalty items rescaled to 0-100 and averaged;
-  the cell mean gets a Student-t posterior (the reference prior for a mean).
+  the cell mean gets a Student-t posterior (the reference prior for a mean). It is
+  labelled with the spec's label of the loyalty construct (``Retention index``).
+
+Each KPI is optional: a study gets the KPIs it declares under ``kpis:`` (any one of
+them), with or without segments and waves. :func:`headline_kpi` picks the one to show
+first (NPS, else satisfaction, else loyalty).
 
 Respondent weights enter through the Kish effective sample size: a cell's weighted
 shares are treated as counts of ``n_eff = (sum w)^2 / sum w^2`` respondents, so heavy
@@ -23,7 +28,7 @@ posteriors, with ``P(change < 0)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,9 +39,11 @@ from cxlib.insights.cells import segment_wave_cells, weighted_mean_draws
 from cxlib.stats import interval_columns, summarize_draws
 
 __all__ = [
+    "HEADLINE_KPIS",
     "KPI_LABELS",
     "KpiEstimates",
     "estimate_kpis",
+    "headline_kpi",
     "nps_posterior_moments",
     "segment_differences",
 ]
@@ -52,6 +59,8 @@ KPI_LABELS = {
     "satisfaction_top2_box": "Satisfaction top-2-box (%)",
     "loyalty_index": "Loyalty index (0-100)",
 }
+#: The KPIs a chart or page shows first, in order of preference.
+HEADLINE_KPIS = ("nps", "satisfaction_mean", "loyalty_index")
 
 
 class KpiError(CxError):
@@ -76,6 +85,9 @@ class KpiEstimates:
         sd, hdi_low, hdi_high, change, change_sd, change_hdi_low, change_hdi_high,
         p_change_negative, small_cell`` (the ``kpis`` table of
         :mod:`cxlib.pipeline.schemas`, less its ``study`` label).
+    labels : dict
+        KPI name -> its label in this study (the loyalty index named after the
+        spec's label of the loyalty construct).
     """
 
     draws: dict[str, np.ndarray]
@@ -87,6 +99,12 @@ class KpiEstimates:
     segment_column: str | None
     hdi_prob: float
     min_cell_size: int = config.MIN_CELL_SIZE
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> str:
+        """The KPI to show first (see :func:`headline_kpi`)."""
+        return headline_kpi(list(self.draws))
 
     def cell(self, kpi: str, segment: str = config.EVERYONE, wave: str | None = None) -> np.ndarray:
         """Draws of one KPI in one cell (default: everyone, latest wave)."""
@@ -180,8 +198,7 @@ def estimate_kpis(
     kpis = study.kpis
     if not (kpis.nps or kpis.satisfaction or kpis.loyalty):
         raise KpiError(
-            f"study {study.name!r} declares no KPIs; add e.g. `kpis: {{nps: NPS, satisfaction: SAT1, "
-            "loyalty: Loyalty}` to its spec"
+            f"{study.unmet('kpis')} (e.g. `kpis: {{satisfaction: ITEM}}`; any one of them will do)"
         )
     if segment == "default":
         segment = study.segment_columns[0] if study.segment_columns else None
@@ -236,8 +253,11 @@ def estimate_kpis(
             *_loyalty_index(data, kpis.loyalty, rows, cell, n_cells, ww, n_draws, rng),
         )
 
+    labels = {k: KPI_LABELS[k] for k in draws}
+    if "loyalty_index" in draws:
+        labels["loyalty_index"] = f"{study.label_of(kpis.loyalty)} index (0-100)"
     table = _table(
-        draws, counts_n, counts_eff, seg_labels, wave_labels, study.min_cell_size, hdi_prob
+        draws, counts_n, counts_eff, seg_labels, wave_labels, study.min_cell_size, hdi_prob, labels
     )
     return KpiEstimates(
         draws,
@@ -249,7 +269,42 @@ def estimate_kpis(
         segment,
         hdi_prob,
         study.min_cell_size,
+        labels,
     )
+
+
+def headline_kpi(kpis) -> str:
+    """The KPI to show first: NPS, else satisfaction (mean), else the loyalty index.
+
+    Parameters
+    ----------
+    kpis : KpiEstimates, pandas.DataFrame or list of str
+        Estimates, a KPI table (its ``kpi`` column) or KPI names.
+
+    Returns
+    -------
+    str
+        The first of :data:`HEADLINE_KPIS` present, else the first KPI there is.
+
+    Raises
+    ------
+    KpiError
+        When there is no KPI at all.
+    """
+    if isinstance(kpis, KpiEstimates):
+        names = list(kpis.draws)
+    elif isinstance(kpis, pd.DataFrame):
+        if "kpi" not in kpis.columns:
+            raise KpiError("a KPI table needs the column kpi")
+        names = list(dict.fromkeys(kpis["kpi"]))
+    else:
+        names = list(kpis)
+    for name in HEADLINE_KPIS:
+        if name in names:
+            return name
+    if not names:
+        raise KpiError("no KPI to show: the table is empty")
+    return names[0]
 
 
 def _loyalty_index(data, construct, rows, cell, n_cells, w, n_draws, rng):
@@ -264,7 +319,7 @@ def _loyalty_index(data, construct, rows, cell, n_cells, w, n_draws, rng):
 
 
 def _table(
-    draws, counts_n, counts_eff, seg_labels, wave_labels, min_cell, hdi_prob
+    draws, counts_n, counts_eff, seg_labels, wave_labels, min_cell, hdi_prob, labels
 ) -> pd.DataFrame:
     frames = []
     for kpi, d in draws.items():
@@ -283,7 +338,7 @@ def _table(
             pd.DataFrame(
                 {
                     "kpi": kpi,
-                    "label": KPI_LABELS[kpi],
+                    "label": labels.get(kpi, KPI_LABELS[kpi]),
                     "segment": np.asarray(seg_labels, dtype=object)[seg.ravel()],
                     "wave": np.asarray(wave_labels, dtype=object)[wave.ravel()],
                     "n": counts_n[kpi].ravel(),
@@ -336,7 +391,7 @@ def segment_differences(kpis: KpiEstimates, *, hdi_prob: float | None = None) ->
                 rows.append(
                     {
                         "kpi": kpi,
-                        "label": KPI_LABELS[kpi],
+                        "label": kpis.labels.get(kpi, KPI_LABELS[kpi]),
                         "wave": wave,
                         "segment_a": a,
                         "segment_b": b,

@@ -10,12 +10,14 @@ from cxlib.plots.drivers import priority_map, what_if_bars
 from cxlib.plots.expectations import dimension_weights_chart, dimension_weights_long
 from cxlib.plots.export import export_table
 from cxlib.plots.kpis import kpi_trend, segment_comparison
+from cxlib.plots.labels import labeller
 
 __all__ = [
     "dimension_weights_chart",
     "dimension_weights_long",
     "export_table",
     "kpi_trend",
+    "labeller",
     "priority_map",
     "segment_comparison",
     "what_if_bars",

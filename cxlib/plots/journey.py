@@ -8,6 +8,7 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.errors import CxError
+from cxlib.plots.labels import labeller
 from cxlib.stats import interval_columns
 
 __all__ = ["allocation_chart", "delivery_gap_chart", "journey_heatmap"]
@@ -29,7 +30,9 @@ def _need(table: pd.DataFrame, columns: set[str], what: str) -> None:
         raise CxError(f"a {what} table needs the columns {', '.join(sorted(missing))}")
 
 
-def journey_heatmap(matrix: pd.DataFrame, *, width: int = 420, height: int = 260) -> alt.LayerChart:
+def journey_heatmap(
+    matrix: pd.DataFrame, *, width: int = 420, height: int = 260, labels=None
+) -> alt.LayerChart:
     """The stage x channel matrix: colour = effect on the target, opacity = certainty.
 
     Each cell shows its touchpoints' mean effect on the target (points per performance
@@ -41,6 +44,10 @@ def journey_heatmap(matrix: pd.DataFrame, *, width: int = 420, height: int = 260
     ----------
     matrix : pandas.DataFrame
         From :meth:`cxlib.models.touchpoints.TouchpointResult.journey_matrix`.
+    width, height : int
+        Chart size (pixels).
+    labels : Study or mapping, optional
+        How to name the target (:func:`cxlib.plots.labels.labeller`).
 
     Returns
     -------
@@ -65,7 +72,7 @@ def journey_heatmap(matrix: pd.DataFrame, *, width: int = 420, height: int = 260
     rows["performance_text"] = [
         f"performance {p:.0f}" if np.isfinite(p) else "no touchpoint" for p in rows["performance"]
     ]
-    target = str(rows["target"].iloc[0]) if len(rows) else "target"
+    target = labeller(labels)(str(rows["target"].iloc[0])) if len(rows) else "the target"
     x = alt.X(
         "channel_label:N",
         sort=[_CHANNEL_LABELS[c] for c in _CHANNELS],
@@ -100,13 +107,20 @@ def journey_heatmap(matrix: pd.DataFrame, *, width: int = 420, height: int = 260
     )
 
 
-def allocation_chart(plan: pd.DataFrame, *, target: str = "Loyalty") -> alt.LayerChart:
+def allocation_chart(
+    plan: pd.DataFrame, *, target: str | None = None, labels=None
+) -> alt.LayerChart:
     """The plan: expected gain of each improved touchpoint with its interval.
 
     Parameters
     ----------
     plan : pandas.DataFrame
         :attr:`cxlib.insights.allocation.AllocationPlan.plan`.
+    target : str, optional
+        What the gain is measured in (``TouchpointGains.target``: the target
+        construct, or ``NPS``); default: "the target".
+    labels : Study or mapping, optional
+        How to name the target (:func:`cxlib.plots.labels.labeller`).
 
     Returns
     -------
@@ -126,7 +140,11 @@ def allocation_chart(plan: pd.DataFrame, *, target: str = "Loyalty") -> alt.Laye
     y = alt.Y("touchpoint:N", sort="-x", title=None)
     base = alt.Chart(rows).encode(y=y)
     bars = base.mark_bar(color="#1f77b4").encode(
-        x=alt.X("gain:Q", title=f"Expected gain in {target} (points), {_HDI} interval"),
+        x=alt.X(
+            "gain:Q",
+            title=f"Expected gain in {labeller(labels)(target) if target else 'the target'} "
+            f"(points), {_HDI} interval",
+        ),
         tooltip=[
             alt.Tooltip("touchpoint:N"),
             alt.Tooltip("what:N", title="improvement"),
