@@ -5,6 +5,11 @@ one study; the notebooks in ``dashboards/`` only create one and display it. They
 read published artifacts (``notebooks/README.md``), suppress small cells, and never
 fit anything: the what-if recomputes from the stored posterior draws
 (:func:`cxlib.insights.what_if`) in milliseconds.
+
+Pages adapt to the study: texts and charts name constructs by the spec's labels and
+KPIs as the study has them (:class:`~cxlib.dashboard.results.PublishedResults`); a part
+the study cannot have says so, with the reason and how to add it; a model that did not
+converge or is improper is flagged above everything it feeds.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from cxlib import config
-from cxlib.dashboard.results import suppress_small_cells
+from cxlib.dashboard.results import HEADLINE_KPIS, PublishedResults, suppress_small_cells
 from cxlib.dashboard.widgets import (
     HDI_LABEL,
     ChartView,
@@ -23,11 +28,10 @@ from cxlib.dashboard.widgets import (
     esc,
     fmt,
     interval,
-    not_published,
+    not_applicable,
     note,
     suppressed_note,
 )
-from cxlib.insights.kpis import KPI_LABELS
 
 __all__ = [
     "DriversDashboard",
@@ -37,8 +41,6 @@ __all__ = [
     "WhatIfDashboard",
 ]
 
-#: The KPIs the overview leads with.
-HEADLINE_KPIS = ("nps", "satisfaction_mean", "loyalty_index")
 #: How far a what-if slider moves a driver (score points, 0-100 scale).
 WHAT_IF_RANGE = 20
 
@@ -56,6 +58,29 @@ def _set_options(dropdown: widgets.Dropdown, options: list, keep: bool = True) -
         dropdown.value = old
     elif values:
         dropdown.index = 0
+
+
+def _labelled_kpis(table: pd.DataFrame, results: PublishedResults) -> pd.DataFrame:
+    """A ``kpis`` table whose ``label`` column names each KPI as the study does."""
+    table = table.copy()
+    table["label"] = [results.kpi_label(k) for k in table["kpi"]]
+    return table
+
+
+def _list(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _unmeasured(results: PublishedResults, roles: tuple[str, ...]) -> str:
+    """One note per role the study lacks: what is not measured and how to add it."""
+    names = {"nps": "NPS", "satisfaction": "Satisfaction", "loyalty": "Loyalty index"}
+    return "".join(
+        f'<div class="cx-note cx-unmeasured" data-role="{esc(role)}">Not measured: '
+        f"{esc(names.get(role, role))}. {esc(reason)}.</div>"
+        for role in roles
+        if (reason := results.unmet(role))
+    )
 
 
 def _html_table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
@@ -99,15 +124,18 @@ class OverviewDashboard(_Wired):
 
     def build(self) -> None:
         """Create the controls."""
+        self.intro = widgets.HTML()
+        self.unmeasured = widgets.HTML()
         self.segment = widgets.Dropdown(description="Segment")
-        self.kpi = widgets.Dropdown(
-            options=[(KPI_LABELS[k], k) for k in HEADLINE_KPIS], description="Trend of"
-        )
+        self.kpi = widgets.Dropdown(description="Trend of")
         self.cards = widgets.HTML()
         self.suppressed = widgets.HTML()
         self.trend = ChartView()
         self.alerts = widgets.HTML()
+        self.headline: list[str] = []
         self.body.children = [
+            self.intro,
+            self.unmeasured,
             widgets.HBox([self.segment, self.kpi]),
             self.cards,
             self.suppressed,
@@ -120,21 +148,33 @@ class OverviewDashboard(_Wired):
         """Fill from the published ``kpis`` and ``alerts`` tables."""
         results = self.results
         kpis = results.table("overview", "kpis")
+        if kpis is not None:
+            kpis = _labelled_kpis(kpis, results)
         self.kpis, self.cells = suppress_small_cells(kpis, results.min_cell_size)
+        self.unmeasured.value = _unmeasured(results, ("nps", "satisfaction", "loyalty"))
         if kpis is None:
+            self.headline = []
             with _Quiet(self):
                 _set_options(self.segment, [])
-            self.cards.value = not_published("KPIs", "overview")
+                _set_options(self.kpi, [])
+            self.intro.value = ""
+            self.cards.value = self.missing("KPIs", "overview")
             self.suppressed.value = ""
             self.trend.show(None)
         else:
             self.all_kpis = kpis
+            present = list(dict.fromkeys(kpis["kpi"]))
+            # the headline KPIs the study has (any KPI it publishes when it has none of them)
+            self.headline = [k for k in HEADLINE_KPIS if k in present] or present
             with _Quiet(self):
                 _set_options(self.segment, list(dict.fromkeys(kpis["segment"].astype(str))))
-                available = [
-                    (KPI_LABELS.get(k, k), k) for k in HEADLINE_KPIS if k in set(kpis["kpi"])
-                ]
-                _set_options(self.kpi, available)
+                _set_options(self.kpi, [(results.kpi_label(k), k) for k in self.headline])
+            named = _list([esc(results.kpi_label(k)) for k in self.headline])
+            self.intro.value = (
+                f'<div class="cx-muted cx-intro">How the customer experience is doing: {named} '
+                "with their intervals, the trend over waves, the change since the last wave "
+                "with its probability, and the open alerts.</div>"
+            )
             self.suppressed.value = suppressed_note(self.cells, results.min_cell_size)
         self.alerts.value = self._alerts_html()
         if kpis is not None:
@@ -142,21 +182,19 @@ class OverviewDashboard(_Wired):
 
     def update(self) -> None:
         """Redraw the cards and the trend for the chosen segment and KPI."""
-        if self.kpis is None or self.segment.value is None:
+        if self.kpis is None or self.segment.value is None or self.kpi.value is None:
             return
         segment, kpi = self.segment.value, self.kpi.value
         waves = _waves(self.all_kpis)
         latest = waves[-1]
         cards = []
-        for key in HEADLINE_KPIS:
-            if key not in set(self.all_kpis["kpi"]):
-                continue
+        for key in self.headline:
             rows = self.kpis[
                 (self.kpis["kpi"] == key)
                 & (self.kpis["segment"] == segment)
                 & (self.kpis["wave"] == latest)
             ]
-            label = esc(KPI_LABELS.get(key, key))
+            label = esc(self.results.kpi_label(key))
             if rows.empty:
                 cards.append(
                     f'<div class="cx-card" data-kpi="{key}"><div>{label}</div>'
@@ -197,12 +235,25 @@ class OverviewDashboard(_Wired):
     def _alerts_html(self) -> str:
         alerts = self.results.table("overview", "alerts")
         if alerts is None:
-            return not_published("Alerts", "overview")
+            return self.missing("Alerts", "overview")
+        skipped = ""
+        if "status" in alerts.columns:  # rules the study cannot evaluate (e.g. NPS without NPS)
+            na = alerts[alerts["status"] == "not_applicable"].drop_duplicates("rule_name")
+            skipped = "".join(
+                f'<div class="cx-note cx-muted cx-alert-not-applicable" '
+                f'data-rule="{esc(r["rule_name"])}">Alert {esc(r["rule_name"])}: not applicable '
+                f"for this study: {esc(r['reason'] or 'it needs what the study lacks')}</div>"
+                for r in na.to_dict("records")
+            )
+            alerts = alerts[alerts["status"] != "not_applicable"]
         open_, _ = suppress_small_cells(
-            alerts[alerts["fired"]], self.results.min_cell_size, n_column="__none__"
+            alerts[alerts["fired"].astype(bool)], self.results.min_cell_size, n_column="__none__"
         )
         if open_.empty:
-            return '<h3>Open alerts</h3><div class="cx-note cx-alerts-none">No open alerts.</div>'
+            return (
+                '<h3>Open alerts</h3><div class="cx-note cx-alerts-none">No open alerts.</div>'
+                + skipped
+            )
         open_ = open_.sort_values("probability", ascending=False)
         rows = [
             [
@@ -214,8 +265,10 @@ class OverviewDashboard(_Wired):
             ]
             for r in open_.to_dict("records")
         ]
-        return "<h3>Open alerts</h3>" + _html_table(
-            rows, ["alert", "segment", "wave", "probability", "message"], "cx-alerts"
+        return (
+            "<h3>Open alerts</h3>"
+            + _html_table(rows, ["alert", "segment", "wave", "probability", "message"], "cx-alerts")
+            + skipped
         )
 
 
@@ -223,8 +276,11 @@ class OverviewDashboard(_Wired):
 class DriversDashboard(_Wired):
     """What to fix first: the priority map by segment, and technical vs. emotional weights."""
 
+    MODEL_NOTEBOOKS = ("sem", "drivers", "expectations")
+
     def build(self) -> None:
         """Create the controls."""
+        self.intro = widgets.HTML()
         self.segment = widgets.Dropdown(description="Segment")
         self.map = ChartView()
         self.table = widgets.HTML()
@@ -234,6 +290,7 @@ class DriversDashboard(_Wired):
         self.weights_chart.add_class("cx-weights-chart")
         self.dimension_weights, self.weights_suppressed, self.weights_ok = None, set(), False
         self.body.children = [
+            self.intro,
             self.segment,
             self.suppressed,
             self.map,
@@ -246,6 +303,12 @@ class DriversDashboard(_Wired):
     def render(self) -> None:
         """Fill from ``driver_priorities`` (04) and the expectations tables (03)."""
         results = self.results
+        target = results.target
+        self.intro.value = (
+            '<div class="cx-muted cx-intro">The importance-performance map of the drivers of '
+            f"{esc(results.label(target)) if target else 'the target'}, by segment, with "
+            "uncertainty and the probability that each belongs in <i>fix first</i>.</div>"
+        )
         pri = results.table("drivers", "driver_priorities")
         if pri is not None:
             pri = pri[pri["level"] == "construct"]
@@ -253,7 +316,7 @@ class DriversDashboard(_Wired):
         if pri is None:
             with _Quiet(self):
                 _set_options(self.segment, [])
-            self.map.show(None, not_published("Driver priorities", "drivers"))
+            self.map.show(None, self.missing("Driver priorities", "drivers"))
             self.table.value = ""
             self.suppressed.value = ""
         else:
@@ -285,11 +348,13 @@ class DriversDashboard(_Wired):
             )
             self.table.value = ""
             return
-        self.map.show(priority_map(self.priorities, segment=segment, wave=self.latest))
+        labelled = self.priorities.assign(driver=self.priorities["driver"].map(self.results.label))
+        self.map.show(priority_map(labelled, segment=segment, wave=self.latest))
         rows = rows.sort_values("p_fix_first", ascending=False)
         body = [
             [
-                esc(r["driver"]),
+                f'<span class="cx-driver" data-code="{esc(r["driver"])}">'
+                f"{esc(self.results.label(r['driver']))}</span>",
                 f"{fmt(r['importance'], 3)} {interval(r, 'importance', 3)}",
                 f"{fmt(r['performance'])} {interval(r, 'performance')}",
                 f'<span data-driver="{esc(r["driver"])}" data-field="p_fix_first">'
@@ -319,6 +384,8 @@ class DriversDashboard(_Wired):
         weights, cells = suppress_small_cells(
             table, self.results.min_cell_size, n_column="n_respondents"
         )
+        # the view appears only when published
+        self.weights_chart.layout.display = "none" if table is None else None
         if table is None:
             self.weights_chart.show(None)
         elif weights.empty:
@@ -340,7 +407,7 @@ class DriversDashboard(_Wired):
         if not self.weights_ok:
             return head + note("The technical vs. emotional weights could not be shown.", "bad")
         if weights is None:
-            return head + not_published("Technical vs. emotional weights", "expectations")
+            return head + self.missing("Technical vs. emotional weights", "expectations")
         if segment in self.weights_suppressed:
             return head + note(
                 f"{segment} has fewer than {self.results.min_cell_size} respondents: suppressed."
@@ -365,10 +432,17 @@ class DriversDashboard(_Wired):
 
 # ----------------------------------------------------------------------------- what-if
 class WhatIfDashboard(_Wired):
-    """What it would buy: one slider per driver; predicted loyalty, top-2-box and NPS."""
+    """What it would buy: one slider per driver; the predicted target, top-2-box and NPS.
+
+    The target is the published baseline's (``what_if_baseline.json``), else the
+    study's ``roles.target``; NPS is predicted only when the study's NPS item measures it.
+    """
+
+    MODEL_NOTEBOOKS = ("sem", "drivers")
 
     def build(self) -> None:
         """Create the controls (sliders come with the driver model)."""
+        self.intro = widgets.HTML()
         self.segment = widgets.Dropdown(description="Segment")
         self.sliders_box = widgets.VBox()
         self.sliders: dict[str, widgets.FloatSlider] = {}
@@ -378,10 +452,7 @@ class WhatIfDashboard(_Wired):
         self.chart = ChartView()
         self.body.children = [
             self.segment,
-            widgets.HTML(
-                "<div class='cx-muted'>Move a driver's score (0-100 points) to see "
-                "what it would buy; computed from the stored posterior draws.</div>"
-            ),
+            self.intro,
             self.sliders_box,
             self.reset,
             self.outcomes,
@@ -394,16 +465,53 @@ class WhatIfDashboard(_Wired):
         results = self.results
         self.model = results.driver_model()
         baseline = results.json("drivers", "what_if_baseline")
-        if self.model is None or not baseline or not baseline.get("segments"):
-            what = "What-if (posterior draws)" if self.model is None else "What-if baseline"
-            self.outcomes.value = not_published(what, "drivers")
+        self.target = None
+        if self.model is not None and baseline and baseline.get("segments"):
+            self.target = str(
+                baseline.get("target") or results.target or getattr(self.model, "target", "") or ""
+            )
+            if self.target not in self.model.latents:
+                self.target = None
+        if self.target is None:
+            if self.model is None:
+                what = "What-if (posterior draws)"
+            elif baseline and baseline.get("segments"):
+                what = "What-if target"
+            else:
+                what = "What-if baseline"
+            reason = results.not_applicable("drivers")
+            if reason:
+                self.outcomes.value = not_applicable("What-if", "drivers", reason)
+            elif what == "What-if target":
+                self.outcomes.value = note(
+                    f"The what-if baseline names no target construct of the driver model "
+                    f"({', '.join(self.model.latents)}); run 04-drivers-and-what-if again.",
+                    "warn",
+                )
+            else:
+                self.outcomes.value = self.missing(what, "drivers")
+            self.intro.value = ""
             self.sliders_box.children = []
+            self.sliders = {}
             self.chart.show(None)
             with _Quiet(self):
                 _set_options(self.segment, [])
             return
-        self.target = str(baseline.get("target") or "Loyalty")
         self.baseline = baseline["segments"]
+        kpis = results.kpi_items
+        # the study's NPS item when the pointer says which (none: no NPS); else the model's
+        known = "kpis" in (results.study_summary or {})
+        self.nps_item = kpis.get("nps") if known else "default"
+        target = esc(results.label(self.target))
+        measures = f"{target}, its top-2-box share"
+        if self.nps_item == "default":
+            measures += " (and NPS, where the study measures it)"
+        elif self.nps_item in self.model.items.get(self.target, []):
+            measures += " and NPS"
+        self.intro.value = (
+            "<div class='cx-muted cx-intro'>Move a driver's score (0-100 points) to see what "
+            f"it would buy in {measures}; computed from the stored posterior draws.</div>"
+        )
         drivers = self.model.drivers_of(self.target)
         self.sliders = {
             d: widgets.FloatSlider(
@@ -411,7 +519,7 @@ class WhatIfDashboard(_Wired):
                 min=-WHAT_IF_RANGE,
                 max=WHAT_IF_RANGE,
                 step=1.0,
-                description=d,
+                description=results.label(d),
                 continuous_update=False,
                 readout_format="+.0f",
                 style={"description_width": "120px"},
@@ -445,12 +553,27 @@ class WhatIfDashboard(_Wired):
         return {k: float(v) for k, v in flat.items() if isinstance(v, int | float)}
 
     def compute(self, segment: str, shifts: dict[str, float]):
-        """The what-if for a segment and driver shifts (what the page shows)."""
+        """The what-if for a segment and driver shifts (what the page shows).
+
+        Its table's ``label`` names the target by the spec's label.
+        """
         from cxlib.insights import what_if
 
-        return what_if(
-            self.model, shifts, target=self.target, baseline=self.levels(segment), segment=segment
+        result = what_if(
+            self.model,
+            shifts,
+            target=self.target,
+            baseline=self.levels(segment),
+            segment=segment,
+            nps_item=self.nps_item,
         )
+        label = self.results.label(self.target)
+        names = {"target_score": f"{label} score (0-100)", "top2_box": f"{label} top-2-box (%)"}
+        result.table["label"] = [
+            names.get(o, lab)
+            for o, lab in zip(result.table["outcome"], result.table["label"], strict=True)
+        ]
+        return result
 
     def update(self) -> None:
         """Recompute from the draws and redraw."""
@@ -482,7 +605,10 @@ class WhatIfDashboard(_Wired):
             ]
             for r in result.table.to_dict("records")
         ]
-        moved = ", ".join(f"{esc(d)} {v:+.0f}" for d, v in shifts.items() if v) or "no change"
+        moved = (
+            ", ".join(f"{esc(self.results.label(d))} {v:+.0f}" for d, v in shifts.items() if v)
+            or "no change"
+        )
         self.outcomes.value = (
             f"<h3>Predicted change for {esc(segment)} ({moved})</h3>"
             + _html_table(
@@ -499,14 +625,18 @@ class WhatIfDashboard(_Wired):
 class SegmentsDashboard(_Wired):
     """Segments side by side, with the posterior probability that they differ."""
 
+    MODEL_NOTEBOOKS = ()
+
     def build(self) -> None:
         """Create the controls."""
+        self.segments_note = widgets.HTML()
         self.kpi = widgets.Dropdown(description="KPI")
         self.wave = widgets.Dropdown(description="Wave")
         self.chart = ChartView()
         self.pairs = widgets.HTML()
         self.suppressed = widgets.HTML()
         self.body.children = [
+            self.segments_note,
             widgets.HBox([self.kpi, self.wave]),
             self.suppressed,
             self.chart,
@@ -518,19 +648,41 @@ class SegmentsDashboard(_Wired):
         """Fill from ``kpis`` and ``segment_differences`` (00)."""
         results = self.results
         kpis = results.table("overview", "kpis")
+        if kpis is not None:
+            kpis = _labelled_kpis(kpis, results)
         self.kpis, self.cells = suppress_small_cells(kpis, results.min_cell_size)
         self.differences = results.table("overview", "segment_differences")
+        self.segments_note.value = ""
         if kpis is None:
             with _Quiet(self):
                 _set_options(self.kpi, [])
                 _set_options(self.wave, [])
-            self.chart.show(None, not_published("KPIs by segment", "overview"))
+            self.chart.show(None, self.missing("KPIs by segment", "overview"))
+            self.pairs.value = ""
+            self.suppressed.value = ""
+            return
+        reason = results.unmet("segments")
+        if reason is None and set(kpis["segment"].astype(str)) <= {config.EVERYONE}:
+            reason = (
+                f"study {results.study!r} declares no segment column; to add it, "
+                + results.how_to_add("segments")
+            )
+        if reason is not None:
+            self.kpis = None
+            with _Quiet(self):
+                _set_options(self.kpi, [])
+                _set_options(self.wave, [])
+            self.segments_note.value = (
+                '<div class="cx-note cx-missing cx-no-segments" data-missing="segments">'
+                f"This study has no segments to compare: {esc(reason)}.</div>"
+            )
+            self.chart.show(None)
             self.pairs.value = ""
             self.suppressed.value = ""
             return
         present = list(dict.fromkeys(kpis["kpi"]))
         with _Quiet(self):
-            _set_options(self.kpi, [(KPI_LABELS.get(k, k), k) for k in present])
+            _set_options(self.kpi, [(results.kpi_label(k), k) for k in present])
             waves = _waves(kpis)
             _set_options(self.wave, waves, keep=False)
             self.wave.value = waves[-1]
@@ -553,7 +705,7 @@ class SegmentsDashboard(_Wired):
 
     def _pairs_html(self, kpi: str, wave: str, visible: set[str]) -> str:
         if self.differences is None:
-            return not_published("Differences between segments", "overview")
+            return self.missing("Differences between segments", "overview")
         d = self.differences
         d = d[(d["kpi"] == kpi) & (d["wave"].astype(str) == wave) & ~d["small_cell"]]
         d = d[d["segment_a"].astype(str).isin(visible) & d["segment_b"].astype(str).isin(visible)]

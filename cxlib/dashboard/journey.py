@@ -21,7 +21,6 @@ from cxlib.dashboard.widgets import (
     esc,
     fmt,
     interval,
-    not_published,
     note,
 )
 from cxlib.stats import interval_columns
@@ -74,6 +73,7 @@ class JourneyDashboard(Dashboard):
     """Touchpoints across the journey: what works, where the budget goes, the delivery gap."""
 
     _quiet = False
+    MODEL_NOTEBOOKS = (JOURNEY_NOTEBOOK,)
 
     def build(self) -> None:
         """Create the controls."""
@@ -140,8 +140,9 @@ class JourneyDashboard(Dashboard):
         results = self.results
         matrix = results.table(JOURNEY_NOTEBOOK, "journey_matrix")
         if matrix is None:
-            self.heatmap.show(None, not_published("Touchpoint map", JOURNEY_NOTEBOOK))
+            self.heatmap.show(None, self.missing("Touchpoint map", JOURNEY_NOTEBOOK))
         else:
+            matrix["target"] = matrix["target"].map(results.label)  # the spec's label
             self.heatmap.show(journey_heatmap(matrix))
         effects = results.table(JOURNEY_NOTEBOOK, "touchpoint_effects")
         sparse = []
@@ -168,7 +169,7 @@ class JourneyDashboard(Dashboard):
         if self.costs is None:
             self.budget.layout.display = "none"
             self.objective.layout.display = "none"
-            self.plan_html.value = not_published("Budget allocation", JOURNEY_NOTEBOOK)
+            self.plan_html.value = self.missing("Budget allocation", JOURNEY_NOTEBOOK)
             self.plan_chart.show(None)
         else:
             low, high, step = budget_range(self.costs, self.gains)
@@ -229,7 +230,7 @@ class JourneyDashboard(Dashboard):
             ]
             for r in plan.alternatives.to_dict("records")
         ]
-        target = esc(self.gains.target)
+        target = esc(self.results.label(self.gains.target))
         self.plan_html.value = (
             f'<div class="cx-cards"><div class="cx-card"><div>Expected gain in {target} '
             f'(points)</div><div class="cx-big" data-field="gain">'
@@ -256,7 +257,9 @@ class JourneyDashboard(Dashboard):
                 else ""
             )
         )
-        self.plan_chart.show(allocation_chart(plan.plan, target=self.gains.target))
+        self.plan_chart.show(
+            allocation_chart(plan.plan, target=self.results.label(self.gains.target))
+        )
 
     # ------------------------------------------------------------------ delivery gap
     def _gap(self) -> None:
@@ -266,7 +269,7 @@ class JourneyDashboard(Dashboard):
         gap = results.table(JOURNEY_NOTEBOOK, "delivery_gap")
         summary = results.table(JOURNEY_NOTEBOOK, "delivery_gap_summary")
         if gap is None or summary is None:
-            self.gap_html.value = not_published("Delivery gap", JOURNEY_NOTEBOOK)
+            self.gap_html.value = self.missing("Delivery gap", JOURNEY_NOTEBOOK)
             self.gap_chart.show(None)
             return
         small = gap["n_customers"] < results.min_cell_size

@@ -8,7 +8,13 @@ contract's names (``notebooks/README.md``) inside a published run folder; a
 pointer entry that points outside its study folder is ignored.
 
 Missing artifacts are normal (a notebook not published yet): accessors return
-``None`` and dashboards say "not published yet". A published table is checked
+``None`` and dashboards say "not published yet". A notebook the pipeline recorded as
+not applicable to the study (a pointer slot ``{"status": "not_applicable", "reason":
+...}``) is said so, with its reason (:meth:`PublishedResults.not_applicable`). The
+pointer's ``"study"`` entry, when it is the study's summary
+(:meth:`cxlib.study.Study.summary`: labels, KPIs, roles, what the study lacks), gives
+pages the spec's labels and KPI names; a pointer written before it (``"study"`` is
+only the name) gives construct codes and the published tables' KPIs, as before. A published table is checked
 against its declaration (:mod:`cxlib.pipeline.schemas`) when it is read, so pages
 use the declared columns only; a run written in an older artifact format is
 flagged as stale.
@@ -36,9 +42,13 @@ from cxlib.errors import CxError
 from cxlib.pipeline.artifacts import ARTIFACT_FORMAT, MANIFEST_FILE
 from cxlib.pipeline.publish import POINTER_FILE, read_pointer
 from cxlib.pipeline.schemas import published_table
+from cxlib.study import ROLES
 
 __all__ = [
+    "HEADLINE_KPIS",
+    "MODEL_NOTEBOOKS",
     "NOTEBOOKS",
+    "NOT_APPLICABLE",
     "PublishedResults",
     "StudyNotPublishedError",
     "load_published",
@@ -56,6 +66,12 @@ NOTEBOOKS = {
     "drivers": "04-drivers-and-what-if",
     "journey": "05-touchpoints-and-journey",
 }
+#: The notebooks that publish a fitted model (whose convergence and propriety pages flag).
+MODEL_NOTEBOOKS = ("sem", "expectations", "drivers", "journey")
+#: The KPIs the overview leads with, and the study's ``kpis`` entry each one comes from.
+HEADLINE_KPIS = {"nps": "nps", "satisfaction_mean": "satisfaction", "loyalty_index": "loyalty"}
+#: A pointer slot's status for a notebook the study's design does not allow.
+NOT_APPLICABLE = "not_applicable"
 #: The parameter set dashboards read first (every respondent); others are fallbacks.
 PREFERRED_SET = config.EVERYONE
 #: A published result older than this is flagged as stale on the page.
@@ -219,10 +235,184 @@ class PublishedResults:
         path = self.folders[slot] / relative
         return path if path.is_file() else None
 
+    # ------------------------------------------------------------------ what the study has
+    @property
+    def study_summary(self) -> dict[str, Any] | None:
+        """The study's summary the pipeline published (``Study.summary()``), or None.
+
+        None for a pointer written before the pointer carried it (its ``"study"``
+        entry is then only the study's name, or ``{"name": ...}``): pages fall back to
+        construct codes and to the KPIs the published tables hold.
+        """
+        summary = self.pointer.get("study")
+        if isinstance(summary, dict) and {"labels", "kpis", "roles", "unmet"} & set(summary):
+            return summary
+        return None
+
+    def label(self, name: Any) -> str:
+        """The spec's label of a construct or attribute (the name itself when unknown)."""
+        labels = (self.study_summary or {}).get("labels") or {}
+        return str(labels.get(name) or name)
+
+    def unmet(self, role: str) -> str | None:
+        """Why the study lacks a role (:data:`cxlib.study.ROLES`) and how to add it, or None.
+
+        None also when the pointer carries no summary (then nothing is known).
+        """
+        unmet = (self.study_summary or {}).get("unmet") or {}
+        reason = unmet.get(role)
+        return str(reason) if reason else None
+
+    def how_to_add(self, role: str) -> str:
+        """How to add a role to a study spec (:data:`cxlib.study.ROLES`)."""
+        return ROLES.get(role, "")
+
+    @property
+    def kpi_items(self) -> dict[str, str | None]:
+        """The study's ``kpis`` (nps, satisfaction, loyalty -> item or construct); {} unknown."""
+        return dict((self.study_summary or {}).get("kpis") or {})
+
+    def kpi_label(self, kpi: str) -> str:
+        """How pages name a KPI, with the study's own construct label for the loyalty index."""
+        from cxlib.insights.kpis import KPI_LABELS
+
+        base = KPI_LABELS.get(kpi, kpi)
+        construct = self.kpi_items.get("loyalty")
+        if kpi == "loyalty_index" and construct:
+            label = self.label(construct)
+            if label.strip().lower() != "loyalty":
+                return f"{label} index (0-100)"
+        return base
+
+    @property
+    def target(self) -> str | None:
+        """The construct driver analyses explain: the summary's role, else the baseline's."""
+        roles = (self.study_summary or {}).get("roles") or {}
+        if roles.get("target"):
+            return str(roles["target"])
+        baseline = self.json("drivers", "what_if_baseline") or {}
+        return str(baseline["target"]) if baseline.get("target") else None
+
+    def not_applicable(self, notebook: str) -> str | None:
+        """Why a notebook does not apply to this study (the pipeline's reason), or None.
+
+        Read from the pointer's slots recorded as ``{"status": "not_applicable",
+        "reason": ...}`` (under ``"runs"``, or a ``"not_applicable"`` map of slot ->
+        entry or reason). The every-respondent slot decides; else, when no run of the
+        notebook is published, the first not-applicable slot's reason.
+        """
+        name = NOTEBOOKS.get(notebook, notebook)
+        reasons = {
+            slot: reason
+            for slot, reason in self._not_applicable_slots().items()
+            if slot.split("/", 1)[0] == name
+        }
+        preferred = f"{name}/{PREFERRED_SET}"
+        if preferred in reasons:
+            return reasons[preferred]
+        if reasons and not self.has(notebook):
+            return reasons[sorted(reasons)[0]]
+        return None
+
+    @property
+    def not_applicable_notebooks(self) -> dict[str, str]:
+        """Notebook -> why it does not apply to the study (those dashboards read)."""
+        out = {}
+        for key, name in NOTEBOOKS.items():
+            reason = self.not_applicable(key)
+            if reason:
+                out[name] = reason
+        return out
+
+    def _not_applicable_slots(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        extra = self.pointer.get(NOT_APPLICABLE)
+        for slot, entry in extra.items() if isinstance(extra, dict) else ():
+            reason = entry.get("reason") if isinstance(entry, dict) else entry
+            out[str(slot)] = str(reason or "the study lacks what this notebook needs")
+        for slot, entry in (self.pointer.get("runs") or {}).items():
+            if isinstance(entry, dict) and entry.get("status") == NOT_APPLICABLE:
+                out[str(slot)] = str(entry.get("reason") or "the study lacks what it needs")
+        return out
+
+    def model_flags(self, notebooks=MODEL_NOTEBOOKS) -> list[dict[str, Any]]:
+        """What is wrong with the published models of ``notebooks`` (default: all of them).
+
+        Read from each run's ``diagnostics.json`` (else its manifest's ``diagnostics``):
+        convergence figures outside the run's gates or ``ok: false`` give a
+        ``not_converged`` flag; an ``improper`` entry with ``ok: false`` gives one
+        ``improper`` flag per problem. For the drivers, the driver model's own
+        ``flags`` (``{"converged": bool, "improper": [messages]}``) count too.
+
+        Returns
+        -------
+        list of dict
+            ``notebook``, ``kind`` (``"not_converged"`` or ``"improper"``),
+            ``constructs``, ``message`` and ``advice``.
+        """
+        flags: list[dict[str, Any]] = []
+
+        def add(name, kind, message, constructs=(), advice=""):
+            # one flag per problem: a driver model repeats its SEM's flags
+            if (kind, str(message)) not in {(f["kind"], f["message"]) for f in flags}:
+                flags.append(
+                    {
+                        "notebook": name,
+                        "kind": kind,
+                        "constructs": [str(c) for c in constructs],
+                        "message": str(message),
+                        "advice": str(advice or ""),
+                    }
+                )
+
+        for notebook in notebooks:
+            slot = self.slot(notebook)
+            if slot is None:
+                continue
+            name = NOTEBOOKS.get(notebook, notebook)
+            manifest = self.manifests.get(slot, {})
+            diag = self.json(notebook, "diagnostics") or manifest.get("diagnostics") or {}
+            if not isinstance(diag, dict):
+                continue
+            if diag and not diagnostics_ok(diag, manifest.get("gates") or {}):
+                problems = [str(p) for p in diag.get("problems") or []]
+                add(name, "not_converged", "; ".join(problems) or _figures(diag))
+            improper = diag.get("improper")
+            if isinstance(improper, dict) and improper.get("ok") is False:
+                problems = [p for p in improper.get("problems") or [] if isinstance(p, dict)]
+                for p in problems:
+                    add(
+                        name,
+                        "improper",
+                        p.get("message") or p.get("kind", ""),
+                        p.get("constructs") or (),
+                        p.get("advice"),
+                    )
+                if not problems:
+                    add(name, "improper", "the solution is improper")
+            if notebook in ("drivers", NOTEBOOKS["drivers"]):
+                model_flags = getattr(self.driver_model(), "flags", None) or {}
+                if model_flags.get("converged") is False and not any(
+                    f["kind"] == "not_converged" for f in flags
+                ):
+                    add(
+                        name,
+                        "not_converged",
+                        "the driver model comes from a model that did not converge",
+                    )
+                known = {f["message"] for f in flags if f["kind"] == "improper"}
+                for message in model_flags.get("improper") or []:
+                    if str(message) not in known:
+                        add(name, "improper", message)
+        return flags
+
     # ------------------------------------------------------------------ what the page says
     @property
     def title(self) -> str:
-        """The study's title (from ``overview.json``), else its name."""
+        """The study's title (the pointer's summary, else ``overview.json``), else its name."""
+        title = (self.study_summary or {}).get("title")
+        if title:
+            return str(title)
         overview = self.json("overview", "overview") or {}
         return str(overview.get("title") or self.study)
 
@@ -342,6 +532,16 @@ class PublishedResults:
         return reasons
 
 
+def _figures(diagnostics: dict[str, Any]) -> str:
+    """A run's convergence figures in words (for a flag without problems listed)."""
+    parts = [
+        f"{key.replace('_', ' ')} {diagnostics[key]}"
+        for key in ("max_r_hat", "min_ess_bulk", "divergences")
+        if diagnostics.get(key) is not None
+    ]
+    return "convergence outside the gates" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def diagnostics_ok(diagnostics: dict[str, Any], gates: dict[str, Any] | None = None) -> bool:
     """Whether a run's convergence figures pass its gates (default: ``cxlib.config``'s)."""
     gates = gates or {}
@@ -389,6 +589,8 @@ def load_published(study: str, runs_dir: str | Path | None = None) -> PublishedR
     pointer = read_pointer(study_dir) or {}
     folders, manifests = {}, {}
     for slot, entry in (pointer.get("runs") or {}).items():
+        if not isinstance(entry, dict) or entry.get("status") == NOT_APPLICABLE:
+            continue  # no run: the study lacks what the notebook needs (not_applicable())
         run_id = str(entry.get("run_id", ""))
         relative = str(entry.get("output_dir") or f"{run_id}/artifacts")
         folder = (study_dir / relative).resolve()

@@ -20,12 +20,14 @@ import ipywidgets as widgets
 
 from cxlib import config
 from cxlib.dashboard.results import (
+    MODEL_NOTEBOOKS,
     NOTEBOOKS,
     PublishedResults,
     load_published,
     published_studies,
     requested_study,
 )
+from cxlib.pipeline.publish import read_pointer
 from cxlib.stats import interval_columns
 
 __all__ = [
@@ -35,8 +37,11 @@ __all__ = [
     "offline_chart",
     "Dashboard",
     "HDI_LABEL",
+    "flags_html",
     "fmt",
     "interval",
+    "missing",
+    "not_applicable",
     "not_published",
     "query_string",
     "status_html",
@@ -116,6 +121,69 @@ def not_published(what: str, notebook: str) -> str:
     )
 
 
+def not_applicable(what: str, notebook: str, reason: str) -> str:
+    """The note shown where a notebook does not apply to the study: why, and how to add it."""
+    name = NOTEBOOKS.get(notebook, notebook)
+    return (
+        f'<div class="cx-note cx-missing cx-not-applicable" data-missing="{esc(name)}" '
+        f'data-not-applicable="{esc(name)}">{esc(what)}: not applicable for this study: '
+        f"{esc(reason)}</div>"
+    )
+
+
+def missing(results: PublishedResults | None, what: str, notebook: str) -> str:
+    """Why a part of a page is empty: not applicable (with the reason) or not published yet."""
+    reason = results.not_applicable(notebook) if results is not None else None
+    if reason:
+        return not_applicable(what, notebook, reason)
+    return not_published(what, notebook)
+
+
+def _sentence(text: str) -> str:
+    text = str(text).strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def flags_html(results: PublishedResults, notebooks=MODEL_NOTEBOOKS) -> str:
+    """A warning banner per published model that did not converge or is improper.
+
+    Parameters
+    ----------
+    results : PublishedResults
+    notebooks : sequence of str
+        The notebooks whose models the page shows (:attr:`Dashboard.MODEL_NOTEBOOKS`).
+
+    Returns
+    -------
+    str
+        HTML: ``cx-flag-unconverged`` and ``cx-flag-improper`` notes naming the
+        notebook, the constructs (by their labels) and what to try; "" when all is well.
+    """
+    parts = []
+    for flag in results.model_flags(notebooks):
+        constructs = [results.label(c) for c in flag["constructs"]]
+        codes = ",".join(flag["constructs"])
+        if flag["kind"] == "improper":
+            text = f"Improper solution in {flag['notebook']}"
+            text += f" ({', '.join(constructs)})" if constructs else ""
+            text += f": {_sentence(flag['message'])}"
+            if flag["advice"]:
+                text += f" What to try: {_sentence(flag['advice'])}"
+            text += " Read what rests on this model with care."
+            cls = "cx-flag-improper"
+        else:
+            text = (
+                f"Not converged: the model of {flag['notebook']} did not converge "
+                f"({flag['message']}); what rests on it is provisional."
+            )
+            cls = "cx-flag-unconverged"
+        parts.append(
+            f'<div class="cx-note cx-bad cx-flag {cls}" data-notebook="{esc(flag["notebook"])}" '
+            f'data-constructs="{esc(codes)}">{esc(text)}</div>'
+        )
+    return "".join(parts)
+
+
 def suppressed_note(cells, min_cell_size: int) -> str:
     """The note listing suppressed segment x wave cells (labels only, never values)."""
     if cells is None or len(cells) == 0:
@@ -126,6 +194,14 @@ def suppressed_note(cells, min_cell_size: int) -> str:
         f'<div class="cx-note cx-suppressed">{len(labels)} cell(s) with fewer than '
         f"{min_cell_size} respondents are suppressed and not shown: {esc(shown)}.</div>"
     )
+
+
+def read_pointer_id(results: PublishedResults) -> str | None:
+    """The publication id now in a study's pointer (None when it cannot be read)."""
+    try:
+        return (read_pointer(results.study_dir) or {}).get("publication_id")
+    except (OSError, ValueError):
+        return None
 
 
 def status_html(results: PublishedResults) -> str:
@@ -141,6 +217,12 @@ def status_html(results: PublishedResults) -> str:
         f"(publication <code>{esc(status['publication_id'])}</code>). Runs: {runs}.</div>",
         f'<div class="cx-muted cx-diagnostics">Model diagnostics: {diag or "no model published yet"}.</div>',
     ]
+    skipped = results.not_applicable_notebooks
+    if skipped:
+        parts.append(
+            '<div class="cx-muted cx-not-applicable-notebooks">Not applicable for this study '
+            f"(what it does not measure): {esc(', '.join(skipped))}.</div>"
+        )
     if status["failed"]:
         parts.append(
             '<div class="cx-note cx-bad cx-flag-failed">Caution: the published results of '
@@ -389,15 +471,21 @@ class Dashboard(widgets.VBox):
         The study shown first (default: the first published).
     """
 
+    #: The notebooks whose published models the page shows (flagged when not converged or
+    #: improper; keys of :data:`~cxlib.dashboard.results.NOTEBOOKS` or notebook names).
+    MODEL_NOTEBOOKS: tuple[str, ...] = MODEL_NOTEBOOKS
+
     def __init__(self, studies: list[str], *, runs_dir=None, study: str | None = None):
         self.runs_dir = runs_dir
         self.studies = list(studies)
         self.results: PublishedResults | None = None
+        self._started = False
         self.picker = widgets.Dropdown(
             options=self.studies, description="Study", layout=widgets.Layout(width="360px")
         )
         self.request_note = widgets.HTML()
         self.header = widgets.HTML()
+        self.flags = widgets.HTML()
         self.error = widgets.HTML()
         self.body = widgets.VBox()
         super().__init__(
@@ -406,22 +494,34 @@ class Dashboard(widgets.VBox):
                 self.picker,
                 self.request_note,
                 self.header,
+                self.flags,
                 self.error,
                 self.body,
             ]
         )
         self.add_class("cx-dashboard")
         if not self.studies:
-            self.picker.layout.display = "none"
-            self.header.value = note(
-                "No study is published yet: run `cx run pipelines/demo.yaml` (or `make run`) "
-                "and reload this page.",
-                "warn",
-            )
+            self._none_published()
             return
+        self._start(study)
+
+    def _none_published(self) -> None:
+        self.picker.layout.display = "none"
+        self.header.value = note(
+            "No study is published yet: run `cx run pipelines/demo.yaml` (or `make run`) "
+            "and reload this page.",
+            "warn",
+        )
+
+    def _start(self, study: str | None) -> None:
+        """Build the controls and show the first study (once there is one)."""
+        self._started = True
+        self.picker.layout.display = None
         self.build()
         if study is not None and study in self.studies:
             self.picker.value = study
+        elif self.picker.value is None:
+            self.picker.value = self.studies[0]
         self.picker.observe(self._on_study, "value")
         self.load(self.picker.value)
 
@@ -430,8 +530,56 @@ class Dashboard(widgets.VBox):
         """A dashboard over the studies published under ``runs_dir``."""
         return cls(published_studies(runs_dir), runs_dir=runs_dir, **kwargs)
 
+    def refresh(self) -> bool:
+        """Read the published studies again; reload the study shown if it was republished.
+
+        Voila runs a dashboard's first cell in a preheated kernel before anyone asks for
+        the page, so the list it made then misses a study published since (the "first
+        load" of a page after publishing). :meth:`apply_request` calls this when the
+        request arrives.
+
+        Returns
+        -------
+        bool
+            Whether anything changed (the list, or the publication shown).
+        """
+        studies = published_studies(self.runs_dir)
+        if studies == self.studies:
+            if self.results is None or not self._started:
+                return False
+            current = read_pointer_id(self.results)
+            if current == self.results.pointer.get("publication_id"):
+                return False
+            self.load(self.picker.value)
+            return True
+        self.studies = studies
+        if not studies:
+            return True
+        if not self._started:
+            self.picker.options = studies
+            self._start(None)
+            return True
+        shown = self.picker.value
+        self.picker.unobserve(self._on_study, "value")
+        try:
+            self.picker.options = studies
+            if shown in studies:
+                self.picker.value = shown
+        finally:
+            self.picker.observe(self._on_study, "value")
+        self.load(self.picker.value)
+        return True
+
     def apply_request(self, query: str | None) -> None:
-        """Follow a page link's ``?study=NAME`` when NAME is a published study; refuse the rest."""
+        """Follow a page link's ``?study=NAME`` when NAME is a published study; refuse the rest.
+
+        The published studies are read again first (:meth:`refresh`), so a study
+        published after the page's kernel started is offered and can be linked to.
+        """
+        try:
+            self.refresh()
+        except Exception as exc:  # noqa: BLE001 - a viewer sees a note, never a traceback
+            self._failed(exc)
         study, refusal = requested_study(query, self.studies)
         self.request_note.value = note(refusal, "warn") if refusal else ""
         if study is not None and study != self.picker.value:
@@ -445,10 +593,16 @@ class Dashboard(widgets.VBox):
         try:
             self.results = load_published(study, self.runs_dir)
             self.header.value = status_html(self.results)
+            self.flags.value = ""
             self.error.value = ""
+            self.flags.value = flags_html(self.results, self.MODEL_NOTEBOOKS)
             self.render()
         except Exception as exc:  # noqa: BLE001 - a viewer sees a note, never a traceback
             self._failed(exc)
+
+    def missing(self, what: str, notebook: str) -> str:
+        """The note for an empty part of the page (not applicable, or not published yet)."""
+        return missing(self.results, what, notebook)
 
     def safely(self, update) -> None:
         """Run an update, turning an error into a note on the page."""

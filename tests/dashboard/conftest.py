@@ -116,3 +116,12 @@ def browser(tmp_path_factory):
             yield context
         finally:
             context.close()
+
+
+@pytest.fixture(scope="session")
+def plain(tmp_path_factory):
+    """``mobile``: no NPS, no segments, labels, 03 and 05 not applicable, an improper SEM."""
+    from tests.dashboard.plain import publish_plain
+
+    root = tmp_path_factory.mktemp("dashboard-plain")
+    return publish_plain(root / "runs", root / "work") | {"runs_dir": root / "runs"}

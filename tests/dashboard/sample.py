@@ -38,6 +38,7 @@ from cxlib.insights.kpis import segment_differences
 from cxlib.pipeline.artifacts import Artifacts
 from cxlib.pipeline.provenance import write_json_atomic
 from cxlib.pipeline.publish import switch_pointer
+from cxlib.pipeline.schemas import published_table
 from cxlib.pipeline.tables import label_table
 from cxlib.study import load_study
 
@@ -72,15 +73,15 @@ class SampleStudy:
     pilot_kpis: pd.DataFrame
 
 
-def driver_model(study, n_draws: int = 200, seed: int = 3) -> DriverModel:
-    """A DriverModel over the study's constructs with known paths and a little noise."""
+def driver_model(study, n_draws: int = 200, seed: int = 3, paths=None) -> DriverModel:
+    """A DriverModel over the study's constructs with known paths (default ``PATHS``)."""
     rng = np.random.default_rng(seed)
     latents = list(study.constructs)
     items = {c: list(study.constructs[c].item_names) for c in latents}
     order = [i for c in latents for i in items[c]]
     scales = {i: (study.item(i).scale.min, study.item(i).scale.max) for i in order}
     B = np.zeros((n_draws, 1, len(latents), len(latents)))
-    for (to, frm), value in PATHS.items():
+    for (to, frm), value in (paths or PATHS).items():
         B[:, 0, latents.index(to), latents.index(frm)] = value + 0.03 * rng.standard_normal(n_draws)
     total = np.linalg.inv(np.eye(len(latents)) - B)
     sd = np.array([(scales[i][1] - scales[i][0]) / 4 for i in order])
@@ -149,7 +150,13 @@ def sem_effects_table() -> pd.DataFrame:
     )
 
 
-def _publish(
+def declared_columns(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The columns of a table its declaration knows (cxlib may compute more than is published)."""
+    columns = published_table(name).columns
+    return table[[c for c in table.columns if c in columns]]
+
+
+def publish_run(
     study_dir: Path,
     study: str,
     notebook: str,
@@ -215,6 +222,8 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     alerts = evaluate_alerts(
         study.alerts, study=study.name, kpis=kpis, diagnostics={"sem": {"ok": True}}
     )
+    if "status" not in alerts.columns:  # evaluate_alerts before it said which rules apply
+        alerts = alerts.assign(status="evaluated", reason="")
     differences = label_table(segment_differences(kpis), study=study.name)
     model = driver_model(study)
     pri = label_table(
@@ -224,6 +233,7 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
         ),
         study=study.name,
     )
+    pri = declared_columns(pri, "driver_priorities")
     baseline = what_if_baseline(model, data)
     examples = label_table(what_if_examples(model, data), study=study.name)
     weights = dimension_weights_table()
@@ -258,8 +268,8 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
 
     stamp = "20261120T060000Z"
     study_dir = runs_dir / study.name
-    _publish(study_dir, study.name, "00-study-overview", write_overview, stamp=stamp)
-    _publish(
+    publish_run(study_dir, study.name, "00-study-overview", write_overview, stamp=stamp)
+    publish_run(
         study_dir,
         study.name,
         "02-experience-brand-loyalty",
@@ -267,7 +277,7 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
         stamp=stamp,
         diagnostics=ok_diag,
     )
-    _publish(
+    publish_run(
         study_dir,
         study.name,
         "03-technical-vs-emotional",
@@ -275,7 +285,7 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
         stamp=stamp,
         diagnostics=ok_diag,
     )
-    _publish(study_dir, study.name, "04-drivers-and-what-if", write_drivers, stamp=stamp)
+    publish_run(study_dir, study.name, "04-drivers-and-what-if", write_drivers, stamp=stamp)
 
     pilot = "telecom-pilot"
     pilot_dir = runs_dir / pilot
@@ -291,8 +301,8 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
         out.table("alerts", alerts)
         out.json("overview", pilot_overview)
 
-    _publish(pilot_dir, pilot, "00-study-overview", write_pilot, stamp=stamp)
-    _publish(
+    publish_run(pilot_dir, pilot, "00-study-overview", write_pilot, stamp=stamp)
+    publish_run(
         pilot_dir,
         pilot,
         "00-study-overview",

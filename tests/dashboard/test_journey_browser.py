@@ -26,7 +26,7 @@ from cxlib.pipeline.tables import label_table
 from cxlib.stats import interval_columns, summarize_draws
 from cxlib.study import load_study
 from tests.dashboard.conftest import Server
-from tests.dashboard.sample import _publish
+from tests.dashboard.sample import publish_run
 
 #: a real Voila server driven by Debian's chromium (make check leaves these out)
 pytestmark = pytest.mark.browser
@@ -104,7 +104,7 @@ def publish_journey(runs_dir: Path) -> dict:
             out.table(name, label_table(table, study=study.name))
         gains.save(out.path / "touchpoint_gains.npz")
 
-    _publish(
+    publish_run(
         runs_dir / study.name,
         study.name,
         JOURNEY_NOTEBOOK,
