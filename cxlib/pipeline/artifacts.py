@@ -240,7 +240,7 @@ class Artifacts:
             paths.append(self.record(out, "image"))
         return paths
 
-    def diagnostics(self, diagnostics) -> Path:
+    def diagnostics(self, diagnostics, *, improper=None) -> Path:
         """Write a fitted model's convergence figures (``diagnostics.json``) for the gates.
 
         Parameters
@@ -251,6 +251,12 @@ class Artifacts:
             :class:`~cxlib.models.base.Diagnostics` (``result.diagnostics``:
             written with its ``ok`` flag and ``problems``); or an InferenceData
             to compute them from (:func:`diagnostics_from_idata`).
+        improper : ImproperSolution or dict, optional
+            A SEM's improper-solution report (``result.improper``): written as
+            ``"improper": {"ok": bool, "problems": [...]}``, with ``"trustworthy"``
+            (converged and proper) beside it, so that the overview and the
+            dashboards flag a result that is improper as well as one that did not
+            converge.
 
         Returns
         -------
@@ -260,6 +266,13 @@ class Artifacts:
             diagnostics = diagnostics_dict(diagnostics)
         elif not isinstance(diagnostics, dict):
             diagnostics = diagnostics_from_idata(diagnostics)
+        if improper is not None:
+            report = improper.to_dict() if hasattr(improper, "to_dict") else dict(improper)
+            diagnostics = {
+                **diagnostics,
+                "improper": report,
+                "trustworthy": bool(diagnostics.get("ok", True)) and bool(report.get("ok", True)),
+            }
         path = self.path / DIAGNOSTICS_FILE
         write_json_atomic(path, diagnostics)
         return self.record(path, "diagnostics")

@@ -15,6 +15,14 @@ notebook. The runner sets ``output_dir`` (and ``study_path``, ``data_path``,
 ``alert_rules`` (where declared, as ``str``): the pipeline's ``alerts:`` as a JSON list.
 Tasks come with each notebook's inputs before it.
 
+A parameter set given as ``segment: each`` (``each_segment: {segment: each}``)
+stands for one set per segment of the study (:func:`expand_parameter_set`): per
+value of its segment column, a set labelled after the value (``Small business`` ->
+``small-business``; a numeric code ``1`` of column ``region`` -> ``region-1``) whose ``segment`` is the
+value (``column=value`` when the study has several segment columns). A study
+without segments gets none of these runs. The values are the study spec's
+(``columns.segments``, code labels applied), else those in the data.
+
 A run's key (what makes it up to date) covers every file it reads: the study
 spec, the data file, and its side files (:func:`side_files`) — the study's side
 tables (``source.touchpoint_costs``, ``source.internal_assessment``) for a
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,13 +58,16 @@ from cxlib.pipeline.params import (
     notebook_hash,
 )
 from cxlib.pipeline.provenance import code_version, file_sha256, run_key
-from cxlib.pipeline.spec import NotebookEntry, PipelineSpec, StudyEntry
+from cxlib.pipeline.spec import SEGMENT_PARAMETER, NotebookEntry, PipelineSpec, StudyEntry
 
 if TYPE_CHECKING:
     from cxlib.study import Study
 
 __all__ = [
     "ALERT_RULES_PARAMETER",
+    "expand_parameter_set",
+    "segment_label",
+    "segment_values",
     "OUTPUT_PARAMETER",
     "RUNNER_PARAMETERS",
     "SIDE_TABLES",
@@ -507,6 +519,105 @@ def check_shared_parameters(
 
 
 # ----------------------------------------------------------------------------- step 4: tasks
+def segment_label(column: str, value: str, *, with_column: bool = False) -> str:
+    """The parameter-set label of one segment: ``Small business`` -> ``small-business``.
+
+    A value without letters (a numeric code such as ``1``), and every value when
+    ``with_column`` (a study with several segment columns), is prefixed with its
+    column's name: ``segment-1``, ``region-north``. The label names run folders
+    and database rows, so it keeps to letters, digits, ``-`` and ``_``.
+    """
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9_]+", "-", str(text).strip().lower()).strip("-_")
+
+    part = slug(value)
+    if with_column or not re.search(r"[a-z]", part):
+        part = "-".join(p for p in (slug(column) or "segment", part) if p)
+    return part or "segment"
+
+
+def segment_values(study: PlannedStudy) -> dict[str, list[str]]:
+    """Each segment column of a study and its values, in order.
+
+    The values the study spec lists (``columns.segments``, with code labels
+    applied); for a column listed as ``null``, the values in the data file, sorted.
+
+    Raises
+    ------
+    CxError
+        When the data must be read and cannot be (its validation error).
+    """
+    columns = dict(study.study.columns.segments)
+    frame = None
+    if any(values is None for values in columns.values()):
+        from cxlib.data import load_responses
+
+        frame = load_responses(study.study, study.data_file).frame
+    out: dict[str, list[str]] = {}
+    for column, values in columns.items():
+        if values is None:
+            values = sorted(frame[column].dropna().astype(str).unique())
+        out[column] = [str(v) for v in values]
+    return out
+
+
+def expand_parameter_set(
+    spec: PipelineSpec, study: PlannedStudy | None, label: str
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The parameter sets one of the spec's sets stands for on a study.
+
+    A plain set stands for itself. A per-segment set (``segment: each``, see
+    :attr:`PipelineSpec.per_segment_sets`) stands for one set per segment value
+    of the study (labelled by :func:`segment_label`, its ``segment`` the value, or
+    ``column=value`` with several segment columns), and for none without
+    segments. Without a study (none could be loaded) it stands for itself with
+    ``segment: ""``, so that its other parameters are still checked.
+
+    Returns
+    -------
+    tuple
+        ``([(label, parameters), ...]; the problems: segment values unreadable,
+        or labels that clash with other parameter sets or with each other)``.
+    """
+    from cxlib.errors import CxError
+
+    params = spec.parameter_sets[label]
+    if label not in spec.per_segment_sets:
+        return [(label, params)], []
+    if study is None:
+        return [(label, {**params, SEGMENT_PARAMETER: ""})], []
+    try:
+        columns = segment_values(study)
+    except CxError as exc:
+        return [], [
+            f"parameter_sets.{label}: reading the segments of study {study.name!r} "
+            f"from its data failed: {exc}"
+        ]
+    several = len(columns) > 1
+    sets: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for column, values in columns.items():
+        for value in values:
+            run_label = segment_label(column, value, with_column=several)
+            shown = f"{column}={value}"
+            if run_label in spec.parameter_sets:
+                problems.append(
+                    f"parameter_sets.{label}: segment {shown!r} of study {study.name!r} would "
+                    f"run as {run_label!r}, which is another parameter set's name; rename that set"
+                )
+            elif run_label in seen:
+                problems.append(
+                    f"parameter_sets.{label}: segments {seen[run_label]!r} and {shown!r} of "
+                    f"study {study.name!r} both make the label {run_label!r}; give them "
+                    "distinct names in the study spec (columns.segments)"
+                )
+            seen[run_label] = shown
+            sets.append((run_label, {**params, SEGMENT_PARAMETER: shown if several else value}))
+    return sets, problems
+
+
 def parameter_layers(
     spec: PipelineSpec,
     study: PlannedStudy | None,
@@ -514,8 +625,12 @@ def parameter_layers(
     label: str,
     *,
     fast: bool,
+    set_values: dict[str, Any] | None = None,
 ) -> list[tuple[str, dict[str, Any], bool]]:
     """Where a run's parameters come from, in order, later ones winning.
+
+    ``label`` names the spec's parameter set; ``set_values`` replaces its
+    values (a per-segment set's, expanded for one segment).
 
     Returns
     -------
@@ -533,7 +648,11 @@ def parameter_layers(
             False,
         ),
         (f"notebooks[{j}].parameters", nb.parameters, True),
-        (f"parameter_sets.{label}", spec.parameter_sets[label], True),
+        (
+            f"parameter_sets.{label}",
+            spec.parameter_sets[label] if set_values is None else set_values,
+            True,
+        ),
     ]
     if fast:
         layers += [
@@ -729,9 +848,20 @@ def plan_tasks(
     problems: list[str] = []
     version = code_version()
     for study in studies or [None]:
+        expanded: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for name in spec.parameter_sets:
+            expanded[name], found = expand_parameter_set(spec, study, name)
+            problems += found
         for notebook in notebooks:
-            for label in notebook.entry.parameter_sets or list(spec.parameter_sets):
-                layers = parameter_layers(spec, study, notebook, label, fast=fast)
+            sets = [
+                (name, label, values)
+                for name in notebook.entry.parameter_sets or list(spec.parameter_sets)
+                for label, values in expanded[name]
+            ]
+            for name, label, set_values in sets:
+                layers = parameter_layers(
+                    spec, study, notebook, name, fast=fast, set_values=set_values
+                )
                 values, found = layered_values(layers, notebook)
                 problems += found
                 parameters, output_subdir, found = run_parameters(

@@ -1,10 +1,22 @@
 """The published pointer: which runs of a study are live.
 
 ``runs/<study>/published.json`` maps each slot (``notebook/parameter-set``) to
-the run that dashboards read::
+the run that dashboards read, and says which slots do not apply to the study::
 
-    {"study": "telecom", "publication_id": "...", "published_at": "...",
-     "runs": {"01-data-quality/consumer": {"run_id": "...", "key": "...", ...}}}
+    {"study": {"name": "telecom", "labels": {...}, "kpis": {...}, "roles": {...},
+               "segments": [...], "wave": "wave", "unmet": {...}},
+     "publication_id": "...", "published_at": "...", "pipeline": "demo", "previous": "...",
+     "runs": {"01-data-quality/consumer": {"run_id": "...", "key": "...", ...}},
+     "not_applicable": {"03-technical-vs-emotional/all": {
+         "status": "not_applicable", "reason": "the study declares no attributes ...",
+         "run_id": "...", "notebook": "...", "label": "all", "key": "...",
+         "needs": [], "fast": false, "finished_at": "..."}}}
+
+``study`` is :meth:`cxlib.study.Study.summary` of the spec the runs read (a
+pointer written before it existed holds the study's name there). A slot is in
+``runs`` or in ``not_applicable``, never both: publishing a run in a slot drops
+the slot's not-applicable entry, and a real run found not applicable retires the
+slot's published run.
 
 It is switched atomically: the new pointer is written to a temporary file and
 moved over the old one with :func:`os.replace`, so a reader — or a runner
@@ -19,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +53,38 @@ def read_pointer(study_dir: str | Path) -> dict[str, Any] | None:
 
 
 def switch_pointer(
-    study_dir: str | Path, study: str, runs: dict[str, dict[str, Any]], *, pipeline: str = ""
+    study_dir: str | Path,
+    study: str,
+    runs: dict[str, dict[str, Any]],
+    *,
+    pipeline: str = "",
+    not_applicable: dict[str, dict[str, Any]] | None = None,
+    retire: Iterable[str] = (),
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Publish ``runs`` (slot -> run entry) over the current publication, atomically.
 
     Slots not in ``runs`` keep their current run. Call it only with runs that
     finished and passed their gates, while holding the study's lock.
+
+    Parameters
+    ----------
+    study_dir : str or Path
+        The study's folder in the runs directory.
+    study : str
+        The study's name.
+    runs : dict
+        Slot -> run entry to publish.
+    pipeline : str
+        The pipeline publishing.
+    not_applicable : dict, optional
+        Slot -> not-applicable entry (``{"status": "not_applicable", "reason": ...}``),
+        merged over the current ones.
+    retire : iterable of str
+        Slots whose published run is withdrawn (found not applicable since).
+    summary : dict, optional
+        The study's :meth:`~cxlib.study.Study.summary` (default: the current
+        pointer's, else ``{"name": study}``).
 
     Returns
     -------
@@ -56,13 +95,23 @@ def switch_pointer(
     current = read_pointer(study_dir) or {"runs": {}}
     merged = dict(current.get("runs", {}))
     merged.update(runs)
+    for slot in retire:
+        merged.pop(slot, None)
+    skipped = dict(current.get("not_applicable") or {})
+    skipped.update(not_applicable or {})
+    for slot in runs:
+        skipped.pop(slot, None)
+    if summary is None:
+        summary = current.get("study")
+        summary = summary if isinstance(summary, dict) else {"name": study}
     pointer = {
-        "study": study,
+        "study": summary,
         "publication_id": f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}",
         "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pipeline": pipeline,
         "previous": current.get("publication_id"),
         "runs": dict(sorted(merged.items())),
+        "not_applicable": dict(sorted(skipped.items())),
     }
     write_json_atomic(study_dir / POINTER_FILE, pointer)
     return pointer

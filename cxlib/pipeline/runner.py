@@ -29,9 +29,15 @@ over an executor, and :func:`finish_result`.
 
 A run's status is ``succeeded`` (finished, gates passed), ``failed`` (the
 notebook raised, timed out, or could not start), ``gated`` (finished, but a
-quality gate failed), ``aborted`` (its runner was killed) or ``blocked`` (not
-run: a run it takes as input failed, was gated or blocked). Failed, gated and
+quality gate failed), ``aborted`` (its runner was killed), ``blocked`` (not
+run: a run it takes as input failed, was gated or blocked) or ``not_applicable``
+(the study lacks what the notebook needs: the notebook raised
+:class:`~cxlib.errors.NotApplicable`, or a run it requires as input is not
+applicable; its manifest and the published pointer say why). Failed, gated and
 aborted runs keep their folder and error; the published result stays as it was.
+A not-applicable run is no failure (the pipeline still succeeds), is up to date
+like a succeeded one while its key holds, and never touches another slot's
+published result; a notebook that needs it as an optional input goes without it.
 """
 
 from __future__ import annotations
@@ -82,6 +88,11 @@ MANIFEST_FILE = "manifest.json"
 EXECUTORS = ("local", "dask")
 #: Statuses of a run that did not produce a publishable result.
 FAILED_STATUSES = ("failed", "gated", "aborted", "blocked")
+#: The status of a run whose study lacks what its notebook needs (not a failure).
+NOT_APPLICABLE = "not_applicable"
+#: The exception (papermill's ``ename``) a notebook raises when it does not apply.
+_NOT_APPLICABLE_ENAME = "NotApplicable"
+_NOT_APPLICABLE_PREFIX = "not applicable: "
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Keeps the kernel's own start-up chatter (e.g. transport warnings) off the terminal.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
@@ -166,7 +177,8 @@ class RunRecord:
         What ran: study name, notebook name, parameter set.
     status : str
         ``succeeded``, ``failed``, ``gated``, ``aborted``, ``blocked`` (not run: an
-        input run failed), or ``skipped`` (up to date).
+        input run failed), ``not_applicable`` (the study lacks what the notebook
+        needs; :attr:`reason` says what), or ``skipped`` (up to date).
     run_id : str or None
         The run folder's name (for ``skipped``: the up-to-date run).
     run_dir : str or None
@@ -180,6 +192,8 @@ class RunRecord:
         Whether this run is in the study's publication after the pipeline.
     manifest : dict
         The run's full manifest.
+    reason : str or None
+        For ``not_applicable``: what the study lacks and how to add it.
     """
 
     study: str
@@ -194,6 +208,7 @@ class RunRecord:
     diagnostics: dict[str, Any] | None = None
     published: bool = False
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    reason: str | None = None
 
     @property
     def slot(self) -> str:
@@ -221,6 +236,7 @@ class RunRecord:
             gate_failures=list(manifest.get("gate_failures") or []),
             diagnostics=manifest.get("diagnostics"),
             manifest=manifest,
+            reason=manifest.get("reason"),
         )
 
 
@@ -265,15 +281,22 @@ class PipelineResult:
                 "gated": "GATED",
                 "aborted": "ABORTED",
                 "blocked": "BLOCKED",
+                NOT_APPLICABLE: "not applicable",
             }.get(r.status, r.status)
             note = r.run_id or ""
             if r.status == "blocked":
                 note = r.error or ""
+            elif r.status == NOT_APPLICABLE:
+                note = r.reason or ""
             elif r.status == "failed" and r.error:
                 note = f"{r.error}  [{r.run_dir}]"
             elif r.status == "gated":
                 note = "; ".join(r.gate_failures) + f"  [{r.run_dir}]"
-            time_s = f"{r.duration_s:.1f} s" if r.status not in ("skipped", "blocked") else "-"
+            time_s = (
+                f"{r.duration_s:.1f} s"
+                if r.status not in ("skipped", "blocked", NOT_APPLICABLE) or r.duration_s
+                else "-"
+            )
             rows.append((r.study, r.notebook, r.label, shown, time_s, note))
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
         widths[-1] = 0
@@ -345,6 +368,7 @@ def _base_manifest(task: RunTask, run_id: str, run_dir: Path, out_dir: Path) -> 
         "run_dir": str(run_dir),
         "output_dir": str(out_dir),
         "error": None,
+        "reason": None,
         "diagnostics": None,
         "gate_failures": [],
         "artifacts": [],
@@ -388,6 +412,8 @@ def execute_task(task: RunTask, run_id: str) -> dict[str, Any]:
         _export_into(manifest, executed)
     if status == "succeeded":
         status, error = _check_gates(manifest, out_dir, task.gates)
+    if status == NOT_APPLICABLE:
+        error, manifest["reason"] = None, error["message"]
     manifest.update(status=status, error=error)
     _finish(manifest, manifest_path, started, t0, executed)
     return manifest
@@ -429,8 +455,10 @@ def _run_notebook(
 ) -> tuple[str, dict[str, Any] | None]:
     """Execute the notebook with papermill.
 
-    Returns ``("succeeded", None)``, or ``("failed", error)`` for an error a cell
-    raised. Other failures (a timeout, a kernel that died) raise.
+    Returns ``("succeeded", None)``, ``("failed", error)`` for an error a cell
+    raised, or ``("not_applicable", {"type": "NotApplicable", "message": reason})``
+    when a cell raised :class:`~cxlib.errors.NotApplicable` (papermill reports its
+    ``ename``). Other failures (a timeout, a kernel that died) raise.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -454,6 +482,10 @@ def _run_notebook(
             **engine_kwargs,
         )
     except PapermillExecutionError as exc:
+        if exc.ename == _NOT_APPLICABLE_ENAME:
+            reason = str(exc.evalue or "").strip()
+            reason = reason.removeprefix(_NOT_APPLICABLE_PREFIX).strip() or "not applicable"
+            return NOT_APPLICABLE, {"type": exc.ename, "message": reason}
         return "failed", {
             "type": exc.ename,
             "message": exc.evalue,
@@ -608,6 +640,21 @@ def abort_stale_runs(study_dir: str | Path) -> list[str]:
         write_json_atomic(Path(manifest["run_dir"]) / MANIFEST_FILE, manifest)
         marked.append(manifest["run_id"])
     return marked
+
+
+def _not_applicable_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The published pointer's entry for a slot that does not apply to the study."""
+    return {
+        "status": NOT_APPLICABLE,
+        "reason": manifest.get("reason") or "",
+        "run_id": manifest["run_id"],
+        "notebook": manifest["notebook"]["name"],
+        "label": manifest["label"],
+        "key": manifest["key"],
+        "needs": manifest.get("needs") or [],
+        "fast": bool(manifest.get("fast")),
+        "finished_at": manifest["timings"].get("finished_at"),
+    }
 
 
 def _publish_entry(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -781,13 +828,43 @@ def latest_succeeded(study_dir: str | Path) -> dict[str, dict[str, Any]]:
     dict
         Run key -> manifest (of the runs with that key, the greatest run id).
     """
+    return _latest_with_status(study_dir, "succeeded")
+
+
+def latest_not_applicable(study_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Per run key, the manifest of the newest run found not applicable (up to date too).
+
+    A not-applicable run is up to date while its key holds (same study spec,
+    data, notebook, parameters and inputs): the study still lacks the same thing.
+    """
+    return _latest_with_status(study_dir, NOT_APPLICABLE)
+
+
+def _latest_with_status(study_dir: str | Path, status: str) -> dict[str, dict[str, Any]]:
     latest: dict[str, dict[str, Any]] = {}
     for manifest in _manifests(Path(study_dir)):
-        if manifest.get("status") == "succeeded":
+        if manifest.get("status") == status:
             prev = latest.get(manifest.get("key"))
             if prev is None or manifest["run_id"] > prev["run_id"]:
                 latest[manifest["key"]] = manifest
     return latest
+
+
+def not_applicable_input(task: RunTask, outcome: Outcomes) -> str:
+    """Why ``task`` is not applicable because a run it requires is not, or "".
+
+    Optional inputs that are not applicable are left out instead (see
+    :func:`input_runs`).
+    """
+    for param, slot in task.inputs:
+        got = outcome.get((task.study, slot))
+        if (
+            param not in task.optional_inputs
+            and isinstance(got, RunRecord)
+            and got.status == NOT_APPLICABLE
+        ):
+            return f"needs {slot}, which is not applicable: {got.reason or 'no reason given'}"
+    return ""
 
 
 #: (study, slot) -> the manifest of its usable run, or a RunRecord of why there is none.
@@ -810,8 +887,10 @@ def input_runs(task: RunTask, outcome: Outcomes) -> tuple[dict[str, dict[str, An
     tuple
         ``(parameter -> input manifest, or None for an optional input it goes
         without; "" or why the run is blocked)``. An optional input that was
-        gated is still given (its artifacts are complete); one that failed or was
-        blocked is None. A required one that is not usable blocks the run.
+        gated is still given (its artifacts are complete); one that failed, was
+        blocked or is not applicable is None. A required one that is not usable
+        blocks the run (a required one that is not applicable makes the run not
+        applicable: :func:`not_applicable_input`, checked first).
     """
     inputs: dict[str, dict[str, Any] | None] = {}
     for param, slot in task.inputs:
@@ -899,7 +978,11 @@ class RefreshState:
         self.result = PipelineResult(pipeline=spec.name, records=[])
         studies = sorted({t.study for t in tasks})
         self.latest = {s: latest_succeeded(runs_root / s) for s in studies}
+        self.latest_na = {s: latest_not_applicable(runs_root / s) for s in studies}
         self.reuse: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
+        #: per study: slot -> the manifest of an up-to-date not-applicable run reused
+        self.reuse_na: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in studies}
+        self.study_paths = {t.study: t.study_path for t in tasks}
         self.finished: dict[str, list[dict[str, Any]]] = {s: [] for s in studies}
         self.remaining = {s: sum(1 for t in tasks if t.study == s) for s in studies}
         self.outcome: Outcomes = {}
@@ -915,7 +998,7 @@ class RefreshState:
         self.result.records.append(record)
         line = _record_line(record)
         if self.bar.disable:
-            (logger.info if record.ok else logger.warning)(line)
+            (logger.info if record.ok or record.status == NOT_APPLICABLE else logger.warning)(line)
         else:
             self.bar.write(line)
         self.bar.update(1)
@@ -935,6 +1018,8 @@ class RefreshState:
                 self.reuse[task.study],
                 self.store,
                 self.result,
+                not_applicable=self.reuse_na[task.study],
+                study_path=self.study_paths.get(task.study),
             )
 
     def block(self, task: RunTask, why: str) -> None:
@@ -946,20 +1031,63 @@ class RefreshState:
         self.resolve(task, record)
 
     def prepare(self, task: RunTask) -> RunTask | None:
-        """The task with its inputs filled in, or None when it is blocked or up to date."""
+        """The task with its inputs filled in, or None when it is resolved without running.
+
+        That is: not applicable (a required input is not applicable), blocked,
+        or up to date (a succeeded or not-applicable run with the same key).
+        """
+        why = not_applicable_input(task, self.outcome)
+        if why:
+            self.not_applicable(task, why)
+            return None
         inputs, blocked = input_runs(task, self.outcome)
         if blocked:
             self.block(task, blocked)
             return None
         if inputs:
             task = _with_inputs(task, inputs)
+        return None if self.reused(task) else task
+
+    def reused(self, task: RunTask) -> bool:
+        """Resolve ``task`` from an up-to-date run with its key, if there is one (not forced)."""
+        if self.force:
+            return False
         existing = self.latest[task.study].get(task.key)
-        if existing is not None and not self.force:
+        if existing is not None:
             self.reuse[task.study][task.slot] = existing
             self.report(RunRecord.from_manifest(existing, status="skipped"))
             self.resolve(task, existing)
-            return None
-        return task
+            return True
+        existing = self.latest_na[task.study].get(task.key)
+        if existing is not None:
+            self.reuse_na[task.study][task.slot] = existing
+            record = RunRecord.from_manifest(existing)
+            record.duration_s = 0.0
+            self.report(record)
+            self.resolve(task, record)
+            return True
+        return False
+
+    def not_applicable(self, task: RunTask, why: str) -> None:
+        """Resolve a run as not applicable without running it: a required input is not.
+
+        It gets a run folder with only its manifest (status ``not_applicable``, the
+        reason, the slots it needs), keyed by its inputs' runs, so that it is up
+        to date while they are.
+        """
+        runs = {
+            param: _outcome_run_id(self.outcome.get((task.study, slot)))
+            for param, slot in task.inputs
+        }
+        from cxlib.pipeline.provenance import run_key
+
+        key_parts = {**task.key_parts, "inputs": runs}
+        task = replace(task, key=run_key(**key_parts), key_parts=key_parts)
+        if self.reused(task):
+            return
+        run_id = new_run_id(task)
+        manifest = _not_applicable_manifest(task, run_id, why)
+        self.complete(task, run_id, manifest)
 
     def complete(self, task: RunTask, run_id: str, manifest: dict[str, Any]) -> None:
         """Record an executed run (in the results store too) and resolve it."""
@@ -1052,6 +1180,25 @@ def start_run(
     return pool.submit(prepared, run_id), prepared, run_id
 
 
+def _outcome_run_id(got: dict[str, Any] | RunRecord | None) -> str | None:
+    """The run id of a slot's outcome (a manifest or a record), if it has one."""
+    if isinstance(got, RunRecord):
+        return got.run_id
+    return got.get("run_id") if got else None
+
+
+def _not_applicable_manifest(task: RunTask, run_id: str, reason: str) -> dict[str, Any]:
+    """Write the manifest of a run that is not applicable without running (its folder too)."""
+    run_dir = Path(task.runs_dir) / task.study / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    manifest = _base_manifest(task, run_id, run_dir, run_dir / task.output_subdir)
+    now = _now_iso()
+    manifest.update(status=NOT_APPLICABLE, reason=reason, needs=task.needs)
+    manifest["timings"].update(started_at=now, finished_at=now, duration_s=0.0)
+    write_json_atomic(run_dir / MANIFEST_FILE, manifest)
+    return manifest
+
+
 def _run_manifest(future: Any, task: RunTask, run_id: str) -> dict[str, Any]:
     """A finished run's manifest; a worker that died is recorded as a failed run."""
     try:
@@ -1139,6 +1286,8 @@ def _record_line(record: RunRecord) -> str:
         return f"= {what}: up to date ({record.run_id})"
     if record.status == "blocked":
         return f"✗ {what}: blocked, {record.error}"
+    if record.status == NOT_APPLICABLE:
+        return f"- {what}: not applicable: {record.reason} ({record.run_id})"
     diag = _diagnostics_text(record.diagnostics)
     if record.status == "succeeded":
         return f"✓ {what}: succeeded in {record.duration_s:.1f} s{diag} ({record.run_id})"
@@ -1169,8 +1318,34 @@ def _publish_study(
     reused: dict[str, dict[str, Any]],
     store: ResultsStore,
     result: PipelineResult,
+    *,
+    not_applicable: dict[str, dict[str, Any]] | None = None,
+    study_path: str | None = None,
 ) -> None:
-    current = (read_pointer(study_dir) or {}).get("runs", {})
+    """Publish a study's succeeded runs and record its not-applicable slots.
+
+    Succeeded runs (executed now or reused) go live in their slots. Each slot
+    found not applicable (executed now, or an up-to-date run reused from
+    ``not_applicable``) gets a not-applicable entry in the pointer; a real (not
+    ``--fast``) not-applicable run also retires the slot's earlier published run
+    (the study no longer has what it showed), while a smoke run never changes
+    what is live. Other slots keep their published runs.
+    """
+    pointer_now = read_pointer(study_dir) or {}
+    current = pointer_now.get("runs", {})
+    current_na = pointer_now.get("not_applicable", {})
+    na_entries: dict[str, dict[str, Any]] = {}
+    retire: list[str] = []
+    for manifest in [*(not_applicable or {}).values(), *finished]:
+        if manifest.get("status") != NOT_APPLICABLE:
+            continue
+        slot, fast = manifest["slot"], bool(manifest.get("fast"))
+        if slot in current:
+            if fast:
+                continue  # a smoke run never changes what is live
+            retire.append(slot)
+        if slot in retire or current_na.get(slot, {}).get("run_id") != manifest["run_id"]:
+            na_entries[slot] = _not_applicable_entry(manifest)
     entries = {}
     for slot, manifest in reused.items():
         if manifest.get("fast"):
@@ -1181,15 +1356,35 @@ def _publish_study(
         if manifest.get("status") == "succeeded" and not manifest.get("fast"):
             entries[manifest["slot"]] = _publish_entry(manifest)
     try:
-        if entries:
+        if entries or na_entries:
             store.sync_study(study_dir)  # load the new runs' tables before they go live
-            pointer = switch_pointer(study_dir, study, entries, pipeline=spec.name)
+            pointer = switch_pointer(
+                study_dir,
+                study,
+                entries,
+                pipeline=spec.name,
+                not_applicable=na_entries,
+                retire=retire,
+                summary=_study_summary(study_path, study),
+            )
             result.publications[study] = pointer
             logger.info("published %s: %s", study, ", ".join(sorted(entries)))
         store.sync_study(study_dir)
     except Exception as exc:  # noqa: BLE001 - reported; the previous publication stays live
         result.publish_errors[study] = f"{type(exc).__name__}: {exc}"
         logger.error("publishing %s failed: %s", study, exc)
+
+
+def _study_summary(study_path: str | None, study: str) -> dict[str, Any]:
+    """``study.summary()`` of the study spec for the pointer; ``{"name": ...}`` if unreadable."""
+    if study_path:
+        from cxlib.study import load_study
+
+        try:
+            return load_study(study_path).summary()
+        except Exception as exc:  # noqa: BLE001 - the pointer still goes live without it
+            logger.warning("could not summarise study %s for its pointer: %s", study, exc)
+    return {"name": study}
 
 
 def _dependents(tasks: list[RunTask]) -> dict[tuple[str, str], int]:

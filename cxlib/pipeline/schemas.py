@@ -294,6 +294,8 @@ _DECLARED = [
             "fired": _BOOL,
             "small_cell": _BOOL,
             "message": _STR,
+            # "evaluated", or "not_applicable" (e.g. an NPS rule on a study without NPS)
+            **_strs("status", "reason"),
         },
         keys=("rule_name",),
     ),
@@ -378,9 +380,11 @@ _DECLARED = [
             **_estimate(),
             "p_positive": _FLOAT,
             **_SEM_GROUP,
+            # why a row has no estimate (e.g. a proportion mediated whose total spans 0)
+            "note": _STR,
         },
         keys=("from", "to", "effect"),
-        optional=("group",),
+        optional=("group", "note"),
     ),
     _table(
         "sem_r2",
@@ -393,11 +397,13 @@ _DECLARED = [
     _table(
         "sem_reliability",
         "02-experience-brand-loyalty",
-        "one construct: alpha, omega and AVE",
+        "one construct: alpha (raw and standardized), rho_A, omega and AVE",
         {
             "construct": _STR,
             "items": _INT,
             "alpha": _FLOAT,
+            "alpha_standardized": _FLOAT,
+            **_estimate("rho_a", sd=False),
             **_estimate("omega", sd=False),
             **_estimate("ave", sd=False),
         },
@@ -409,6 +415,17 @@ _DECLARED = [
         "one fit measure",
         {"measure": _STR, "value": _FLOAT},
         keys=("measure",),
+    ),
+    _table(
+        "sem_warnings",
+        "02-experience-brand-loyalty",
+        "one sign of an improper solution (none when the solution is proper)",
+        {
+            **_strs("kind", "constructs"),
+            "value": _FLOAT,
+            **_strs("message", "advice"),
+        },
+        keys=("kind", "constructs"),
     ),
     # ------------------------------------------------------------ 03-technical-vs-emotional
     _table(
@@ -491,15 +508,19 @@ _DECLARED = [
         "04-drivers-and-what-if",
         "one driver (construct or item) in one segment and wave: importance and performance",
         {
-            **_strs("driver", "construct", "level"),
+            **_strs("driver", "construct", "level", "target"),
             "n": _INT,
+            "weight": _FLOAT,
             **_estimate("importance"),
             **_estimate("performance"),
             **_floats("p_fix_first", "p_keep_up", "p_possible_overkill", "p_low_priority"),
             "quadrant": _STR,
             "small_cell": _BOOL,
+            "model_converged": _BOOL,
+            "model_improper": _STR,
         },
         keys=("driver", "level"),
+        optional=("target", "weight", "model_converged", "model_improper"),
     ),
     _table(
         "what_if_examples",
@@ -511,8 +532,11 @@ _DECLARED = [
             **_strs("outcome", "label"),
             **_estimate("change"),
             "p_increase": _FLOAT,
+            "model_converged": _BOOL,
+            "model_improper": _STR,
         },
         keys=("driver", "outcome"),
+        optional=("model_converged", "model_improper"),
     ),
     # ------------------------------------------------------------ 05-touchpoints-and-journey
     _table(

@@ -28,6 +28,8 @@ from cxlib.pipeline.errors import PipelineSpecError
 from cxlib.study import AlertRule
 
 __all__ = [
+    "EACH",
+    "SEGMENT_PARAMETER",
     "AlertRule",
     "Execution",
     "Gates",
@@ -41,6 +43,10 @@ __all__ = [
 ]
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+#: A parameter set's ``segment`` value meaning "one run per segment of the study".
+EACH = "each"
+#: The parameter a per-segment parameter set varies.
+SEGMENT_PARAMETER = "segment"
 _NAME_HELP = "use letters, digits, '-' and '_' (it names run folders and database rows)"
 
 
@@ -217,10 +223,30 @@ class PipelineSpec(_Strict):
             raise ValueError(
                 "give at least one parameter set (an empty one, `default: {}`, will do)"
             )
-        for label in sets:
+        for label, params in sets.items():
             if not _LABEL.match(str(label)):
                 raise ValueError(f"parameter set {label!r}: {_NAME_HELP}")
+            for name, value in params.items():
+                if _is_each(value) and name != SEGMENT_PARAMETER:
+                    raise ValueError(
+                        f"parameter set {label!r}: {name}: {EACH!r} expands only "
+                        f"`{SEGMENT_PARAMETER}: {EACH}` (one run per segment of the study)"
+                    )
         return sets
+
+    @property
+    def per_segment_sets(self) -> list[str]:
+        """The parameter sets given as ``segment: each``: one run per segment of each study.
+
+        Such a set expands, study by study, into one parameter set per value of
+        the study's segment columns (:func:`cxlib.pipeline.plan.expand_parameter_set`),
+        and into none for a study without segments.
+        """
+        return [
+            label
+            for label, params in self.parameter_sets.items()
+            if _is_each(params.get(SEGMENT_PARAMETER))
+        ]
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
@@ -269,6 +295,12 @@ class PipelineSpec(_Strict):
                     )
                 runs = self._labels_of(by_stem[notebook])
                 if slash:
+                    if fixed in self.per_segment_sets:
+                        raise ValueError(
+                            f"{where}: {ref!r} names the per-segment set {fixed!r}, which runs "
+                            "once per segment; name a set that runs once (e.g. "
+                            f"'{notebook}/all'), or give both notebooks parameter set {fixed!r}"
+                        )
                     if fixed not in runs:
                         raise ValueError(
                             f"{where}: {notebook} runs no parameter set {fixed!r} (it runs: "
@@ -356,6 +388,13 @@ class PipelineSpec(_Strict):
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (YAML scalars as they were written)."""
         return _plain(self.model_dump(mode="python", exclude={"path"}))
+
+
+def _is_each(value: Any) -> bool:
+    """Whether a parameter set's value is the per-segment marker ``each`` (unquoted or not)."""
+    if isinstance(value, YamlScalar):
+        return False
+    return isinstance(value, str) and value.strip() == EACH
 
 
 # ---------------------------------------------------------------------- YAML

@@ -2,8 +2,10 @@
 
 Layout (all in schema ``main``)::
 
-    runs                 one row per run: id, study, notebook, parameter set, status,
-                         timings, data hash, diagnostics, gate failures, error
+    runs                 one row per run: id, study, notebook, parameter set, status
+                         (``not_applicable`` with its ``reason`` when the study lacks
+                         what the notebook needs), timings, data hash, diagnostics,
+                         gate failures, error
     publications         one row per switch of a study's published pointer
     published_runs       the live run of each study slot (mirrors published.json)
     alert_rules          the alert rules each pipeline declares (evaluated by the
@@ -74,6 +76,7 @@ RUN_COLUMNS = {
     "error": "VARCHAR",
     "run_dir": "VARCHAR",
     "tables_loaded": "BOOLEAN",
+    "reason": "VARCHAR",
 }
 
 #: The Parquet metadata key of a table's artifact format, and the catalog's comment.
@@ -91,6 +94,8 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS alert_rules (pipeline VARCHAR, name VARCHAR, rule VARCHAR, "
     "segments VARCHAR, waves VARCHAR, severity VARCHAR, message VARCHAR, "
     "declared_at TIMESTAMP, PRIMARY KEY (pipeline, name))",
+    # a store made before runs could be not applicable gains the column of their reason
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS reason VARCHAR",
 ]
 
 
@@ -184,6 +189,7 @@ class ResultsStore:
             "error": _error_text(error),
             "run_dir": manifest.get("run_dir"),
             "tables_loaded": False,
+            "reason": manifest.get("reason"),
         }
         existing = con.execute(
             "SELECT tables_loaded FROM runs WHERE run_id = ?", [row["run_id"]]

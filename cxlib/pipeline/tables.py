@@ -26,6 +26,7 @@ __all__ = [
     "journey_tables",
     "label_table",
     "sem_tables",
+    "sem_warnings",
     "study_overview",
 ]
 
@@ -159,8 +160,10 @@ def sem_tables(
     dict of str to pandas.DataFrame
         ``sem_estimates``, ``sem_estimates_standardized`` (lavaan's columns),
         ``sem_effects``, ``sem_r2``, ``sem_reliability`` (per construct) and
-        ``sem_fit`` (one row per fit measure: ``measure, value``), each labelled
-        with study, segment and wave.
+        ``sem_fit`` (one row per fit measure: ``measure, value``) and
+        ``sem_warnings`` (one row per sign of an improper solution:
+        ``kind, constructs, value, message, advice``; empty when the solution is
+        proper), each labelled with study, segment and wave.
     """
     import pandas as pd
 
@@ -182,8 +185,47 @@ def sem_tables(
         "sem_r2": r2,
         "sem_reliability": reliability,
         "sem_fit": fit,
+        "sem_warnings": sem_warnings(result),
     }
     return {k: label_table(v, study=study, segment=segment, wave=wave) for k, v in tables.items()}
+
+
+#: The columns of ``sem_warnings`` after study, segment and wave.
+SEM_WARNING_COLUMNS = ["kind", "constructs", "value", "message", "advice"]
+
+
+def sem_warnings(result):
+    """The problems of a fitted SEM's improper-solution report, one row each.
+
+    Parameters
+    ----------
+    result : SEMResult
+        A fitted SEM; its ``improper`` report (when it has one) lists the problems.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``kind, constructs`` (comma-separated), ``value`` (the posterior mean that
+        crossed the limit), ``message, advice``; no rows when the solution is proper.
+    """
+    import pandas as pd
+
+    improper = getattr(result, "improper", None)
+    problems = list(getattr(improper, "problems", None) or [])
+    rows = [
+        {
+            "kind": str(p.get("kind", "")),
+            "constructs": ", ".join(str(c) for c in p.get("constructs") or []),
+            "value": float(p["value"]) if p.get("value") is not None else float("nan"),
+            "message": str(p.get("message", "")),
+            "advice": str(p.get("advice", "")),
+        }
+        for p in problems
+    ]
+    frame = pd.DataFrame.from_records(rows, columns=SEM_WARNING_COLUMNS)
+    return frame.astype({"value": "float64"}).astype(
+        {c: "str" for c in SEM_WARNING_COLUMNS if c != "value"}
+    )
 
 
 def expectations_tables(result, *, study: str, segment: str = "", wave: str = "") -> dict:
@@ -211,12 +253,15 @@ def driver_tables(
     model,
     data,
     *,
-    target: str = "Loyalty",
+    target: str | None = None,
     segment: str = "",
     wave: str = "",
     seed: int | None = None,
 ) -> dict:
     """Driver priorities (construct and item level) and what-if examples (``04-drivers-and-what-if``).
+
+    ``target`` is the construct whose drivers are ranked (None: the study's
+    target, :attr:`cxlib.study.Study.target`).
 
     Returns
     -------

@@ -95,6 +95,7 @@ def test_data_quality_is_published_to_the_store(tmp_path, small_study):
         notebooks=[
             {"path": "../notebooks/01-data-quality.ipynb", "parameter_sets": ["all", "consumer"]}
         ],
+        parameter_sets={"all": {}, "consumer": {"segment": "Consumer"}},
     )
     raw["execution"]["export_html"] = False
     result = run_pipeline(

@@ -46,7 +46,9 @@ def test_demo_pipeline_is_valid_and_lists_every_notebook():
     listed = {Path(spec.resolve(n.path)).name for n in spec.notebooks}
     on_disk = {p.name for p in (REPO / "notebooks").glob("*.ipynb")}
     assert on_disk <= listed, "every research notebook runs in the demo pipeline"
-    assert set(spec.parameter_sets) == {"all", "consumer", "small-business", "enterprise"}
+    assert spec.parameter_sets == {"all": {}, "each_segment": {"segment": "each"}}
+    assert spec.per_segment_sets == ["each_segment"]  # one set per segment of each study
+    assert spec.alerts[0].segments is None  # every segment the study has
     assert spec.schedule.cron == "0 6 * * 1"
     assert [a.name for a in spec.alerts] == ["nps-drop"]
     assert spec.alerts[0].parsed.kind == "change"
