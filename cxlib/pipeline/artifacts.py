@@ -185,6 +185,11 @@ class Artifacts:
         path = folder / f"{name}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
         data = pa.Table.from_pandas(frame, preserve_index=False)
+        # a column with no values at all (an empty table, a column of None) has no type
+        # in Arrow; the store could not append typed rows to it later: write it as text
+        for i, field in enumerate(data.schema):
+            if pa.types.is_null(field.type):
+                data = data.set_column(i, field.name, data.column(i).cast(pa.string()))
         meta = {**(data.schema.metadata or {}), b"cxlib.artifact_format": str(ARTIFACT_FORMAT)}
         pq.write_table(data.replace_schema_metadata(meta), tmp)
         tmp.replace(path)

@@ -156,6 +156,26 @@ def test_store_loads_tables_grows_columns_and_rebuilds_from_disk(tmp_path):
     assert store.query("select run_id from published_kpis")["run_id"].tolist() == ["r2"]
 
 
+def test_an_empty_table_first_does_not_block_typed_rows_later(tmp_path):
+    """A table published empty (no improper-solution warnings) and later with rows."""
+    out = Artifacts(tmp_path / "a", notebook="02-experience-brand-loyalty")
+    empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in
+                          ("study", "segment", "wave", "kind", "constructs", "message", "advice")})
+    path = out.table("sem_warnings", empty.assign(value=pd.Series([], dtype=float)))
+    import pyarrow.parquet as pq
+
+    assert str(pq.read_schema(path).field("kind").type) == "string"
+    store = ResultsStore(tmp_path / "results.duckdb")
+    store.load_tables("r1", "s", out.path)
+    rows = Artifacts(tmp_path / "b", notebook="02-experience-brand-loyalty")
+    rows.table("sem_warnings", pd.DataFrame({
+        "study": ["s"], "segment": ["all"], "wave": ["all"], "kind": ["htmt"],
+        "constructs": ["A, B"], "value": [0.95], "message": ["m"], "advice": ["a"],
+    }))
+    store.load_tables("r2", "s", rows.path)
+    assert store.query("select kind from sem_warnings")["kind"].tolist() == ["htmt"]
+
+
 def test_store_rebuilds_itself_after_an_artifact_format_change(tmp_path):
     """A store built for an older format is dropped and reloaded from the run folders."""
     from click.testing import CliRunner

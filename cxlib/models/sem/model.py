@@ -108,6 +108,13 @@ class BayesianSEM(CxModel):
     sampler_config : dict, optional
         Overrides of ``pymc.sample`` arguments; merged over
         :attr:`default_sampler_config`.
+    reliability : dict of str to float, optional
+        Stated reliabilities of single-item constructs (construct -> r in (0, 1]); by
+        default those of the study spec (``reliability:`` on a construct). A construct
+        measured by one item has its loading fixed at 1 and the item's residual
+        variance fixed at 0 (lavaan's, SmartPLS's and seminr's default), or at
+        ``(1 - r)`` times the item's sample variance when ``r`` is stated; no
+        ``=~ 1*`` or ``~~ 0*`` lines are needed.
 
     Raises
     ------
@@ -132,6 +139,7 @@ class BayesianSEM(CxModel):
         scaling: str = "marker",
         model_config: dict[str, Any] | None = None,
         sampler_config: dict[str, Any] | None = None,
+        reliability: dict[str, float] | None = None,
     ):
         self.study = None
         if hasattr(model, "lavaan_model"):
@@ -150,7 +158,16 @@ class BayesianSEM(CxModel):
             text = model
         self.syntax = text
         self.parsed = parse_model(text)
-        self.structure = SEMStructure.from_parsed(self.parsed, scaling=scaling)
+        if reliability is None and self.study is not None:
+            reliability = {
+                name: con.reliability
+                for name, con in self.study.constructs.items()
+                if con.reliability is not None and name in self.parsed.latents
+            }
+        self.reliability = dict(reliability or {})
+        self.structure = SEMStructure.from_parsed(
+            self.parsed, scaling=scaling, reliability=self.reliability
+        )
         self.scaling = scaling
         super().__init__(model_config=model_config, sampler_config=sampler_config)
         self.structure.check_identification()
@@ -311,6 +328,10 @@ class BayesianSEM(CxModel):
             raise ModelSpecificationError(
                 f"invariance must be 'loadings' or 'none', got {invariance!r}"
             )
+        self._check_single_item_ordinal(ordinal)
+        self.structure.fix_single_item_residuals(
+            {it: float(data.scale[j]) ** 2 for j, it in enumerate(data.items)}
+        )
         likelihood = make_likelihood(ordinal, self.structure.items)
         likelihood.prepare(data)
         plan = self._plan(data, likelihood)
@@ -333,6 +354,30 @@ class BayesianSEM(CxModel):
         self.initvals = initvals
         self.pooled = plan.pooled
         return model
+
+    def _check_single_item_ordinal(self, ordinal) -> None:
+        """Refuse ordinal items that measure a construct alone (the pairwise likelihood cannot)."""
+        st = self.structure
+        listed = set(ordinal_item_list(ordinal, st.items))
+        bad = {lat: it for lat, it in st.single_items.items() if it in listed}
+        if not bad:
+            return
+        named = ", ".join(f"{lat} (item {it})" for lat, it in bad.items())
+        keep = [it for it in st.items if it in listed and it not in bad.values()]
+        singles = ", ".join(bad.values())
+        advice = (
+            f"list the other items only, so that {singles} enters as continuous: ordinal={keep}"
+            if keep
+            else "use the continuous likelihood (ordinal=False)"
+        )
+        raise ModelSpecificationError(
+            f"ordinal: the single-item construct(s) {named} cannot be fitted with the item "
+            "as ordinal: an ordinal item's latent response has variance 1 and its residual "
+            "variance is 1 - communality, so one ordinal item cannot fix the construct's "
+            "variance and its measurement error (the pairwise likelihood has no clear "
+            f"maximum). To keep the other items ordinal, {advice}; or give the construct "
+            "more items"
+        )
 
     def _units(
         self, data: SEMData, latent_response_items: list[str]
@@ -703,6 +748,10 @@ class BayesianSEM(CxModel):
         Returns
         -------
         SEMResult
+            Warns with :class:`~cxlib.errors.ConvergenceWarning` when a diagnostic gate
+            fails and with :class:`~cxlib.errors.ImproperSolutionWarning` (once, listing
+            every problem) when the solution is improper (:attr:`SEMResult.improper`);
+            ``result.trustworthy`` is False in either case.
         """
         given = {"draws": draws, "tune": tune, "chains": chains}
         sample_kwargs |= {k: v for k, v in given.items() if v is not None}

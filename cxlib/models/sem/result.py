@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -9,17 +10,18 @@ import numpy as np
 import pandas as pd
 
 from cxlib import config
-from cxlib.errors import ModelSpecificationError
+from cxlib.errors import ImproperSolutionWarning, ModelSpecificationError
 from cxlib.models.base import ModelResult
 from cxlib.models.diagnostics import chain_diagnostics, count_divergences, diagnose
 from cxlib.models.sem.data import prepare_data, saturated_em
+from cxlib.models.sem.quality import ImproperSolution, check_improper, htmt_draws
 from cxlib.models.sem.structure import SEMStructure
 from cxlib.stats import interval_columns, summarize_draws
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlib.models.sem.model import BayesianSEM
 
-__all__ = ["ReliabilityReport", "SEMResult"]
+__all__ = ["ImproperSolution", "ReliabilityReport", "SEMResult"]
 
 
 @dataclass
@@ -29,21 +31,43 @@ class ReliabilityReport:
     Attributes
     ----------
     constructs : pandas.DataFrame
-        Per construct: ``alpha`` (Cronbach, from the data), ``omega`` (composite
-        reliability) and ``ave`` (average variance extracted) with posterior means and
-        HDIs (``omega_hdi_low``, ``omega_hdi_high``, ``ave_hdi_low``, ``ave_hdi_high``).
+        Per construct (the index): ``items``; ``alpha`` (Cronbach's alpha from the raw
+        item covariances, as lavaan/semTools report it; the column name is kept for
+        older tables) and ``alpha_standardized`` (from the item correlations, as seminr
+        and SmartPLS report it), both from the data and NaN for one item; ``rho_a``
+        (Dijkstra-Henseler's rho_A) with ``rho_a_hdi_low`` / ``rho_a_hdi_high``;
+        ``omega`` (composite reliability) and ``ave`` (average variance extracted), each
+        with ``_hdi_low`` / ``_hdi_high``. See :meth:`SEMResult.reliability`.
     htmt : pandas.DataFrame
-        Heterotrait-monotrait ratios between constructs (from the data).
+        Heterotrait-monotrait ratios between constructs from the data (construct by
+        construct; NaN on the diagonal).
+    htmt_intervals : pandas.DataFrame
+        One row per pair of constructs: ``construct``, ``versus``, ``htmt_data`` (the
+        matrix's value), ``htmt`` (posterior mean of the model-implied HTMT),
+        ``htmt_hdi_low``, ``htmt_hdi_high`` and ``p_above_0_9`` (posterior probability
+        that it exceeds 0.9).
+    notes : list of str
+        How single-item constructs and the columns were computed.
     """
 
     constructs: pd.DataFrame
     htmt: pd.DataFrame
+    htmt_intervals: pd.DataFrame | None = None
+    notes: list[str] | None = None
 
     def _repr_html_(self) -> str:
-        return self.constructs._repr_html_() + "<br>HTMT<br>" + self.htmt._repr_html_()
+        out = self.constructs._repr_html_() + "<br>HTMT<br>" + self.htmt._repr_html_()
+        if self.htmt_intervals is not None:
+            out += "<br>HTMT, posterior<br>" + self.htmt_intervals._repr_html_()
+        return out
 
     def __str__(self) -> str:
-        return f"{self.constructs}\n\nHTMT\n{self.htmt.round(3)}"
+        out = f"{self.constructs}\n\nHTMT\n{self.htmt.round(3)}"
+        if self.htmt_intervals is not None:
+            out += f"\n\nHTMT, posterior\n{self.htmt_intervals.round(3).to_string(index=False)}"
+        if self.notes:
+            out += "\n\n" + "\n".join(f"note: {n}" for n in self.notes)
+        return out
 
 
 class SEMResult(ModelResult):
@@ -58,6 +82,9 @@ class SEMResult(ModelResult):
         covariances), ``nu`` (intercepts), ``alpha`` (group latent means),
         ``defined`` and ``loglik``; ordinal fits add ``thresholds``.
     model : BayesianSEM
+    improper : ImproperSolution
+        Signs of an improper solution (see :attr:`improper`); ``trustworthy`` is
+        ``diagnostics.ok and improper.ok``.
     """
 
     def __init__(self, model: BayesianSEM, idata):
@@ -367,6 +394,12 @@ class SEMResult(ModelResult):
             (and ``group``). ``effect`` is ``direct``, ``indirect`` (all mediated
             paths), ``total``, ``specific indirect`` (one path, named in ``path``) or
             ``proportion mediated`` (indirect / total, per path and overall).
+            ``note`` says how a row was computed: a proportion mediated is the
+            posterior of the per-draw ratio when the total effect's HDI excludes 0,
+            and is reported as not defined (NaN estimates, with the reason in
+            ``note``) when it includes 0: the ratio's draws then spread without bound
+            (a mean of 17.5 with an SD of 789 is typical) and no summary of them is
+            meaningful. Other rows have an empty ``note``.
         """
         mats = self.matrices()
         st = self.structure
@@ -446,12 +479,29 @@ class SEMResult(ModelResult):
                     "hdi_low",
                     "hdi_high",
                     "p_positive",
+                    "note",
                 ]
             )
         arr = np.stack(cols, axis=-1)
         summary = _summarize(arr, hdi_prob, diagnostics=False)
         summary["p_positive"] = (arr.reshape(-1, arr.shape[-1]) > 0).mean(0)
         table = pd.concat([pd.DataFrame(rows), summary], axis=1)
+        table["note"] = ""
+        totals = table[table.effect == "total"].set_index(["from", "to", "group"])
+        for i in np.flatnonzero((table.effect == "proportion mediated").to_numpy()):
+            row = table.iloc[i]
+            tot = totals.loc[(row["from"], row["to"], row["group"])]
+            if tot["hdi_low"] <= 0 <= tot["hdi_high"]:
+                table.iloc[i, table.columns.get_indexer(_ESTIMATE_COLUMNS)] = np.nan
+                table.iloc[i, table.columns.get_loc("note")] = (
+                    f"not defined: the total effect's {hdi_prob:.0%} interval includes 0 "
+                    f"({tot['hdi_low']:.3f} to {tot['hdi_high']:.3f}), so indirect / total "
+                    "has no stable value; read the indirect and total effects"
+                )
+            else:
+                table.iloc[i, table.columns.get_loc("note")] = (
+                    "indirect / total per draw (the total effect's interval excludes 0)"
+                )
         if not self.grouped:
             table = table.drop(columns="group")
         return table
@@ -520,14 +570,35 @@ class SEMResult(ModelResult):
 
     # ------------------------------------------------------------------ reliability
     def reliability(self, *, hdi_prob: float = config.HDI_PROB) -> ReliabilityReport:
-        """Cronbach's alpha, composite reliability (omega), AVE and HTMT.
+        """Cronbach's alpha (raw and standardized), rho_A, omega, AVE and HTMT.
 
-        Alpha and HTMT are computed from the data (the saturated covariance, which
-        uses every answer under missingness at random); omega and AVE are computed per
-        posterior draw (model-implied, first group) and reported with HDIs. After a fit
-        with ordinal items (all or some), omega and AVE use the latent responses for
-        the ordinal items (the data's scale for continuous ones); alpha and HTMT use
-        the answers as numbers.
+        - ``alpha`` (raw item covariances) and ``alpha_standardized`` (item
+          correlations) are computed from the data: the saturated covariance, which uses
+          every answer under missingness at random. Both are NaN for a single item.
+        - ``omega`` (composite reliability, ``(sum lambda)^2 var(eta) / var(sum y)``)
+          and ``ave`` (mean squared standardized loading) are computed per posterior draw
+          (model-implied, first group) and reported with HDIs. AVE from a factor model
+          is lower than PLS's: a PLS loading is the correlation of an item with a
+          composite that contains the item itself, so it is inflated by the item's own
+          error variance; a factor model's standardized loading is not.
+        - ``rho_a`` is Dijkstra and Henseler's (2015) rho_A,
+          ``(w'w)^2 w'(S - diag S)w / w'(ww' - diag ww')w`` with ``S`` the data's item
+          correlations and ``w`` the weights scaled to ``w'Sw = 1``. PLS takes ``w``
+          from its outer weights; a factor model has none, so ``w`` is proportional to
+          the standardized loadings of each draw (``rho_a`` is then the reliability of
+          the loading-weighted composite) and is reported with an HDI.
+        - HTMT (Henseler, Ringle & Sarstedt, 2015) from the data (``htmt``), and per
+          draw from the model-implied item correlations (``htmt_intervals``, with
+          HDIs). For a single-item construct the monotrait-heteromethod term (the mean
+          correlation among its items) is taken as its stated reliability, else 1 (the
+          item measures the construct without error, as it is fitted).
+        - Single-item constructs: ``omega``, ``rho_a`` and ``ave`` are the item's
+          share of true variance as fitted (1, or the stated reliability).
+
+        After a fit with ordinal items (all or some), omega, AVE, rho_A's weights and
+        the model-implied HTMT use the latent responses for the ordinal items (the
+        data's scale for continuous ones); alpha and the data HTMT use the answers as
+        numbers.
 
         Returns
         -------
@@ -537,56 +608,96 @@ class SEMResult(ModelResult):
         mats = self.matrices()
         _, cov_z = self._h1(group=None)
         cov = cov_z * np.outer(self.data.scale, self.data.scale)
+        sd = np.sqrt(np.diag(cov))
+        corr = cov / np.outer(sd, sd)
         g = 0
         Lam = mats["Lambda"][:, :, g]
         sigma = mats["sigma"][:, :, g]
         cov_eta = mats["cov_eta"][:, :, g]
         sd_y = np.sqrt(np.diagonal(sigma, axis1=-2, axis2=-1))
+        blocks = [[st.items.index(it) for it in st.indicators(lat)] for lat in st.latents]
+        mono_single = [st.reliability.get(lat, 1.0) for lat in st.latents]
         rows = []
         for k, lat in enumerate(st.latents):
-            idx = [st.items.index(it) for it in st.indicators(lat)]
+            idx = blocks[k]
             kk = len(idx)
             sub = cov[np.ix_(idx, idx)]
-            alpha = kk / (kk - 1) * (1 - np.trace(sub) / sub.sum()) if kk > 1 else np.nan
+            rsub = corr[np.ix_(idx, idx)]
+            if kk > 1:
+                alpha = kk / (kk - 1) * (1 - np.trace(sub) / sub.sum())
+                rbar = rsub[np.triu_indices(kk, 1)].mean()
+                alpha_std = kk * rbar / (1 + (kk - 1) * rbar)
+            else:
+                alpha = alpha_std = np.nan
             lam_sum = Lam[..., idx, k].sum(-1)
             true_var = lam_sum**2 * cov_eta[..., k, k]
             total_var = sigma[..., idx, :][..., :, idx].sum((-2, -1))
             omega = true_var / total_var
             std_l = Lam[..., idx, k] * np.sqrt(cov_eta[..., k, k])[..., None] / sd_y[..., idx]
             ave = (std_l**2).mean(-1)
-            so = _summarize(omega[..., None], hdi_prob, diagnostics=False).iloc[0]
-            sa = _summarize(ave[..., None], hdi_prob, diagnostics=False).iloc[0]
-            rows.append(
-                {
-                    "construct": lat,
-                    "items": kk,
-                    "alpha": alpha,
-                    "omega": so["mean"],
-                    "omega_hdi_low": so["hdi_low"],
-                    "omega_hdi_high": so["hdi_high"],
-                    "ave": sa["mean"],
-                    "ave_hdi_low": sa["hdi_low"],
-                    "ave_hdi_high": sa["hdi_high"],
-                }
+            if kk > 1:
+                w = std_l / np.sqrt(np.einsum("...i,ij,...j->...", std_l, rsub, std_l))[..., None]
+                ww = (w**2).sum(-1)
+                off = rsub - np.diag(np.diag(rsub))
+                num = ww**2 * np.einsum("...i,ij,...j->...", w, off, w)
+                rho_a = num / (ww**2 - (w**4).sum(-1))
+            else:
+                rho_a = omega
+            row = {"construct": lat, "items": kk, "alpha": alpha, "alpha_standardized": alpha_std}
+            for name, x in (("rho_a", rho_a), ("omega", omega), ("ave", ave)):
+                sm = _summarize(x[..., None], hdi_prob, diagnostics=False).iloc[0]
+                low, high = interval_columns(name)
+                row |= {name: sm["mean"], low: sm["hdi_low"], high: sm["hdi_high"]}
+            rows.append(row)
+        ht_data = htmt_draws(corr, blocks, mono_single)
+        htmt = pd.DataFrame(ht_data, index=st.latents, columns=st.latents)
+        sd_w = sd_y
+        corr_w = sigma / (sd_w[..., :, None] * sd_w[..., None, :])
+        ht = htmt_draws(corr_w, blocks, mono_single)
+        pairs, cols = [], []
+        m = st.n_latents
+        for i in range(m):
+            for j in range(i + 1, m):
+                pairs.append((st.latents[i], st.latents[j], float(ht_data[i, j])))
+                cols.append(ht[..., i, j])
+        if cols:
+            arr = np.stack(cols, -1)
+            sm = _summarize(arr, hdi_prob, diagnostics=False)
+            above = (arr.reshape(-1, arr.shape[-1]) > 0.9).mean(0)
+        intervals = pd.DataFrame(
+            {
+                "construct": [p[0] for p in pairs],
+                "versus": [p[1] for p in pairs],
+                "htmt_data": [p[2] for p in pairs],
+                "htmt": sm["mean"].to_numpy() if cols else [],
+                "htmt_hdi_low": sm["hdi_low"].to_numpy() if cols else [],
+                "htmt_hdi_high": sm["hdi_high"].to_numpy() if cols else [],
+                "p_above_0_9": above if cols else [],
+            }
+        )
+        notes = [
+            "alpha: Cronbach's alpha from the raw item covariances; alpha_standardized: "
+            "from the item correlations (seminr's and SmartPLS's)",
+            "rho_a: Dijkstra-Henseler rho_A with weights proportional to the standardized "
+            "loadings of each posterior draw (a factor model has no PLS outer weights)",
+            "ave: from the factor model's standardized loadings; PLS reports higher AVEs "
+            "because a PLS loading correlates an item with a composite that contains the "
+            "item's own error",
+        ]
+        single = [lat for lat in st.latents if len(blocks[st.latents.index(lat)]) == 1]
+        if single:
+            notes.append(
+                "single-item constructs ("
+                + ", ".join(
+                    f"{lat}: reliability {st.reliability[lat]:g} as stated"
+                    if lat in st.reliability
+                    else f"{lat}: measured without error"
+                    for lat in single
+                )
+                + "): no alpha; omega, rho_a and ave are the item's share of true variance "
+                "as fitted; in HTMT their monotrait term is that reliability (1 without one)"
             )
-        sd = np.sqrt(np.diag(cov))
-        corr = np.abs(cov / np.outer(sd, sd))
-        htmt = pd.DataFrame(np.nan, index=st.latents, columns=st.latents)
-        mono = {}
-        for lat in st.latents:
-            idx = [st.items.index(it) for it in st.indicators(lat)]
-            sub = corr[np.ix_(idx, idx)]
-            off = sub[np.triu_indices(len(idx), 1)]
-            mono[lat] = (idx, off.mean() if off.size else np.nan)
-        for a in st.latents:
-            for b in st.latents:
-                if a == b:
-                    continue
-                ia, ma = mono[a]
-                ib, mb = mono[b]
-                hetero = corr[np.ix_(ia, ib)].mean()
-                htmt.loc[a, b] = hetero / np.sqrt(ma * mb)
-        return ReliabilityReport(pd.DataFrame(rows).set_index("construct"), htmt)
+        return ReliabilityReport(pd.DataFrame(rows).set_index("construct"), htmt, intervals, notes)
 
     # ------------------------------------------------------------------ fit
     def _h1(self, group: int | None):
@@ -828,11 +939,97 @@ class SEMResult(ModelResult):
             out[rows] = offset.mean(0) + d_use.y[np.ix_(rows, o)] @ K.mean(0).T
         return pd.DataFrame(out, index=d_use.respondent_ids, columns=self.structure.latents)
 
+    # ------------------------------------------------------------------ quality
+    @property
+    def improper(self) -> ImproperSolution:
+        """Signs of an improper solution on the posterior (computed once).
+
+        Standardized structural coefficients beyond ±1, latent R² of 0.95 or more,
+        near-singular latent correlations, HTMT above 0.9 and variances at their
+        boundary (Heywood cases); see :mod:`cxlib.models.sem.quality`.
+        """
+        if "improper" not in self._cache:
+            self._cache["improper"] = check_improper(self)
+        return self._cache["improper"]
+
+    @property
+    def trustworthy(self) -> bool:
+        """True when the sampler converged (``diagnostics.ok``) and the solution is proper."""
+        return bool(self.diagnostics.ok and self.improper.ok)
+
+    def warn_if_not_converged(self) -> None:
+        """The fit's warnings: a :class:`ConvergenceWarning`, then an improper solution's.
+
+        ``CxModel.fit`` calls this once after sampling; an SEM adds
+        :meth:`warn_if_improper` to the convergence gates.
+        """
+        super().warn_if_not_converged()
+        self.warn_if_improper(stacklevel=5)
+
+    def warn_if_improper(self, *, stacklevel: int = 2) -> None:
+        """Emit one :class:`~cxlib.errors.ImproperSolutionWarning` listing every problem.
+
+        Parameters
+        ----------
+        stacklevel : int
+            As :func:`warnings.warn` (5 from ``fit``: the caller of ``fit``).
+        """
+        imp = self.improper
+        if not imp.ok:
+            warnings.warn(
+                f"{type(self.model).__name__}: improper solution; do not read the estimates "
+                "as they stand:\n  - " + "\n  - ".join(imp.messages()),
+                ImproperSolutionWarning,
+                stacklevel=stacklevel,
+            )
+
     def summary(self) -> str:
-        """A short text summary: diagnostics and the structural paths."""
+        """A short text summary: trustworthiness, diagnostics, improper solutions, the paths."""
         est = self.estimates()
         paths = est[est["op"].isin(["~", ":="])]
-        return f"{self.diagnostics}\n{paths.to_string(index=False)}"
+        head = []
+        if not self.trustworthy:
+            why = []
+            if not self.diagnostics.ok:
+                why.append("the sampler did not converge")
+            if not self.improper.ok:
+                why.append("the solution is improper")
+            head.append("!" * 72)
+            head.append(f"NOT TRUSTWORTHY: {' and '.join(why)}")
+            head.append("!" * 72)
+        return "\n".join(
+            [*head, str(self.diagnostics), str(self.improper), paths.to_string(index=False)]
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        state = (
+            "trustworthy"
+            if self.trustworthy
+            else (
+                "NOT TRUSTWORTHY: "
+                + ", ".join(
+                    w
+                    for w, bad in (
+                        ("not converged", not self.diagnostics.ok),
+                        (
+                            f"improper ({len(self.improper.problems)} problems)",
+                            not self.improper.ok,
+                        ),
+                    )
+                    if bad
+                )
+            )
+        )
+        return (
+            f"<SEMResult: {self.structure.n_latents} constructs, {self.structure.n_items} "
+            f"items; {state}>"
+        )
+
+
+_ESTIMATE_COLUMNS = ["mean", "sd", "hdi_low", "hdi_high", "p_positive"]
 
 
 def _nilpotent_inverse_np(B: np.ndarray) -> np.ndarray:

@@ -15,6 +15,14 @@ scaled by its first item (``scaling="marker"``, lavaan's default) or by a unit
 (residual) variance (``scaling="unit_variance"``, lavaan's ``std.lv=TRUE``; the first
 loading is then constrained positive so that chains cannot reflect).
 
+A construct measured by one item gets what lavaan, SmartPLS and seminr give it by
+default: its loading fixed at 1 (the marker) and the item's residual variance fixed at
+0, the item measuring the construct without error; with a stated reliability ``r``
+(``reliability={construct: r}``, the study spec's ``reliability:``) the residual
+variance is fixed at ``(1 - r)`` times the item's sample variance instead (set from the
+data by :meth:`SEMStructure.fix_single_item_residuals`). A ``~~`` line on the item in
+the syntax overrides the default.
+
 Every parameter is a :class:`Param` with its matrix position, its label and either
 a fixed value or an index into the vector of free parameters; parameters that share
 a label share one free value. :meth:`SEMStructure.check_identification` runs before
@@ -111,10 +119,22 @@ class SEMStructure:
     free_names: dict[str, list[str]] = field(default_factory=dict)
     free_positive: dict[str, list[bool]] = field(default_factory=dict)
     free_label: dict[str, list[str | None]] = field(default_factory=dict)
+    #: single-item constructs: construct -> its item
+    single_items: dict[str, str] = field(default_factory=dict)
+    #: stated reliabilities of single-item constructs: construct -> r in (0, 1]
+    reliability: dict[str, float] = field(default_factory=dict)
+    #: items whose residual variance was fixed by default (not written in the syntax)
+    default_residuals: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_parsed(cls, parsed: ParsedModel, *, scaling: str = "marker") -> SEMStructure:
+    def from_parsed(
+        cls,
+        parsed: ParsedModel,
+        *,
+        scaling: str = "marker",
+        reliability: dict[str, float] | None = None,
+    ) -> SEMStructure:
         """Read the structure from parsed lavaan syntax, with lavaan's defaults.
 
         Parameters
@@ -123,6 +143,10 @@ class SEMStructure:
             From :func:`cxlib.syntax.parse_model`.
         scaling : {"marker", "unit_variance"}
             How each latent gets its scale.
+        reliability : dict of str to float, optional
+            Stated reliabilities of single-item constructs (construct -> r in (0, 1]):
+            the item's residual variance is fixed at ``(1 - r)`` times its sample
+            variance (:meth:`fix_single_item_residuals`); without one it is fixed at 0.
 
         Raises
         ------
@@ -154,7 +178,8 @@ class SEMStructure:
                     raise ModelSpecificationError(
                         f"line {t.line}: {t.lhs} ~ {t.rhs}: {', '.join(map(repr, bad))} is not a "
                         "latent variable. Regressions are between constructs; for a single item "
-                        "write a one-item construct, e.g. 'NPS_f =~ 1*NPS' and 'NPS ~~ 0*NPS'"
+                        "write a one-item construct, e.g. 'NPS_f =~ NPS' (its loading is fixed "
+                        "at 1 and the item's residual variance at 0 by default)"
                     )
             if t.op == "~~":
                 kinds = {v in latent_set for v in (t.lhs, t.rhs)}
@@ -174,7 +199,36 @@ class SEMStructure:
                     f"line {t.line}: intercepts ('{t.lhs} ~ 1') are estimated automatically "
                     "(item intercepts free, latent means 0 or free across groups); remove the line"
                 )
+        reliability = dict(reliability or {})
         s = cls(parsed=parsed, items=items, latents=latents, scaling=scaling)
+        s.single_items = {}
+        for lat in latents:
+            ind = [t.rhs for t in parsed.terms if t.op == "=~" and t.lhs == lat]
+            if len(ind) == 1:
+                s.single_items[lat] = ind[0]
+        for lat, r in reliability.items():
+            if lat not in s.single_items:
+                what = (
+                    "is not a construct of the model"
+                    if lat not in latent_set
+                    else ("has several items, whose reliability the model estimates")
+                )
+                raise ModelSpecificationError(
+                    f"reliability[{lat!r}]: a reliability is stated for single-item "
+                    f"constructs only; {lat!r} {what} (single-item constructs: "
+                    f"{sorted(s.single_items) or 'none'})"
+                )
+            try:
+                value = float(r)
+            except (TypeError, ValueError):
+                value = float("nan")
+            if not 0 < value <= 1:
+                raise ModelSpecificationError(
+                    f"reliability[{lat!r}] = {r!r} must lie in (0, 1]: the share of the "
+                    "item's variance that is the construct's (1 = measured without error)"
+                )
+            reliability[lat] = value
+        s.reliability = reliability
         s._collect()
         return s
 
@@ -253,11 +307,17 @@ class SEMStructure:
                 start=None if t is None else t.start,
             )
 
-        # item residual variances and covariances
+        # item residual variances and covariances; the item of a single-item construct
+        # measures it without error (0) unless the syntax says otherwise
+        single = {it: lat for lat, it in self.single_items.items()}
+        self.default_residuals = []
         for it in items:
-            params.append(
-                cov_param("item_cov", it, it, ii, None, user_cov.pop(frozenset((it,)), None))
-            )
+            user = user_cov.pop(frozenset((it,)), None)
+            default = None
+            if it in single and user is None:
+                default = 0.0
+                self.default_residuals.append(it)
+            params.append(cov_param("item_cov", it, it, ii, default, user))
         for key, t in list(user_cov.items()):
             if len(key) == 2 and all(v in ii for v in key):
                 a, b = sorted(key, key=lambda v: ii[v])
@@ -411,11 +471,35 @@ class SEMStructure:
         """Degrees of freedom (moments minus free parameters)."""
         return self.n_moments - self.n_free
 
+    def fix_single_item_residuals(self, item_variance: dict[str, float]) -> dict[str, float]:
+        """Fix the residual variances of single-item constructs with a stated reliability.
+
+        Parameters
+        ----------
+        item_variance : dict of str to float
+            The items' sample variances (on the data's scale).
+
+        Returns
+        -------
+        dict of str to float
+            Item -> the residual variance fixed, ``(1 - r) * variance`` (0 for r = 1).
+            Items without a stated reliability keep their residual variance of 0.
+        """
+        out = {}
+        for lat, r in self.reliability.items():
+            item = self.single_items[lat]
+            if item not in self.default_residuals:
+                continue  # the syntax fixes or frees it
+            prm = next(p for p in self.params if p.kind == "item_cov" and p.lhs == item == p.rhs)
+            prm.fixed = float((1.0 - r) * item_variance[item])
+            out[item] = prm.fixed
+        return out
+
     def check_identification(self) -> None:
         """Fail before sampling when the model cannot be identified.
 
         Checks that each latent has a scale (a fixed loading or a fixed variance),
-        that one-item constructs fix their loading and residual variance, and that
+        that one-item constructs keep a fixed residual variance, and that
         the degrees of freedom are not negative.
 
         Raises
@@ -433,17 +517,15 @@ class SEMStructure:
                 resid = next(
                     p for p in self.params if p.kind == "item_cov" and p.lhs == item == p.rhs
                 )
-                explicit = any(
-                    t.op == "=~" and t.lhs == lat and t.fixed is not None for t in self.parsed.terms
-                )
-                if not explicit or resid.is_free:
+                if resid.is_free:
                     problems.append(
-                        f"{lat} has one item ({item}) and no fixed loading: a single item cannot "
-                        f"separate the construct from measurement error. Write '{lat} =~ 1*{item}' "
-                        f"and fix the item's residual variance ('{item} ~~ 0*{item}', or a value "
-                        "from a known reliability), or add items"
+                        f"{lat} has one item ({item}) whose residual variance the syntax frees: "
+                        "a single item cannot separate the construct from measurement error. "
+                        f"Remove the '{item} ~~ {item}' line (the residual variance is then "
+                        "fixed at 0, or set from a stated reliability), fix it "
+                        f"('{item} ~~ 0.2*{item}'), or add items"
                     )
-                continue
+                    continue
             if not has_fixed_loading and var.is_free:
                 problems.append(
                     f"{lat} has no scale: fix one loading ('{lat} =~ 1*{loads[0].rhs} + ...') or "

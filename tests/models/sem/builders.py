@@ -28,6 +28,13 @@ TRUE_PATHS = {
 
 def draw_items(rng: np.random.Generator, n: int, offset: float = 0.0) -> pd.DataFrame:
     """Standardized latents and 9 items ``offset + 0.8 * latent + noise`` (variance 1)."""
+    return draw_items_and_latents(rng, n, offset)[0]
+
+
+def draw_items_and_latents(
+    rng: np.random.Generator, n: int, offset: float = 0.0
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`draw_items` and the standardized latents it drew them from."""
     exp = rng.standard_normal(n)
     img = TRUE_A * exp + np.sqrt(1 - TRUE_A**2) * rng.standard_normal(n)
     explained = TRUE_B**2 + TRUE_C**2 + 2 * TRUE_B * TRUE_C * TRUE_A
@@ -37,6 +44,40 @@ def draw_items(rng: np.random.Generator, n: int, offset: float = 0.0) -> pd.Data
         for k in range(1, 4):
             noise = np.sqrt(1 - TRUE_LOADING**2) * rng.standard_normal(n)
             data[f"{prefix}{k}"] = offset + TRUE_LOADING * lat + noise
+    return pd.DataFrame(data), {"Experience": exp, "Image": img, "Loyalty": loy}
+
+
+#: The core model with a single-item construct (no ``=~ 1*`` / ``~~ 0*`` lines).
+MODEL_SINGLE = MODEL_CORE + "Advocacy =~ NPS\nAdvocacy ~ Loyalty\n"
+#: Correlation of the single item NPS with the Loyalty latent in :func:`simulate_single_item`.
+TRUE_NPS_CORR = 0.6
+
+
+def simulate_single_item(n: int = 500, seed: int = 2) -> pd.DataFrame:
+    """:func:`simulate_small`'s items plus NPS = 5 + 2 (0.6 Loyalty + 0.8 noise)."""
+    rng = np.random.default_rng(seed)
+    frame, lat = draw_items_and_latents(rng, n, offset=3.0)
+    noise = np.sqrt(1 - TRUE_NPS_CORR**2) * rng.standard_normal(n)
+    frame["NPS"] = 5 + 2 * (TRUE_NPS_CORR * lat["Loyalty"] + noise)
+    return frame
+
+
+def simulate_collinear(n: int = 500, seed: int = 4) -> pd.DataFrame:
+    """Items of the core model from latents with a latent R² of 0.99 for Loyalty.
+
+    Image = 0.9 Experience + noise; Loyalty = 1.42 Image - 0.5 Experience + noise
+    (explained variance 0.988, standardized Image path 1.42); loadings 0.9.
+    """
+    rng = np.random.default_rng(seed)
+    exp = rng.standard_normal(n)
+    img = 0.9 * exp + np.sqrt(1 - 0.81) * rng.standard_normal(n)
+    explained = 1.42**2 + 0.5**2 - 2 * 1.42 * 0.5 * 0.9
+    loy = 1.42 * img - 0.5 * exp + np.sqrt(1 - explained) * rng.standard_normal(n)
+    data = {}
+    for prefix, lat in (("CX", exp), ("IMG", img), ("LOY", loy)):
+        for k in range(1, 4):
+            noise = np.sqrt(1 - 0.9**2) * rng.standard_normal(n)
+            data[f"{prefix}{k}"] = 3.0 + 0.9 * lat + noise
     return pd.DataFrame(data)
 
 

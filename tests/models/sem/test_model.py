@@ -79,10 +79,28 @@ def test_syntax_error_names_the_line():
         BayesianSEM("Image =~ IMG1 + IMG2 + IMG3\nLoyalty ~ b*Image +\n\nfoo bar")
 
 
-def test_one_item_construct_without_fixed_loading_fails():
+def test_one_item_construct_gets_lavaan_defaults():
+    """A single item: loading fixed at 1, residual variance 0, no hand-written lines."""
+    st = BayesianSEM(MODEL + "\nNPSf =~ NPS\nLoyalty ~ NPSf").structure
+    load = next(p for p in st.params if p.kind == "loading" and p.rhs == "NPS")
+    resid = next(p for p in st.params if p.kind == "item_cov" and p.lhs == "NPS" == p.rhs)
+    assert (load.fixed, resid.fixed) == (1.0, 0.0)
+    assert st.single_items == {"NPSf": "NPS"}
+    # unit-variance scaling: the loading is free (positive), the residual still 0
+    st = BayesianSEM(MODEL + "\nNPSf =~ NPS\nLoyalty ~ NPSf", scaling="unit_variance").structure
+    load = next(p for p in st.params if p.kind == "loading" and p.rhs == "NPS")
+    resid = next(p for p in st.params if p.kind == "item_cov" and p.lhs == "NPS" == p.rhs)
+    assert load.is_free and load.positive and resid.fixed == 0.0
+    # a ~~ line overrides the default
+    st = BayesianSEM(MODEL + "\nNPSf =~ NPS\nNPS ~~ 0.3*NPS\nLoyalty ~ NPSf").structure
+    resid = next(p for p in st.params if p.kind == "item_cov" and p.lhs == "NPS" == p.rhs)
+    assert resid.fixed == 0.3 and st.default_residuals == []
+
+
+def test_one_item_construct_with_a_free_residual_fails():
     with pytest.raises(ModelSpecificationError, match="one item") as err:
-        BayesianSEM(MODEL + "\nNPSf =~ NPS\nLoyalty ~ NPSf")
-    assert "NPSf =~ 1*NPS" in str(err.value)
+        BayesianSEM(MODEL + "\nNPSf =~ NPS\nNPS ~~ NA*NPS\nLoyalty ~ NPSf")
+    assert "NPS ~~ NPS" in str(err.value)
     assert isinstance(err.value, CxError)
 
 
