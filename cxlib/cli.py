@@ -236,7 +236,9 @@ def _executor_options(command):
 
 def _executor(executor: str | None, dask_scheduler: str | None) -> str:
     if executor == "local" and dask_scheduler:
-        raise click.UsageError("--scheduler is the Dask scheduler's address; use it with --executor dask")
+        raise click.UsageError(
+            "--scheduler is the Dask scheduler's address; use it with --executor dask"
+        )
     return executor or ("dask" if dask_scheduler else "local")
 
 
@@ -315,7 +317,11 @@ def run_command(
 
 @cx.group("runs", invoke_without_command=True)
 @click.option("--study", default=None, help="Only this study's runs.")
-@click.option("--status", default=None, help="Only runs with this status (succeeded, failed, gated, aborted).")
+@click.option(
+    "--status",
+    default=None,
+    help="Only runs with this status (succeeded, failed, gated, aborted, not_applicable).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @_db_option
 @click.pass_context
@@ -380,7 +386,9 @@ def runs_show(run_id: str, as_json: bool, results_db, runs_dir) -> None:
         root = Path(runs_dir or config.RUNS_DIR)
         found = sorted(root.glob(f"*/{run_id}*/manifest.json"))
         if len(found) != 1:
-            what = "matches several runs" if found else "is not in the catalog nor in " + _shown(root)
+            what = (
+                "matches several runs" if found else "is not in the catalog nor in " + _shown(root)
+            )
             raise RunNotFoundError(f"run {run_id!r} {what}; `cx runs` lists them")
         manifest_path = found[0]
     try:
@@ -408,11 +416,15 @@ def runs_show(run_id: str, as_json: bool, results_db, runs_dir) -> None:
         ("code", manifest.get("code", {}).get("version", "?")),
     ]
     lines += [("parameter", f"{k} = {v!r}") for k, v in manifest.get("parameters", {}).items()]
-    if manifest.get("diagnostics"):
-        lines.append(
-            ("diagnostics", ", ".join(f"{k} {v}" for k, v in manifest["diagnostics"].items()))
-        )
+    diagnostics = manifest.get("diagnostics") or {}
+    if diagnostics:
+        plain = {k: v for k, v in diagnostics.items() if not isinstance(v, dict | list)}
+        lines.append(("diagnostics", ", ".join(f"{k} {v}" for k, v in plain.items())))
+        improper = diagnostics.get("improper") or {}
+        lines += [("improper", p.get("message", "")) for p in improper.get("problems", [])]
     lines += [("gate failed", g) for g in manifest.get("gate_failures") or []]
+    if manifest.get("reason"):
+        lines.append(("not applicable", manifest["reason"]))
     error = manifest.get("error")
     if error:
         lines.append(("error", f"{error.get('type')}: {error.get('message')}"))
@@ -422,7 +434,10 @@ def runs_show(run_id: str, as_json: bool, results_db, runs_dir) -> None:
         ("folder", manifest.get("run_dir", "")),
         ("notebook", manifest["notebook"].get("executed") or "(none)"),
         ("html", manifest["notebook"].get("html") or "(none)"),
-        ("artifacts", f"{len(manifest.get('artifacts', []))} file(s) in {manifest.get('output_dir')}"),
+        (
+            "artifacts",
+            f"{len(manifest.get('artifacts', []))} file(s) in {manifest.get('output_dir')}",
+        ),
     ]
     lines += [("warning", w) for w in manifest.get("warnings", [])]
     for key, value in lines:
@@ -468,8 +483,10 @@ def schedule(
     if once:
         started = scheduler.tick()
         scheduler.wait()
-        click.echo(f"{len(started)} refresh(es) started" + "".join(
-            f"\n  {t.study}: {t.reason} ({t.detail})" for t in started))
+        click.echo(
+            f"{len(started)} refresh(es) started"
+            + "".join(f"\n  {t.study}: {t.reason} ({t.detail})" for t in started)
+        )
         return
     import signal
     import threading

@@ -519,9 +519,7 @@ def simulate_responses(
             frame[name] = values
     if truth.personal_data:
         for col in cols.personal_data or ["email"]:
-            frame[col] = [
-                f"customer.{rid.lower()}@example.com" for rid in ids
-            ]
+            frame[col] = [f"customer.{rid.lower()}@example.com" for rid in ids]
     return frame
 
 

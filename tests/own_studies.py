@@ -87,20 +87,32 @@ def bank_study(folder: Path, *, n: int = 600, seed: int = 12) -> Path:
             "COMP": {
                 "label": "Competence",
                 "items": {
-                    "COMP1": {"text": "A top competitor", "scale": seven,
-                              "tags": {"dimension": "technical", "role": "perception"}},
-                    "COMP2": {"text": "Recognised worldwide", "scale": seven,
-                              "tags": {"dimension": "technical", "role": "perception"}},
+                    "COMP1": {
+                        "text": "A top competitor",
+                        "scale": seven,
+                        "tags": {"dimension": "technical", "role": "perception"},
+                    },
+                    "COMP2": {
+                        "text": "Recognised worldwide",
+                        "scale": seven,
+                        "tags": {"dimension": "technical", "role": "perception"},
+                    },
                     "COMP3": {"text": "Believe in its success", "scale": seven},
                 },
             },
             "LIKE": {
                 "label": "Likeability",
                 "items": {
-                    "LIKE1": {"text": "A company I can identify with", "scale": seven,
-                              "tags": {"dimension": "emotional", "role": "perception"}},
-                    "LIKE2": {"text": "Would regret its loss", "scale": seven,
-                              "tags": {"dimension": "emotional", "role": "perception"}},
+                    "LIKE1": {
+                        "text": "A company I can identify with",
+                        "scale": seven,
+                        "tags": {"dimension": "emotional", "role": "perception"},
+                    },
+                    "LIKE2": {
+                        "text": "Would regret its loss",
+                        "scale": seven,
+                        "tags": {"dimension": "emotional", "role": "perception"},
+                    },
                     "LIKE3": {"text": "A likeable company", "scale": seven},
                 },
             },
@@ -120,39 +132,63 @@ def bank_study(folder: Path, *, n: int = 600, seed: int = 12) -> Path:
             "SERV": {
                 "label": "Service experience",
                 "items": {
-                    "TP_BRANCH": {"text": "Branch visit", "scale": seven,
-                                  "tags": {"touchpoint": "branch", "channel": "face_to_face",
-                                           "stage": "during"}},
-                    "TP_HOTLINE": {"text": "Hotline", "scale": seven,
-                                   "tags": {"touchpoint": "hotline",
-                                            "channel": "personal_distant", "stage": "after"}},
-                    "TP_APP": {"text": "Banking app", "scale": seven,
-                               "tags": {"touchpoint": "app", "channel": "electronic",
-                                        "stage": "after"}},
+                    "TP_BRANCH": {
+                        "text": "Branch visit",
+                        "scale": seven,
+                        "tags": {
+                            "touchpoint": "branch",
+                            "channel": "face_to_face",
+                            "stage": "during",
+                        },
+                    },
+                    "TP_HOTLINE": {
+                        "text": "Hotline",
+                        "scale": seven,
+                        "tags": {
+                            "touchpoint": "hotline",
+                            "channel": "personal_distant",
+                            "stage": "after",
+                        },
+                    },
+                    "TP_APP": {
+                        "text": "Banking app",
+                        "scale": seven,
+                        "tags": {"touchpoint": "app", "channel": "electronic", "stage": "after"},
+                    },
                 },
             },
         },
         "attributes": {
-            "leadership": {"label": "Market leadership", "dimension": "technical",
-                           "perception": "COMP1"},
+            "leadership": {
+                "label": "Market leadership",
+                "dimension": "technical",
+                "perception": "COMP1",
+            },
             "renown": {"label": "Renown", "dimension": "technical", "perception": "COMP2"},
-            "identification": {"label": "Identification", "dimension": "emotional",
-                               "perception": "LIKE1"},
-            "attachment": {"label": "Attachment", "dimension": "emotional",
-                           "perception": "LIKE2"},
+            "identification": {
+                "label": "Identification",
+                "dimension": "emotional",
+                "perception": "LIKE1",
+            },
+            "attachment": {"label": "Attachment", "dimension": "emotional", "perception": "LIKE2"},
         },
         "model": "CUSA ~ COMP + LIKE + SERV\nCUSL ~ CUSA + LIKE\n",
     }
     path = _write_spec(folder, spec)
     study = study_from_dict(spec, path=path)
     truth = Truth(
-        paths={"CUSA ~ COMP": 0.2, "CUSA ~ LIKE": 0.3, "CUSA ~ SERV": 0.3,
-               "CUSL ~ CUSA": 0.5, "CUSL ~ LIKE": 0.2},
+        paths={
+            "CUSA ~ COMP": 0.2,
+            "CUSA ~ LIKE": 0.3,
+            "CUSA ~ SERV": 0.3,
+            "CUSL ~ CUSA": 0.5,
+            "CUSL ~ LIKE": 0.2,
+        },
         loadings={name: 0.8 for name in study.item_names},
-        latent=Latent(correlations={"COMP ~~ LIKE": 0.4, "COMP ~~ SERV": 0.2,
-                                    "LIKE ~~ SERV": 0.2}),
-        segments={"clientele": {"Private": SegmentTruth(share=0.6),
-                                "Business": SegmentTruth(share=0.4)}},
+        latent=Latent(correlations={"COMP ~~ LIKE": 0.4, "COMP ~~ SERV": 0.2, "LIKE ~~ SERV": 0.2}),
+        segments={
+            "clientele": {"Private": SegmentTruth(share=0.6), "Business": SegmentTruth(share=0.4)}
+        },
         waves={"2026-H1": {}, "2026-H2": {"LIKE": 0.1}},
         missing=Missingness(rate=0.02),
     )
@@ -176,8 +212,10 @@ def collinear_study(folder: Path, *, n: int = 500, seed: int = 13) -> Path:
         "kpis": {"loyalty": "Loyal"},
         "constructs": {
             "Staff": {"label": "Staff experience", "items": _items("STAFF", 3, five, "Staff")},
-            "Service": {"label": "Service experience",
-                        "items": _items("SERVICE", 3, five, "Service")},
+            "Service": {
+                "label": "Service experience",
+                "items": _items("SERVICE", 3, five, "Service"),
+            },
             "Loyal": {"label": "Loyalty", "items": _items("LOYAL", 3, five, "Loyal")},
         },
         "model": "Loyal ~ Staff + Service\n",

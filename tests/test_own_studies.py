@@ -76,11 +76,22 @@ def test_the_demo_pipeline_runs_every_study_without_a_failure(published):
 @pytest.mark.parametrize(
     ("study", "not_applicable"),
     [
-        ("retail", {"00-study-overview": "no KPIs", "03-technical-vs-emotional": "attributes",
-                    "05-touchpoints-and-journey": "touchpoints"}),
+        (
+            "retail",
+            {
+                "00-study-overview": "no KPIs",
+                "03-technical-vs-emotional": "attributes",
+                "05-touchpoints-and-journey": "touchpoints",
+            },
+        ),
         ("bank", {}),
-        ("collinear", {"03-technical-vs-emotional": "attributes",
-                       "05-touchpoints-and-journey": "touchpoints"}),
+        (
+            "collinear",
+            {
+                "03-technical-vs-emotional": "attributes",
+                "05-touchpoints-and-journey": "touchpoints",
+            },
+        ),
     ],
 )
 def test_what_does_not_apply_is_said_and_the_rest_is_published(published, study, not_applicable):

@@ -410,6 +410,19 @@ _DECLARED = [
         keys=("construct",),
     ),
     _table(
+        "sem_htmt",
+        "02-experience-brand-loyalty",
+        "one pair of constructs: HTMT from the data and its posterior (discriminant validity)",
+        {
+            "construct": _STR,
+            "versus": _STR,
+            "htmt_data": _FLOAT,
+            **_estimate("htmt", sd=False),
+            "p_above_0_9": _FLOAT,
+        },
+        keys=("construct", "versus"),
+    ),
+    _table(
         "sem_fit",
         "02-experience-brand-loyalty",
         "one fit measure",

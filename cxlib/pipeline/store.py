@@ -245,10 +245,12 @@ class ResultsStore:
             have = {r[1] for r in con.execute(f"PRAGMA table_info({table})").fetchall()}
             if exists:  # a table created from an all-null column (older runs) gets its type
                 for col, dtype, *_ in columns:
-                    if col in have and dtype != '"NULL"' and _column_type(con, name, col) == '"NULL"':
-                        con.execute(
-                            f"ALTER TABLE {table} ALTER {_quote(col)} TYPE {dtype}"
-                        )
+                    if (
+                        col in have
+                        and dtype != '"NULL"'
+                        and _column_type(con, name, col) == '"NULL"'
+                    ):
+                        con.execute(f"ALTER TABLE {table} ALTER {_quote(col)} TYPE {dtype}")
             for col, dtype, *_ in columns:
                 if col not in have:
                     con.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(col)} {dtype}")

@@ -159,7 +159,8 @@ def sem_tables(
     -------
     dict of str to pandas.DataFrame
         ``sem_estimates``, ``sem_estimates_standardized`` (lavaan's columns),
-        ``sem_effects``, ``sem_r2``, ``sem_reliability`` (per construct) and
+        ``sem_effects``, ``sem_r2``, ``sem_reliability`` (per construct), ``sem_htmt``
+        (per pair of constructs: HTMT from the data and its posterior interval),
         ``sem_fit`` (one row per fit measure: ``measure, value``) and
         ``sem_warnings`` (one row per sign of an improper solution:
         ``kind, constructs, value, message, advice``; empty when the solution is
@@ -172,7 +173,8 @@ def sem_tables(
         fit = fit.rename("value").rename_axis("measure").reset_index()
     elif isinstance(fit, dict):
         fit = pd.DataFrame({"measure": list(fit), "value": list(fit.values())})
-    reliability = result.reliability().constructs
+    report = result.reliability()
+    reliability = report.constructs
     if not isinstance(reliability.index, pd.RangeIndex):
         reliability = reliability.rename_axis(reliability.index.name or "construct").reset_index()
     r2 = result.r2()
@@ -184,6 +186,7 @@ def sem_tables(
         "sem_effects": result.effects(standardized=True),
         "sem_r2": r2,
         "sem_reliability": reliability,
+        "sem_htmt": report.htmt_intervals.reset_index(drop=True),
         "sem_fit": fit,
         "sem_warnings": sem_warnings(result),
     }

@@ -256,7 +256,9 @@ def test_construct_with_no_items_in_the_data(capsys, export, tmp_path):
 def test_renamed_columns_get_a_hint(capsys, export, tmp_path):
     path = write_responses(export.rename(columns={"NPS": "nps"}), tmp_path / "lower.csv")
     _expect_bad(
-        capsys, path, "column 'NPS': item of construct 'Loyalty' is missing (the file has 'nps': names are case-sensitive)"
+        capsys,
+        path,
+        "column 'NPS': item of construct 'Loyalty' is missing (the file has 'nps': names are case-sensitive)",
     )
 
 

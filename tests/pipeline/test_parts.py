@@ -159,8 +159,12 @@ def test_store_loads_tables_grows_columns_and_rebuilds_from_disk(tmp_path):
 def test_an_empty_table_first_does_not_block_typed_rows_later(tmp_path):
     """A table published empty (no improper-solution warnings) and later with rows."""
     out = Artifacts(tmp_path / "a", notebook="02-experience-brand-loyalty")
-    empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in
-                          ("study", "segment", "wave", "kind", "constructs", "message", "advice")})
+    empty = pd.DataFrame(
+        {
+            c: pd.Series([], dtype=object)
+            for c in ("study", "segment", "wave", "kind", "constructs", "message", "advice")
+        }
+    )
     path = out.table("sem_warnings", empty.assign(value=pd.Series([], dtype=float)))
     import pyarrow.parquet as pq
 
@@ -168,10 +172,21 @@ def test_an_empty_table_first_does_not_block_typed_rows_later(tmp_path):
     store = ResultsStore(tmp_path / "results.duckdb")
     store.load_tables("r1", "s", out.path)
     rows = Artifacts(tmp_path / "b", notebook="02-experience-brand-loyalty")
-    rows.table("sem_warnings", pd.DataFrame({
-        "study": ["s"], "segment": ["all"], "wave": ["all"], "kind": ["htmt"],
-        "constructs": ["A, B"], "value": [0.95], "message": ["m"], "advice": ["a"],
-    }))
+    rows.table(
+        "sem_warnings",
+        pd.DataFrame(
+            {
+                "study": ["s"],
+                "segment": ["all"],
+                "wave": ["all"],
+                "kind": ["htmt"],
+                "constructs": ["A, B"],
+                "value": [0.95],
+                "message": ["m"],
+                "advice": ["a"],
+            }
+        ),
+    )
     store.load_tables("r2", "s", rows.path)
     assert store.query("select kind from sem_warnings")["kind"].tolist() == ["htmt"]
 
