@@ -77,7 +77,11 @@ class ExpectationsModel(CxModel):
         counterfactuals. Default 1000.
     model_config : dict, optional
         Prior overrides keyed by PyMC variable name (see :attr:`default_model_config`),
-        plus ``"attribute_parametrization"`` (default ``"centered"``),
+        plus ``"attribute_sd_min_contrasts"`` (6) and ``"attribute_sd_when_few"``
+        (0.15): the attributes' spread is learned from at least that many deviations
+        from their dimension's mean (attributes minus dimensions), fixed at that value
+        below (see :meth:`learns_attribute_sd`),
+        ``"attribute_parametrization"`` (default ``"centered"``),
         ``"segment_parametrization"`` (default ``"centered"``; ``"auto"``: centred
         shifts for segments with at least ``"centered_min_respondents"`` (500)
         respondents, non-centred for smaller ones), ``"missing"`` (default ``"model"``; ``"mean_imputation"`` for
@@ -148,6 +152,12 @@ class ExpectationsModel(CxModel):
                 "model_config['likelihood'] must be 'sufficient' or 'rowwise', "
                 f"got {self.model_config['likelihood']!r}"
             )
+        few = self.model_config["attribute_sd_when_few"]
+        if few is not None and not (isinstance(few, int | float) and few > 0):
+            raise ModelSpecificationError(
+                "model_config['attribute_sd_when_few'] must be a positive number or None, "
+                f"got {few!r}"
+            )
         for key, allowed in (
             ("attribute_parametrization", ("centered", "non_centered")),
             ("segment_parametrization", ("auto", "centered", "non_centered")),
@@ -171,6 +181,20 @@ class ExpectationsModel(CxModel):
             # al., 2013): with 8 attributes a half-normal lets the sampler fall into the
             # funnel at zero spread
             "attribute_sd": {"dist": "Gamma", "alpha": 2.0, "beta": 10.0},
+            # ... but a spread is learned from the attributes' deviations from their
+            # dimension's mean: A attributes in D dimensions give A - D of them per side
+            # (6 for the sample's 4 + 4, 2 for a 2 + 2 study). From 2 its posterior stays
+            # wide and spans both the regime where the data pin the slopes (divergences
+            # of the non-centred form at 0.26) and where the prior does (the centred
+            # form's at 0.035), so no parametrization samples it (issue #17: 5-50
+            # divergences; 3 + 3 attributes, 4 deviations: 11-13). With fewer than
+            # attribute_sd_min_contrasts deviations (6: the sample's, verified there) the
+            # spread is fixed at attribute_sd_when_few (about the Gamma(2, 10) prior's
+            # median, 0.17, and the fixed segment_sd): the slopes' posterior is then
+            # nearly Gaussian. None learns it anyway; a number for attribute_sd fixes it
+            # always. See docs/design/expectations.md.
+            "attribute_sd_min_contrasts": 6,
+            "attribute_sd_when_few": 0.15,
             # the segments' spread around the population slopes, learned (per side). With
             # 3 segments (6 shifts per side) the prior matters: Gamma(2, 10) has its mode
             # at 0.1 and mean 0.2 standardized outcome per scale point (segment differences
@@ -316,7 +340,7 @@ class ExpectationsModel(CxModel):
                     "reward_dimension", cfg["reward_dimension"], dims="dimensions"
                 ),
             }
-            attribute_sd = make_prior("attribute_sd", cfg["attribute_sd"], dims="side")
+            attribute_sd = self._attribute_sd(cfg)
             per_attr = {}
             for k, side in enumerate(SIDES):
                 mu = side_dim[side][dim_idx]
@@ -396,6 +420,42 @@ class ExpectationsModel(CxModel):
             )
         self.model = model
         return model
+
+    def attribute_contrasts(self) -> int:
+        """Deviations from their dimension's mean the attributes give, per side.
+
+        ``A - D`` for ``A`` attributes in ``D`` dimensions (those with an attribute):
+        the degrees of freedom from which ``attribute_sd`` is learned.
+        """
+        d = self._need_data()
+        return len(d.attributes) - len(set(d.attribute_dimensions))
+
+    def learns_attribute_sd(self) -> bool:
+        """Whether ``attribute_sd`` is learned (a prior) or fixed (a number).
+
+        It is learned when ``model_config["attribute_sd"]`` is a prior and the
+        attributes give at least ``model_config["attribute_sd_min_contrasts"]``
+        deviations from their dimension's mean (:meth:`attribute_contrasts`), or
+        ``model_config["attribute_sd_when_few"]`` is None. With fewer (e.g. two
+        technical and two emotional attributes) a spread learned from so few deviations
+        is its prior, and sampling it funnels (see :attr:`default_model_config`).
+        """
+        cfg = self.model_config
+        if not isinstance(cfg["attribute_sd"], dict):
+            return False
+        if cfg["attribute_sd_when_few"] is None:
+            return True
+        return self.attribute_contrasts() >= int(cfg["attribute_sd_min_contrasts"])
+
+    def _attribute_sd(self, cfg):
+        """The attributes' spread around their dimension's slope, one per side."""
+        import pytensor.tensor as pt
+
+        if self.learns_attribute_sd():
+            return make_prior("attribute_sd", cfg["attribute_sd"], dims="side")
+        spec = cfg["attribute_sd"]
+        value = cfg["attribute_sd_when_few"] if isinstance(spec, dict) else spec
+        return pt.as_tensor_variable(np.full(2, float(value)))
 
     def centered_segments(self) -> np.ndarray:
         """Which segments' shifts are parametrized centered (the others non-centered).

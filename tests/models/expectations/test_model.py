@@ -280,6 +280,7 @@ def test_constant_outcome_is_refused(study, sim):
         ({"family": "ordinal"}, "needs a single item"),
         ({"model_config": {"segment_parametrization": "x"}}, "must be 'auto' or 'centered' or"),
         ({"model_config": {"missing": "drop"}}, "'missing'\\] must be one of 'model'"),
+        ({"model_config": {"attribute_sd_when_few": 0}}, "must be a positive number or None"),
         ({"model_config": {"slope": {"sigma": 1}}}, "unknown key"),
     ],
 )
@@ -611,3 +612,67 @@ def test_without_segments_every_table_has_one_everyone_row_per_attribute(study, 
     # the everyone row is the pooled entry, which equals the one segment's
     closing = result.gap_closing(draws=True)["outcome_change"]
     assert closing.sizes["segments"] == 1
+
+
+# ------------------------------------------------------- few attributes (issue #17)
+def _bank(tmp_path_factory):
+    from cxlib.data import load_responses
+    from cxlib.study import load_study
+    from tests.own_studies import bank_study
+
+    study = load_study(bank_study(tmp_path_factory.mktemp("bank") / "bank"))
+    return study, load_responses(study)
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    """A study unlike the sample: 600 respondents, 2 + 2 perception-only attributes."""
+    return _bank(tmp_path_factory)
+
+
+def test_attribute_spread_is_fixed_when_few_attributes_inform_it(study, sim, bank):
+    bank_study_, bank_data = bank
+    sample = ExpectationsModel(study)
+    sample.prepare(sim[0])
+    assert sample.attribute_contrasts() == 6  # 4 + 4 attributes
+    assert sample.learns_attribute_sd()
+    assert "attribute_sd" in sample.build_model().named_vars
+    few = ExpectationsModel(bank_study_, outcome="CUSL")
+    few.prepare(bank_data)
+    assert few.attribute_contrasts() == 2  # 2 + 2 attributes
+    assert not few.learns_attribute_sd()
+    model = few.build_model()
+    assert "attribute_sd" not in model.named_vars
+    assert "penalty_attribute" in model.named_vars
+    anyway = ExpectationsModel(
+        bank_study_, outcome="CUSL", model_config={"attribute_sd_when_few": None}
+    )
+    anyway.prepare(bank_data)
+    assert anyway.learns_attribute_sd()
+    fixed = ExpectationsModel(study, model_config={"attribute_sd": 0.2})
+    fixed.prepare(sim[0])
+    assert not fixed.learns_attribute_sd()
+    assert "attribute_sd" not in fixed.build_model().named_vars
+
+
+@pytest.mark.slow
+def test_few_perception_only_attributes_converge_with_the_defaults(bank):
+    """Issue #17: 2 + 2 perception-only attributes, 600 respondents, default settings.
+
+    With the attributes' spread learned from 2 deviations per side the fit had 5-50
+    divergences whatever the parametrization; with it fixed it passes the gates.
+    """
+    bank_study_, bank_data = bank
+    model = ExpectationsModel(bank_study_, outcome="CUSL", segment="clientele")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(bank_data, random_seed=2026, progressbar=False)
+    diag = result.diagnostics
+    assert result.ok, str(diag)
+    assert int(result.idata.sample_stats.diverging.sum()) == 0
+    assert diag.max_r_hat <= 1.01
+    assert diag.min_ess_bulk >= 400
+    assert "attribute_sd" not in result.idata.posterior
+    weights = result.dimension_weights().set_index("segment")
+    assert np.isfinite(weights[["technical", "emotional"]].to_numpy()).all()
+    assert set(weights.index) == {"Private", "Business"}
