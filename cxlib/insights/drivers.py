@@ -322,6 +322,8 @@ class DriverModel:
         out = np.zeros(self.item_sd.shape)
         for k, lat in enumerate(self.latents):
             idx = [self.item_order.index(i) for i in self.items[lat]]
+            if not idx:  # a construct without items of its own (e.g. a second-order one)
+                continue
             if self.item_weights is not None:
                 raw = self.item_weights[..., idx]
             else:

@@ -146,7 +146,7 @@ def test_drivers(browser, server, sample, tmp_path):
     page.select("Segment", "Enterprise")
     for driver, value in expected("Enterprise").items():
         page.wait_text(f"[data-driver='{driver}'][data-field='p_fix_first']", value)
-    page.page.wait_for_selector(f"text=Driver priorities — Enterprise, {latest}")
+    page.page.wait_for_selector(f"text=/Driver priorities for .+ — Enterprise, {latest}/")
     page.select("Segment", "Small business")
     page.wait_text(
         "[data-segment='Small business'] [data-field='p_emotional_greater']",

@@ -289,7 +289,9 @@ def test_gains_in_nps_through_a_structural_model(recovery):
     data = SimpleNamespace(
         frame=answers,
         weights=np.ones(len(answers)),
-        study=SimpleNamespace(kpis=SimpleNamespace(nps="NPS"), segment_columns=[]),
+        study=SimpleNamespace(
+            kpis=SimpleNamespace(nps="NPS"), segment_columns=[], label_of=lambda name: name
+        ),
     )
     gains = touchpoint_gains(result, sem, metric="nps", data=data)
     assert gains.target == "NPS"
