@@ -348,8 +348,11 @@ class DriversDashboard(_Wired):
             )
             self.table.value = ""
             return
-        labelled = self.priorities.assign(driver=self.priorities["driver"].map(self.results.label))
-        self.map.show(priority_map(labelled, segment=segment, wave=self.latest))
+        self.map.show(
+            priority_map(
+                self.priorities, segment=segment, wave=self.latest, labels=self.results.label
+            )
+        )
         rows = rows.sort_values("p_fix_first", ascending=False)
         body = [
             [

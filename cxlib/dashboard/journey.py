@@ -169,7 +169,9 @@ class JourneyDashboard(Dashboard):
         if self.costs is None:
             self.budget.layout.display = "none"
             self.objective.layout.display = "none"
-            self.plan_html.value = self.missing("Budget allocation", JOURNEY_NOTEBOOK)
+            self.plan_html.value = self.missing(
+                "Budget allocation", JOURNEY_NOTEBOOK, "touchpoint_costs"
+            )
             self.plan_chart.show(None)
         else:
             low, high, step = budget_range(self.costs, self.gains)
@@ -269,7 +271,9 @@ class JourneyDashboard(Dashboard):
         gap = results.table(JOURNEY_NOTEBOOK, "delivery_gap")
         summary = results.table(JOURNEY_NOTEBOOK, "delivery_gap_summary")
         if gap is None or summary is None:
-            self.gap_html.value = self.missing("Delivery gap", JOURNEY_NOTEBOOK)
+            self.gap_html.value = self.missing(
+                "Delivery gap", JOURNEY_NOTEBOOK, "internal_assessment"
+            )
             self.gap_chart.show(None)
             return
         small = gap["n_customers"] < results.min_cell_size

@@ -131,11 +131,29 @@ def not_applicable(what: str, notebook: str, reason: str) -> str:
     )
 
 
-def missing(results: PublishedResults | None, what: str, notebook: str) -> str:
-    """Why a part of a page is empty: not applicable (with the reason) or not published yet."""
+def not_measured(what: str, role: str, reason: str) -> str:
+    """The note shown where the study lacks an input a part of a page needs: how to add it."""
+    return (
+        f'<div class="cx-note cx-missing cx-unmeasured" data-role="{esc(role)}">{esc(what)}: '
+        f"not measured: {esc(reason)}</div>"
+    )
+
+
+def missing(
+    results: PublishedResults | None, what: str, notebook: str, role: str | None = None
+) -> str:
+    """Why a part of a page is empty.
+
+    Not applicable (the notebook does not apply to the study, with the reason); not
+    measured (the notebook is published, but the study lacks ``role``, e.g. a touchpoint
+    cost table, with how to add it); else not published yet.
+    """
     reason = results.not_applicable(notebook) if results is not None else None
     if reason:
         return not_applicable(what, notebook, reason)
+    lacking = results.unmet(role) if results is not None and role else None
+    if lacking and results.has(notebook):
+        return not_measured(what, role, lacking)
     return not_published(what, notebook)
 
 
@@ -600,9 +618,9 @@ class Dashboard(widgets.VBox):
         except Exception as exc:  # noqa: BLE001 - a viewer sees a note, never a traceback
             self._failed(exc)
 
-    def missing(self, what: str, notebook: str) -> str:
-        """The note for an empty part of the page (not applicable, or not published yet)."""
-        return missing(self.results, what, notebook)
+    def missing(self, what: str, notebook: str, role: str | None = None) -> str:
+        """The note for an empty part of the page (see :func:`missing`)."""
+        return missing(self.results, what, notebook, role)
 
     def safely(self, update) -> None:
         """Run an update, turning an error into a note on the page."""

@@ -790,7 +790,8 @@ def what_if(
                 "outcome": name,
                 "label": labels[name],
                 **{k: float(v) for k, v in s.items()},
-                "p_increase": float((d > 0).mean()),
+                # changes are in points (0-100, %): below 1e-9 is rounding, not an increase
+                "p_increase": float((d > 1e-9).mean()),
             }
         )
     return WhatIf(

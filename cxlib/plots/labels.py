@@ -17,7 +17,7 @@ def labeller(labels=None) -> Callable[[str], str]:
     labels : Study, mapping or None
         A :class:`cxlib.study.Study` (its :meth:`~cxlib.study.Study.label_of`), a
         mapping name -> label (e.g. the ``labels`` of ``study.summary()``, what a
-        published run carries), or None (names as they are).
+        published run carries), a function name -> label, or None (names as they are).
 
     Returns
     -------
@@ -35,6 +35,8 @@ def labeller(labels=None) -> Callable[[str], str]:
         return lambda name: str(labels.label_of(name))
     if isinstance(labels, Mapping):
         return lambda name: str(labels.get(name, name))
+    if callable(labels):
+        return lambda name: str(labels(name))
     raise CxError(
-        f"labels must be a Study, a mapping of names to labels or None, got {type(labels).__name__}"
+        f"labels must be a Study, a mapping of names to labels, a function or None, got {type(labels).__name__}"
     )
