@@ -126,8 +126,9 @@ def test_drivers_speak_the_spec_labels_and_say_what_is_not_applicable(plain):
     for code in ("IMAG", "SAT"):
         assert f'data-code="{code}">{LABELS[code]}<' in page.table.value
     assert ">IMAG<" not in page.table.value
-    shown = {r["driver"] for r in page.map.chart.spec["datasets"]["cx-data-0"]}
-    assert shown == {"Brand image", "Expectations", "Satisfaction"}
+    rows = page.map.chart.spec["datasets"]["cx-data-0"]
+    assert {r["driver_label"] for r in rows} == {"Brand image", "Expectations", "Satisfaction"}
+    assert "total effect on Customer loyalty" in str(page.map.chart.spec)  # the target's label
     assert "Technical vs. emotional weights: not applicable for this study" in page.weights.value
     assert "declares no attributes" in page.weights.value and "attributes:" in page.weights.value
     assert page.weights_chart.layout.display == "none"  # the view appears only when published
