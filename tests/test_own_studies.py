@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.dashboard.conftest import chromium, serving
 from tests.own_studies import bank_study, collinear_study, retail_study
 
 pytestmark = pytest.mark.slow
@@ -147,37 +148,15 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def server(published, tmp_path_factory):
-    from tests.dashboard.conftest import Server
-
-    srv = Server(published["runs"], tmp_path_factory.mktemp("serve") / "cx-serve.log")
-    try:
-        srv.wait()
-        srv.wait_pools(["overview", "drivers", "what-if", "segments", "journey"])
+    log = tmp_path_factory.mktemp("serve") / "cx-serve.log"
+    with serving(published["runs"], log, pools=DASHBOARDS) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 2400},
-            accept_downloads=False,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), height=2400) as context:
+        yield context
 
 
 LOCAL = ("data:", "blob:", "about:")

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,36 +87,50 @@ class Server:
             self.proc.wait(5)
 
 
-@pytest.fixture(scope="module")
-def server(sample, tmp_path_factory):
-    srv = Server(sample.runs_dir, tmp_path_factory.mktemp("serve") / "cx-serve.log")
+@contextmanager
+def serving(runs_dir: Path, log: Path, pools=("overview", "drivers", "what-if", "segments")):
+    """`cx serve` on ``runs_dir`` until the block ends, once the pages' kernels are ready."""
+    srv = Server(runs_dir, log)
     try:
         srv.wait()
-        srv.wait_pools(["overview", "drivers", "what-if", "segments"])
+        srv.wait_pools(list(pools))
         yield srv
     finally:
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """Debian's Chromium, headless, fresh profile, nothing downloaded."""
+@contextmanager
+def chromium(profile: Path, *, height: int = 1000):
+    """Debian's Chromium, headless, a fresh profile, nothing downloaded (skips without it)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
+            str(profile),
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000},
+            viewport={"width": 1280, "height": height},
             accept_downloads=False,
         )
         try:
             yield context
         finally:
             context.close()
+
+
+@pytest.fixture(scope="module")
+def server(sample, tmp_path_factory):
+    with serving(sample.runs_dir, tmp_path_factory.mktemp("serve") / "cx-serve.log") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Debian's Chromium, headless, fresh profile, nothing downloaded."""
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="session")
