@@ -353,8 +353,9 @@ class PublishedResults:
         flags: list[dict[str, Any]] = []
 
         def add(name, kind, message, constructs=(), advice=""):
-            # one flag per problem: a driver model repeats its SEM's flags
-            if (kind, str(message)) not in {(f["kind"], f["message"]) for f in flags}:
+            # one flag per problem: a driver model repeats its SEM's flags (as the SEM's
+            # message followed by ". Try: <advice>")
+            if not any(f["kind"] == kind and str(message).startswith(f["message"]) for f in flags):
                 flags.append(
                     {
                         "notebook": name,
