@@ -663,7 +663,6 @@ class Study(_Strict):
 
     def _check_roles(self) -> None:
         roles = self.roles
-        outcomes = self._outcomes()
         for role in ("target", "touchpoint_outcome", "expectations_outcome"):
             name = getattr(roles, role)
             if name is None:
@@ -673,19 +672,22 @@ class Study(_Strict):
                     f"roles.{role}: {name!r} is not a construct of the spec"
                     + did_you_mean(name, self.constructs)
                 )
-            if role == "target" and name not in outcomes:
+            if role == "target" and name not in (outcomes := self._outcomes()):
                 explained = ", ".join(outcomes) or "none: the spec has no structural model"
                 raise ValueError(
                     f"roles.target: {name!r} is not explained by the structural model "
                     f"(constructs on the left of '~': {explained})"
                 )
 
+    @cached_property
+    def _regressions(self) -> list:
+        """The regression terms of the spec's model text, parsed once (none without a model)."""
+        return parse_model(self.model).regressions if self.model.strip() else []
+
     def _outcomes(self) -> list[str]:
         """Constructs the structural model explains (left of ``~``), in model order."""
-        if not self.model.strip():
-            return []
-        parsed = parse_model(self.model)
-        return [c for c in dict.fromkeys(t.lhs for t in parsed.regressions) if c in self.constructs]
+        lhs = dict.fromkeys(t.lhs for t in self._regressions)
+        return [c for c in lhs if c in self.constructs]
 
     def _check_kpis(self, declared: dict[str, str]) -> None:
         kpis = self.kpis
@@ -795,7 +797,7 @@ class Study(_Strict):
             return None
         if self.kpis.loyalty in outcomes:
             return self.kpis.loyalty
-        predictors = {t.rhs for t in parse_model(self.model).regressions}
+        predictors = {t.rhs for t in self._regressions}
         final = [c for c in outcomes if c not in predictors]
         return (final or outcomes)[-1]
 

@@ -20,7 +20,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from cxlib import config
-from cxlib.dashboard.results import HEADLINE_KPIS, PublishedResults, suppress_small_cells
+from cxlib.dashboard.results import PublishedResults, suppress_small_cells
 from cxlib.dashboard.widgets import (
     HDI_LABEL,
     ChartView,
@@ -32,6 +32,7 @@ from cxlib.dashboard.widgets import (
     note,
     suppressed_note,
 )
+from cxlib.insights.kpis import HEADLINE_KPIS
 
 __all__ = [
     "DriversDashboard",

@@ -45,7 +45,6 @@ from cxlib.pipeline.schemas import published_table
 from cxlib.study import ROLES
 
 __all__ = [
-    "HEADLINE_KPIS",
     "MODEL_NOTEBOOKS",
     "NOTEBOOKS",
     "NOT_APPLICABLE",
@@ -68,8 +67,6 @@ NOTEBOOKS = {
 }
 #: The notebooks that publish a fitted model (whose convergence and propriety pages flag).
 MODEL_NOTEBOOKS = ("sem", "expectations", "drivers", "journey")
-#: The KPIs the overview leads with, and the study's ``kpis`` entry each one comes from.
-HEADLINE_KPIS = {"nps": "nps", "satisfaction_mean": "satisfaction", "loyalty_index": "loyalty"}
 #: A pointer slot's status for a notebook the study's design does not allow.
 NOT_APPLICABLE = "not_applicable"
 #: The parameter set dashboards read first (every respondent); others are fallbacks.
@@ -392,7 +389,8 @@ class PublishedResults:
                 if not problems:
                     add(name, "improper", "the solution is improper")
             if notebook in ("drivers", NOTEBOOKS["drivers"]):
-                model_flags = getattr(self.driver_model(), "flags", None) or {}
+                driver_model = self.driver_model()
+                model_flags = driver_model.flags if driver_model is not None else {}
                 if model_flags.get("converged") is False and not any(
                     f["kind"] == "not_converged" for f in flags
                 ):

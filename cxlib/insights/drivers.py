@@ -704,8 +704,7 @@ def what_if(
     item_sd = model.item_sd.mean(axis=1) if g < 0 else model.item_sd[:, g]
     k = model.score_factor()
     k = k.mean(axis=1) if g < 0 else k[:, g]
-    w = model.item_weight()
-    w = w.mean(axis=1) if g < 0 else w[:, g]
+    w = None  # the items' weights, computed when an item is shifted (not for constructs)
     current = _current_levels(model, data, segment, shifts)
     if baseline:
         current.update(baseline)
@@ -743,6 +742,9 @@ def what_if(
         if driver in model.latents:
             delta[:, j] += amount / k[:, j]
         else:
+            if w is None:
+                w = model.item_weight()
+                w = w.mean(axis=1) if g < 0 else w[:, g]
             rng = model.scales[driver][1] - model.scales[driver][0]
             weight = w[:, model.item_order.index(driver)]
             delta[:, j] += (100 * amount / rng * weight) / k[:, j]

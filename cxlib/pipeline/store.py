@@ -242,15 +242,11 @@ class ResultsStore:
                     f"CREATE OR REPLACE VIEW {_quote('published_' + name)} AS SELECT t.* FROM "
                     f"{table} t JOIN published_runs p ON t.run_id = p.run_id"
                 )
-            have = {r[1] for r in con.execute(f"PRAGMA table_info({table})").fetchall()}
-            if exists:  # a table created from an all-null column (older runs) gets its type
-                for col, dtype, *_ in columns:
-                    if (
-                        col in have
-                        and dtype != '"NULL"'
-                        and _column_type(con, name, col) == '"NULL"'
-                    ):
-                        con.execute(f"ALTER TABLE {table} ALTER {_quote(col)} TYPE {dtype}")
+            have = {r[1]: r[2] for r in con.execute(f"PRAGMA table_info({table})").fetchall()}
+            for col, dtype, *_ in columns:
+                # a column created from an all-null one (older runs) gets its type
+                if have.get(col) == '"NULL"' and dtype != '"NULL"':
+                    con.execute(f"ALTER TABLE {table} ALTER {_quote(col)} TYPE {dtype}")
             for col, dtype, *_ in columns:
                 if col not in have:
                     con.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(col)} {dtype}")
@@ -474,14 +470,6 @@ class ResultsStore:
                 "AND table_type = 'BASE TABLE' ORDER BY table_name"
             ).fetchall()
         return [r[0] for r in rows if r[0] not in RESERVED_TABLES]
-
-
-def _column_type(con, table: str, column: str) -> str | None:
-    """A store table's column type as DuckDB names it (``'"NULL"'`` for an untyped one)."""
-    for row in con.execute(f"PRAGMA table_info({_quote(table)})").fetchall():
-        if row[1] == column:
-            return row[2]
-    return None
 
 
 def _table_format(con, parquet: Path) -> str | None:

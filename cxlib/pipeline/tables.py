@@ -203,7 +203,7 @@ def sem_warnings(result):
     Parameters
     ----------
     result : SEMResult
-        A fitted SEM; its ``improper`` report (when it has one) lists the problems.
+        A fitted SEM; its ``improper`` report lists the problems.
 
     Returns
     -------
@@ -213,8 +213,6 @@ def sem_warnings(result):
     """
     import pandas as pd
 
-    improper = getattr(result, "improper", None)
-    problems = list(getattr(improper, "problems", None) or [])
     rows = [
         {
             "kind": str(p.get("kind", "")),
@@ -223,7 +221,7 @@ def sem_warnings(result):
             "message": str(p.get("message", "")),
             "advice": str(p.get("advice", "")),
         }
-        for p in problems
+        for p in result.improper.problems
     ]
     frame = pd.DataFrame.from_records(rows, columns=SEM_WARNING_COLUMNS)
     return frame.astype({"value": "float64"}).astype(
