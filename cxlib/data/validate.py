@@ -395,10 +395,8 @@ def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
         frame = frame.reset_index(drop=True)
     frame.columns = [str(c).strip() for c in frame.columns]
     notes: list[str] = []
-    if index_ids is not None:
-        frame = frame.copy()
+    if index_ids is not None:  # frame is reset_index's new frame: insert in place
         frame.insert(0, "", index_ids)
-        frame.columns = ["", *frame.columns[1:]]
     dup_cols = frame.columns[frame.columns.duplicated()].unique().tolist()
     if dup_cols:
         raise DataValidationError(
