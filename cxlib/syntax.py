@@ -8,7 +8,10 @@ that text as it is::
     IMG1 ~~ IMG2                         # residual covariance
     indirect := a*b                      # defined parameter
 
-Supported operators: ``=~``, ``~``, ``~~``, ``:=`` and intercepts (``y ~ 1``).
+Supported operators: ``=~`` (measured by: items, or first-order constructs for a
+higher-order one), ``<~`` (formed by: a composite of its indicators), ``~``
+(regressed on; ``X:Z`` is the product of ``X`` and ``Z``, an interaction, and ``X:X``
+a quadratic term), ``~~``, ``:=`` and intercepts (``y ~ 1``).
 Modifiers: a number fixes a parameter (``1*x``), ``NA*x`` frees it, a name or
 ``label("a")`` labels it, ``start(0.5)*x`` sets a starting value. Statements are
 separated by new lines or ``;``; a statement continues on the next line when the
@@ -26,16 +29,17 @@ from cxlib.errors import ModelSyntaxError
 
 __all__ = ["ModelTerm", "ParsedModel", "parse_model", "DefinedParameter"]
 
-_OPERATORS = ("=~", "~~", ":=", "~")
+_OPERATORS = ("=~", "<~", "~~", ":=", "~")
 _UNSUPPORTED = {
     "|": "thresholds ('|') are estimated automatically by the ordinal likelihood",
     "~*~": "scaling factors ('~*~') are not supported",
-    "<~": "formative composites ('<~') are not supported",
     "==": "equality constraints ('==') are not supported yet; give both parameters the same label",
     "<": "inequality constraints ('<') are not supported",
     ">": "inequality constraints ('>') are not supported",
 }
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+#: an interaction term: two names joined by ':' (``Experience:Cost``, ``X:X``)
+_PRODUCT = re.compile(r"^([A-Za-z_.][A-Za-z0-9_.]*)\s*:\s*([A-Za-z_.][A-Za-z0-9_.]*)$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _CALL = re.compile(r"^(label|start|equal|c)\((.*)\)$", re.DOTALL)
 
@@ -47,8 +51,9 @@ class ModelTerm:
     Attributes
     ----------
     lhs, op, rhs : str
-        The left-hand side, operator (``=~``, ``~``, ``~~`` or ``~1``) and
-        right-hand side. Intercepts have ``op="~1"`` and ``rhs=""``.
+        The left-hand side, operator (``=~``, ``<~``, ``~``, ``~~`` or ``~1``) and
+        right-hand side. Intercepts have ``op="~1"`` and ``rhs=""``; an interaction
+        has ``op="~"`` and ``rhs="X:Z"`` (:attr:`parts` gives ``("X", "Z")``).
     label : str or None
         The user's label (``a`` in ``a*Image``); parameters sharing a label are equal.
     fixed : float or None
@@ -67,6 +72,16 @@ class ModelTerm:
     start: float | None = None
     free_forced: bool = False
     line: int = 0
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The variables of the right-hand side: two for an interaction ``X:Z``, else one."""
+        return tuple(self.rhs.split(":")) if ":" in self.rhs else (self.rhs,)
+
+    @property
+    def is_interaction(self) -> bool:
+        """True for a product term ``Y ~ X:Z``."""
+        return self.op == "~" and ":" in self.rhs
 
 
 @dataclass(frozen=True)
@@ -89,8 +104,24 @@ class ParsedModel:
 
     @property
     def latents(self) -> list[str]:
-        """Latent variables (left of ``=~``), in order of appearance."""
-        return _unique(t.lhs for t in self.terms if t.op == "=~")
+        """Latent variables (left of ``=~`` or ``<~``), in order of appearance."""
+        return _unique(t.lhs for t in self.terms if t.op in ("=~", "<~"))
+
+    @property
+    def composites(self) -> dict[str, list[str]]:
+        """Indicators forming each composite (``F <~ x1 + x2``), in order."""
+        out: dict[str, list[str]] = {}
+        for t in self.terms:
+            if t.op == "<~":
+                out.setdefault(t.lhs, [])
+                if t.rhs not in out[t.lhs]:
+                    out[t.lhs].append(t.rhs)
+        return out
+
+    @property
+    def interactions(self) -> list[ModelTerm]:
+        """Product terms (``Y ~ X:Z``)."""
+        return [t for t in self.terms if t.is_interaction]
 
     @property
     def indicators(self) -> dict[str, list[str]]:
@@ -115,12 +146,15 @@ class ParsedModel:
 
     @property
     def variables(self) -> list[str]:
-        """Every variable the model names, latent or observed, in order of appearance."""
+        """Every variable the model names, latent or observed, in order of appearance.
+
+        An interaction ``X:Z`` contributes its parts ``X`` and ``Z``.
+        """
         names: list[str] = []
         for t in self.terms:
             names.append(t.lhs)
             if t.rhs:
-                names.append(t.rhs)
+                names.extend(t.parts)
         return _unique(names)
 
     @property
@@ -136,7 +170,7 @@ class ParsedModel:
 
     def lines_for(self, name: str) -> list[int]:
         """Lines of the model text that mention ``name``."""
-        return sorted({t.line for t in self.terms if name in (t.lhs, t.rhs)})
+        return sorted({t.line for t in self.terms if name == t.lhs or name in t.parts})
 
 
 def _unique(values) -> list:
@@ -253,6 +287,9 @@ def _parse_term(term: str, lineno: int, stmt: str) -> tuple[str, dict]:
             mods[key] = value
     if name == "1" and not pieces[:-1]:
         return "1", mods
+    product = _PRODUCT.match(name)
+    if product:
+        return f"{product.group(1)}:{product.group(2)}", mods
     if not _NAME.match(name):
         raise _fail(f"{name!r} is not a valid variable name", lineno, stmt, stmt.find(name) + 1)
     return name, mods
@@ -376,9 +413,25 @@ def parse_model(text: str) -> ParsedModel:
                         )
                     model.terms.append(ModelTerm(lhs, "~1", "", line=lineno, **mods))
                     continue
-                if op == "~" and name == lhs:
-                    raise _fail(f"{lhs!r} is regressed on itself", lineno, stmt)
+                if op in ("~", "<~") and lhs in name.split(":"):
+                    verb = "regressed on" if op == "~" else "formed by"
+                    raise _fail(f"{lhs!r} is {verb} itself", lineno, stmt)
+                if ":" in name and op != "~":
+                    raise _fail(
+                        f"the interaction {name!r} can only be a predictor in a regression "
+                        f"('Y ~ X + Z + {name}'), not on the right of '{op}'",
+                        lineno,
+                        stmt,
+                    )
                 model.terms.append(ModelTerm(lhs, op, name, line=lineno, **mods))
+            if op == "<~" and len(_split_terms(rhs_text)) == 1:
+                raise _fail(
+                    f"the composite {lhs_names[0]!r} is formed by one indicator only; a "
+                    "composite needs two or more ('F <~ x1 + x2'). For one item, regress on "
+                    "the item itself ('Y ~ x1') or write a one-item construct ('F =~ x1')",
+                    lineno,
+                    stmt,
+                )
     if not model.terms and not model.defined:
         raise ModelSyntaxError("the model is empty: write at least one '=~' or '~' line")
     _check_defined(model)

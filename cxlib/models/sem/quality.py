@@ -163,8 +163,14 @@ def check_improper(result, limits: dict[str, float] | None = None) -> ImproperSo
     latents = st.latents
     groups = result.groups
     problems: list[dict[str, Any]] = []
-    blocks = [[st.items.index(it) for it in st.indicators(lat)] for lat in latents]
-    mono_single = [st.reliability.get(lat, 1.0) for lat in latents]
+    measured = st.reflective
+    blocks = [[st.items.index(it) for it in st.indicators(lat)] for lat in measured]
+    mono_single = [st.reliability.get(lat, 1.0) for lat in measured]
+    # a composite and its indicators, a higher-order construct and its first-order ones
+    # are related by construction: their correlation is not a problem
+    related = {frozenset((c, x)) for c, xs in st.composites.items() for x in xs} | {
+        frozenset((h, f)) for h, fs in st.higher_order.items() for f in fs
+    }
     for g, group in enumerate(groups):
         where = f" in {group}" if len(groups) > 1 else ""
         cov_eta = mats["cov_eta"][:, :, g]
@@ -178,6 +184,8 @@ def check_improper(result, limits: dict[str, float] | None = None) -> ImproperSo
         var_y = np.diagonal(sigma, axis1=-2, axis2=-1)
         # standardized structural coefficients
         for prm in st.of_kind("path"):
+            if prm.op == "<~":
+                continue  # weights of collinear indicators: see the composites' VIF
             std = B[..., prm.row, prm.col] * sd_eta[..., prm.col] / sd_eta[..., prm.row]
             mean = float(std.mean())
             if abs(mean) > lim["standardized"]:
@@ -196,6 +204,8 @@ def check_improper(result, limits: dict[str, float] | None = None) -> ImproperSo
                 )
         # latent R²
         for lat in st.endogenous:
+            if lat in st.composites:
+                continue  # a composite's R² is 1 by definition
             k = latents.index(lat)
             r2 = 1 - psi[..., k, k] / var_eta[..., k]
             mean = float(r2.mean())
@@ -218,6 +228,8 @@ def check_improper(result, limits: dict[str, float] | None = None) -> ImproperSo
         for i in range(len(latents)):
             for j in range(i + 1, len(latents)):
                 r = float(mean_corr[i, j])
+                if frozenset((latents[i], latents[j])) in related:
+                    continue
                 if abs(r) > lim["latent_correlation"]:
                     a, b = latents[i], latents[j]
                     problems.append(
@@ -237,11 +249,11 @@ def check_improper(result, limits: dict[str, float] | None = None) -> ImproperSo
         sd_y = np.sqrt(np.maximum(var_y, 1e-300))
         corr_y = sigma / (sd_y[..., :, None] * sd_y[..., None, :])
         ht = htmt_draws(corr_y, blocks, mono_single).mean((0, 1))
-        for i in range(len(latents)):
-            for j in range(i + 1, len(latents)):
+        for i in range(len(measured)):
+            for j in range(i + 1, len(measured)):
                 h = float(ht[i, j])
                 if h > lim["htmt"]:
-                    a, b = latents[i], latents[j]
+                    a, b = measured[i], measured[j]
                     problems.append(
                         _problem(
                             "htmt",
@@ -280,8 +292,10 @@ def check_improper(result, limits: dict[str, float] | None = None) -> ImproperSo
             if not prm.is_variance or prm.fixed is not None:
                 continue
             k = prm.row
-            idx = blocks[k]
-            if not idx or latents[k] in st.endogenous:
+            if latents[k] not in measured or latents[k] in st.endogenous:
+                continue
+            idx = blocks[measured.index(latents[k])]
+            if not idx:
                 continue  # a residual variance near 0 is a latent R² near 1 (checked above)
             explained = (lam[..., idx, k] ** 2 * psi[..., k, k][..., None] / var_y[..., idx]).max(
                 -1

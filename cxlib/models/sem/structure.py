@@ -48,6 +48,7 @@ KINDS = {
     "latent_cov": "~~",
     "intercept": "~1",
     "latent_mean": "~1",
+    "interaction": "~",
 }
 
 
@@ -73,6 +74,8 @@ class Param:
         Constrained positive (the sign convention on a first loading).
     start : float or None
         Starting value from the syntax.
+    parts : tuple of int or None
+        For an interaction (``Y ~ X:Z``), the latents whose product it multiplies.
     """
 
     kind: str
@@ -86,6 +89,7 @@ class Param:
     free: int = -1
     positive: bool = False
     start: float | None = None
+    parts: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -125,6 +129,16 @@ class SEMStructure:
     reliability: dict[str, float] = field(default_factory=dict)
     #: items whose residual variance was fixed by default (not written in the syntax)
     default_residuals: list[str] = field(default_factory=list)
+    #: observed variables of regressions, interactions and composites: each is a latent
+    #: of the same name, measured without error by the item of that name (name -> item)
+    observed: dict[str, str] = field(default_factory=dict)
+    #: composites (``F <~ x1 + x2``): composite -> its indicators (observed or latent)
+    composites: dict[str, list[str]] = field(default_factory=dict)
+    #: higher-order constructs (``g =~ F1 + F2 + F3``): construct -> its first-order ones
+    higher_order: dict[str, list[str]] = field(default_factory=dict)
+    #: (outcome, predictor) of every entry of B: regressions, composite weights and
+    #: second-order loadings
+    regression_pairs: list[tuple[str, str]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -156,39 +170,68 @@ class SEMStructure:
         """
         if scaling not in SCALINGS:
             raise ModelSpecificationError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-        latents = parsed.latents
-        if not latents:
+        declared = parsed.latents
+        if not declared:
             raise ModelSpecificationError(
                 "the model has no latent variables: add measurement lines such as "
-                "'Image =~ IMG1 + IMG2 + IMG3'"
+                "'Image =~ IMG1 + IMG2 + IMG3' (or a composite, 'Quality <~ q1 + q2 + q3')"
             )
+        declared_set = set(declared)
         items: list[str] = []
+        higher: dict[str, list[str]] = {}
         for t in parsed.terms:
-            if t.op == "=~" and t.rhs not in latents and t.rhs not in items:
+            if t.op != "=~":
+                continue
+            if t.rhs in declared_set:
+                higher.setdefault(t.lhs, []).append(t.rhs)
+            elif t.rhs not in items:
                 items.append(t.rhs)
+        composites = parsed.composites
+        for lat in higher:
+            mixed = [t.rhs for t in parsed.terms if t.op == "=~" and t.lhs == lat]
+            odd = [v for v in mixed if v not in declared_set]
+            if odd:
+                raise ModelSpecificationError(
+                    f"line {parsed.lines_for(lat)[0]}: {lat} is measured by constructs "
+                    f"({', '.join(higher[lat])}) and by items ({', '.join(odd)}); a higher-order "
+                    "construct is measured by first-order constructs only. Give the items a "
+                    f"construct of their own ('{lat}_items =~ {' + '.join(odd)}') and add it"
+                )
+        for lat in composites:
+            if lat in higher or any(t.op == "=~" and t.lhs == lat for t in parsed.terms):
+                raise ModelSpecificationError(
+                    f"line {parsed.lines_for(lat)[0]}: {lat} is both measured ('=~') and formed "
+                    "('<~'); a construct is either reflective or a composite. Use one of the two"
+                )
+        # observed variables in regressions, interactions and composites get a latent of
+        # their own name, measured without error by the item of that name
+        observed: dict[str, str] = {}
+        item_set = set(items)
+        uses = [(t, v) for t in parsed.terms if t.op in ("~", "<~") for v in (t.lhs, *t.parts)]
+        for t, v in uses:
+            if v in declared_set or v in observed:
+                continue
+            if v in item_set:
+                owner = next(x.lhs for x in parsed.terms if x.op == "=~" and x.rhs == v)
+                raise ModelSpecificationError(
+                    f"line {t.line}: {v!r} is an item of {owner} ('{owner} =~ ... {v}') and "
+                    f"also a variable of '{t.lhs} {t.op} {t.rhs}'. Regress on the construct "
+                    f"({owner}), or use another column for the observed variable"
+                )
+            observed[v] = v
+        latents = [*declared, *observed]
+        items = [*items, *observed]
         latent_set, item_set = set(latents), set(items)
         for t in parsed.terms:
-            if t.op == "=~" and t.rhs in latent_set:
-                raise ModelSpecificationError(
-                    f"line {t.line}: {t.lhs} =~ {t.rhs}: second-order factors are not supported yet"
-                )
-            if t.op == "~":
-                bad = [v for v in (t.lhs, t.rhs) if v not in latent_set]
-                if bad:
-                    raise ModelSpecificationError(
-                        f"line {t.line}: {t.lhs} ~ {t.rhs}: {', '.join(map(repr, bad))} is not a "
-                        "latent variable. Regressions are between constructs; for a single item "
-                        "write a one-item construct, e.g. 'NPS_f =~ NPS' (its loading is fixed "
-                        "at 1 and the item's residual variance at 0 by default)"
-                    )
             if t.op == "~~":
-                kinds = {v in latent_set for v in (t.lhs, t.rhs)}
                 unknown = [v for v in (t.lhs, t.rhs) if v not in latent_set | item_set]
                 if unknown:
                     raise ModelSpecificationError(
                         f"line {t.line}: {t.lhs} ~~ {t.rhs}: {', '.join(map(repr, unknown))} is "
-                        "neither a latent variable nor an item of a measurement line"
+                        "neither a latent variable, an item of a measurement line nor an observed "
+                        "variable of a regression"
                     )
+                kinds = {v in latent_set for v in (t.lhs, t.rhs)}
                 if len(kinds) > 1:
                     raise ModelSpecificationError(
                         f"line {t.line}: {t.lhs} ~~ {t.rhs}: a covariance between an item and a "
@@ -201,10 +244,11 @@ class SEMStructure:
                 )
         reliability = dict(reliability or {})
         s = cls(parsed=parsed, items=items, latents=latents, scaling=scaling)
+        s.observed, s.composites, s.higher_order = observed, composites, higher
         s.single_items = {}
-        for lat in latents:
+        for lat in declared:
             ind = [t.rhs for t in parsed.terms if t.op == "=~" and t.lhs == lat]
-            if len(ind) == 1:
+            if len(ind) == 1 and lat not in higher:
                 s.single_items[lat] = ind[0]
         for lat, r in reliability.items():
             if lat not in s.single_items:
@@ -240,7 +284,11 @@ class SEMStructure:
 
         # loadings, with the scale convention on each latent's first loading
         for lat in latents:
-            terms = [t for t in parsed.terms if t.op == "=~" and t.lhs == lat]
+            if lat in self.observed:
+                it = self.observed[lat]
+                params.append(Param("loading", lat, "=~", it, ii[it], li[lat], fixed=1.0))
+                continue
+            terms = [t for t in parsed.terms if t.op == "=~" and t.lhs == lat and t.rhs not in li]
             seen: set[str] = set()
             for k, t in enumerate(terms):
                 if t.rhs in seen:
@@ -267,19 +315,70 @@ class SEMStructure:
                         start=t.start,
                     )
                 )
-        # regressions
+        # paths: regressions, composite weights ('F <~ x': B[F, x]) and second-order
+        # loadings ('g =~ F1': B[F1, g]); the first weight or loading of each is fixed at 1
         seen_paths: set[tuple[str, str]] = set()
-        for t in parsed.regressions:
-            if (t.lhs, t.rhs) in seen_paths:
-                raise ModelSpecificationError(f"line {t.line}: {t.lhs} ~ {t.rhs} appears twice")
-            seen_paths.add((t.lhs, t.rhs))
+
+        def add_path(t, outcome: str, predictor: str, first: bool) -> None:
+            if (outcome, predictor) in seen_paths:
+                raise ModelSpecificationError(
+                    f"line {t.line}: {t.lhs} {t.op} {t.rhs} appears twice (or repeats a "
+                    f"regression of {outcome} on {predictor})"
+                )
+            seen_paths.add((outcome, predictor))
+            fixed = t.fixed
+            if first and fixed is None and not t.free_forced:
+                fixed = 1.0
             params.append(
                 Param(
-                    "path", t.lhs, "~", t.rhs, li[t.lhs], li[t.rhs], t.label, t.fixed, start=t.start
+                    "path",
+                    t.lhs,
+                    t.op,
+                    t.rhs,
+                    li[outcome],
+                    li[predictor],
+                    t.label,
+                    fixed,
+                    start=t.start,
                 )
             )
-        endogenous = {t.lhs for t in parsed.regressions}
-        predictors = {t.rhs for t in parsed.regressions}
+
+        for t in parsed.regressions:
+            if not t.is_interaction:
+                add_path(t, t.lhs, t.rhs, first=False)
+        for comp, indicators in self.composites.items():
+            for t in (t for t in parsed.terms if t.op == "<~" and t.lhs == comp):
+                add_path(t, comp, t.rhs, first=t.rhs == indicators[0])
+        for lat, firsts in self.higher_order.items():
+            for t in (t for t in parsed.terms if t.op == "=~" and t.lhs == lat and t.rhs in li):
+                add_path(t, t.rhs, lat, first=t.rhs == firsts[0])
+        seen_products: set[tuple[str, frozenset]] = set()
+        for t in parsed.interactions:
+            key = (t.lhs, frozenset(t.parts) if len(set(t.parts)) > 1 else frozenset([t.rhs]))
+            if key in seen_products:
+                raise ModelSpecificationError(f"line {t.line}: {t.lhs} ~ {t.rhs} appears twice")
+            seen_products.add(key)
+            a, b = t.parts
+            params.append(
+                Param(
+                    "interaction",
+                    t.lhs,
+                    "~",
+                    t.rhs,
+                    li[t.lhs],
+                    label=t.label,
+                    fixed=t.fixed,
+                    start=t.start,
+                    parts=(li[a], li[b]),
+                )
+            )
+        self.regression_pairs = [
+            (latents[p.row], latents[p.col]) for p in params if p.kind == "path"
+        ]
+        endogenous = {o for o, _ in self.regression_pairs} | {t.lhs for t in parsed.interactions}
+        predictors = {x for _, x in self.regression_pairs} | {
+            v for t in parsed.interactions for v in t.parts
+        }
         self._check_acyclic()
 
         # user covariances, keyed by unordered pair
@@ -312,6 +411,10 @@ class SEMStructure:
         single = {it: lat for lat, it in self.single_items.items()}
         self.default_residuals = []
         for it in items:
+            if it in self.observed:
+                # measured without error; a '~~' line on the name is its latent's (co)variance
+                params.append(Param("item_cov", it, "~~", it, ii[it], ii[it], fixed=0.0))
+                continue
             user = user_cov.pop(frozenset((it,)), None)
             default = None
             if it in single and user is None:
@@ -319,13 +422,18 @@ class SEMStructure:
                 self.default_residuals.append(it)
             params.append(cov_param("item_cov", it, it, ii, default, user))
         for key, t in list(user_cov.items()):
-            if len(key) == 2 and all(v in ii for v in key):
+            if len(key) == 2 and all(v in ii and v not in self.observed for v in key):
                 a, b = sorted(key, key=lambda v: ii[v])
                 params.append(cov_param("item_cov", a, b, ii, None, t))
                 user_cov.pop(key)
-        # latent variances
+        # latent variances: a composite has no disturbance (0); an observed variable and a
+        # higher-order construct keep their variance free (their scale is a fixed 1)
         for lat in latents:
             default = 1.0 if self.scaling == "unit_variance" else None
+            if lat in self.composites:
+                default = 0.0
+            elif lat in self.observed or lat in self.higher_order:
+                default = None
             params.append(
                 cov_param(
                     "latent_cov", lat, lat, li, default, user_cov.pop(frozenset((lat,)), None)
@@ -333,7 +441,15 @@ class SEMStructure:
             )
         # latent covariances: exogenous pairs and pure-outcome residual pairs by default
         exo = [v for v in latents if v not in endogenous]
-        pure_y = [v for v in latents if v in endogenous and v not in predictors]
+        first_order = {f for fs in self.higher_order.values() for f in fs}
+        pure_y = [
+            v
+            for v in latents
+            if v in endogenous
+            and v not in predictors
+            and v not in first_order
+            and v not in self.composites
+        ]
         for group in (exo, pure_y):
             for i, a in enumerate(group):
                 for b in group[i + 1 :]:
@@ -386,10 +502,17 @@ class SEMStructure:
             if p.label is not None:
                 by_label[p.label] = (p.kind, p.free)
 
-    def _check_acyclic(self) -> None:
+    def predecessors(self) -> dict[str, set[str]]:
+        """Each latent's direct predictors: paths, composite indicators, interaction parts."""
         preds: dict[str, set[str]] = {}
-        for t in self.parsed.regressions:
-            preds.setdefault(t.lhs, set()).add(t.rhs)
+        for outcome, predictor in self.regression_pairs:
+            preds.setdefault(outcome, set()).add(predictor)
+        for t in self.parsed.interactions:
+            preds.setdefault(t.lhs, set()).update(t.parts)
+        return preds
+
+    def _check_acyclic(self) -> None:
+        preds = self.predecessors()
         state: dict[str, int] = {}
 
         def visit(v: str, stack: list[str]) -> None:
@@ -414,8 +537,8 @@ class SEMStructure:
     def depth(self) -> int:
         """Length of the longest chain of regressions between latents (``B^(depth+1) = 0``)."""
         preds: dict[str, set[str]] = {}
-        for t in self.parsed.regressions:
-            preds.setdefault(t.lhs, set()).add(t.rhs)
+        for outcome, predictor in self.regression_pairs:
+            preds.setdefault(outcome, set()).add(predictor)
         memo: dict[str, int] = {}
 
         def depth(v: str) -> int:
@@ -437,19 +560,38 @@ class SEMStructure:
 
     @property
     def endogenous(self) -> list[str]:
-        """Latents that are regressed on others."""
-        lhs = {t.lhs for t in self.parsed.regressions}
+        """Latents that are regressed on others (or formed by, or measured by, others)."""
+        lhs = set(self.predecessors())
         return [v for v in self.latents if v in lhs]
 
     @property
     def exogenous(self) -> list[str]:
         """Latents that are not regressed on others."""
-        lhs = {t.lhs for t in self.parsed.regressions}
+        lhs = set(self.predecessors())
         return [v for v in self.latents if v not in lhs]
 
     def indicators(self, latent: str) -> list[str]:
-        """Items loading on ``latent``."""
+        """Items loading on ``latent`` (none for a composite or a higher-order construct)."""
         return [p.rhs for p in self.params if p.kind == "loading" and p.lhs == latent]
+
+    @property
+    def interactions(self) -> list[Param]:
+        """The product terms (``Y ~ X:Z``), kind ``interaction``."""
+        return self.of_kind("interaction")
+
+    @property
+    def constructs(self) -> list[str]:
+        """The latents that are constructs of the study: not the observed variables."""
+        return [v for v in self.latents if v not in self.observed]
+
+    @property
+    def reflective(self) -> list[str]:
+        """Constructs measured by items (reflective, first order)."""
+        return [
+            v
+            for v in self.latents
+            if v not in self.observed and v not in self.composites and v not in self.higher_order
+        ]
 
     def of_kind(self, kind: str) -> list[Param]:
         """Parameters of one kind, in order."""
@@ -495,6 +637,80 @@ class SEMStructure:
             out[item] = prm.fixed
         return out
 
+    def _outgoing(self, lat: str) -> list[str]:
+        """What ``lat`` predicts (paths and interactions it is a part of)."""
+        out = [o for o, x in self.regression_pairs if x == lat]
+        out += [t.lhs for t in self.parsed.interactions if lat in t.parts]
+        return out
+
+    def _formed_or_higher_problems(self, lat: str, var: Param) -> list[str]:
+        """Scale and identification of a composite or a higher-order construct."""
+        problems = []
+        if lat in self.composites:
+            members = self.composites[lat]
+            weights = [p for p in self.params if p.kind == "path" and p.op == "<~" and p.lhs == lat]
+            fixed = any(p.fixed not in (None, 0.0) for p in weights)
+            outgoing = self._outgoing(lat)
+            if not outgoing:
+                problems.append(
+                    f"the composite {lat} ({lat} <~ {' + '.join(members)}) predicts nothing, so "
+                    "its weights cannot be estimated: a composite is identified by what it "
+                    f"explains. Add a regression on it ('Loyalty ~ {lat}'), or drop the line"
+                )
+            elif var.is_free and len(set(outgoing)) < 2:
+                problems.append(
+                    f"the composite {lat} has a disturbance ('{lat} ~~ {lat}' is free) and "
+                    f"predicts only {outgoing[0]}: a composite with a disturbance needs two or "
+                    "more outgoing paths (the 2+ emitted paths rule). Remove the "
+                    f"'{lat} ~~ {lat}' line (no disturbance, the default) or add a path"
+                )
+            if not fixed and not (var.fixed or 0.0) > 0:
+                problems.append(
+                    f"{lat} has no scale: fix one weight ('{lat} <~ 1*{members[0]} + ...'; "
+                    "the first weight is fixed at 1 unless the syntax frees it)"
+                )
+            return problems
+        members = self.higher_order[lat]
+        loads = [p for p in self.params if p.kind == "path" and p.op == "=~" and p.lhs == lat]
+        fixed = any(p.fixed not in (None, 0.0) for p in loads)
+        if not fixed and var.is_free:
+            problems.append(
+                f"{lat} has no scale: fix one loading ('{lat} =~ 1*{members[0]} + ...') or "
+                f"its variance ('{lat} ~~ 1*{lat}')"
+            )
+        free = [p for p in loads if p.is_free]
+        # equal loadings (a shared label) or a second fixed loading constrain the model
+        labels = [p.label for p in loads if p.label]
+        constrained = (
+            len({p.free for p in free}) < len(free)
+            or len(free) < len(loads) - 1
+            or any(labels.count(p.label) > 1 for p in free if p.label)
+        )
+        if len(members) < 3 and not constrained:
+            problems.append(
+                f"the second-order construct {lat} has {len(members)} first-order constructs "
+                f"({', '.join(members)}): with fewer than three it is not identified on its own. "
+                f"Add a third, give the loadings one label ('{lat} =~ l*{members[0]} + "
+                f"l*{members[-1]}'), fix one more loading, or model the first-order "
+                f"constructs as correlated ('{members[0]} ~~ {members[-1]}') instead"
+            )
+        return problems
+
+    def _interaction_problems(self) -> list[str]:
+        """An interaction needs its parts as main effects of the same outcome."""
+        problems = []
+        direct = set(self.regression_pairs)
+        for t in self.parsed.interactions:
+            missing = [v for v in dict.fromkeys(t.parts) if (t.lhs, v) not in direct]
+            if missing:
+                add = " + ".join(missing)
+                problems.append(
+                    f"line {t.line}: {t.lhs} ~ {t.rhs}: the interaction's parts must also be "
+                    f"predictors of {t.lhs} (the slope of {t.parts[0]} at {t.parts[1]} = 0 is "
+                    f"otherwise forced to 0). Add '{t.lhs} ~ {add}'"
+                )
+        return problems
+
     def check_identification(self) -> None:
         """Fail before sampling when the model cannot be identified.
 
@@ -509,8 +725,13 @@ class SEMStructure:
         """
         problems = []
         for lat in self.latents:
-            loads = [p for p in self.params if p.kind == "loading" and p.lhs == lat]
+            if lat in self.observed:
+                continue
             var = next(p for p in self.params if p.kind == "latent_cov" and p.lhs == lat == p.rhs)
+            if lat in self.composites or lat in self.higher_order:
+                problems.extend(self._formed_or_higher_problems(lat, var))
+                continue
+            loads = [p for p in self.params if p.kind == "loading" and p.lhs == lat]
             has_fixed_loading = any(p.fixed not in (None, 0.0) for p in loads)
             if len(loads) == 1:
                 item = loads[0].rhs
@@ -531,6 +752,7 @@ class SEMStructure:
                     f"{lat} has no scale: fix one loading ('{lat} =~ 1*{loads[0].rhs} + ...') or "
                     f"its variance ('{lat} ~~ 1*{lat}'), or use scaling='unit_variance'"
                 )
+        problems.extend(self._interaction_problems())
         if problems:
             raise ModelSpecificationError(
                 "the model is not identified:\n  - " + "\n  - ".join(problems)

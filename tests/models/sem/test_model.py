@@ -115,9 +115,14 @@ def test_negative_degrees_of_freedom_fail():
         BayesianSEM("F =~ x1 + x2\nG =~ x3 + x4\nx1 ~~ x3\nx2 ~~ x4\nx1 ~~ x4\nx2 ~~ x3")
 
 
-def test_regression_on_an_item_explains_what_to_do():
-    with pytest.raises(ModelSpecificationError, match="one-item construct"):
-        BayesianSEM("Image =~ IMG1 + IMG2 + IMG3\nImage ~ NPS")
+def test_regression_on_an_observed_variable_needs_no_one_item_construct():
+    st = BayesianSEM("Image =~ IMG1 + IMG2 + IMG3\nImage ~ NPS").structure
+    assert st.observed == {"NPS": "NPS"}
+    assert st.latents == ["Image", "NPS"] and st.items[-1] == "NPS"
+    fixed = {p.name: p.fixed for p in st.params if not p.is_free}
+    assert fixed["NPS =~ NPS"] == 1.0 and fixed["NPS ~~ NPS"] == 0.0  # the item's residual
+    assert "Image ~ NPS" in st.free_names["path"]
+    assert "NPS ~~ NPS" in st.free_names["latent_cov"]  # the observed variable's variance
 
 
 def test_study_spec_builds_the_sample_model(study):
