@@ -14,6 +14,16 @@ Methods: ``cxlib`` (continuous, marginal likelihood from sufficient statistics),
 ``latent`` (a hand-written PyMC model that samples each respondent's latent scores,
 what a user would write from the PyMC examples), ``cxlib-ordinal`` (pairwise
 likelihood, up to N = 2,500) and ``semopy`` (maximum likelihood).
+
+Model kinds (``--kinds``, at ``--kind-sizes``, default N = 2,500 and 250,000), each
+simulated by :func:`cxlib.models.sem.simulate.simulate_sem` and fitted by cxlib:
+``composite`` (a Mode-B composite driving two reflective constructs) and
+``composite-twin`` (the same data, the composite's indicators as a reflective
+construct: the speed target is composite <= 1.5x its twin), ``interaction``
+(``Y ~ X + Z + X:Z`` with correlated X and Z), ``second-order``
+(``g =~ F1 + F2 + F3``) and ``covariate`` (a continuous and a 0/1 observed
+predictor, a 0/1 observed outcome). ``--quick`` is a smoke run: N = 250, 100 draws,
+the kinds only.
 """
 
 from __future__ import annotations
@@ -40,6 +50,93 @@ Loyalty ~ b*Image + c*Experience
 indirect := a*b
 """
 CUTS = np.array([-1.5, -0.5, 0.5, 1.5])
+
+#: model kinds: name -> (lavaan text, true standardized values, simulate_sem options)
+KINDS = {
+    "composite": (
+        """
+Quality =~ Q1 + Q2 + Q3 + Q4
+Touch   <~ T1 + T2 + T3 + T4
+Image   =~ IMG1 + IMG2 + IMG3 + IMG4
+Loyalty =~ LOY1 + LOY2 + LOY3 + LOY4
+Image   ~ Touch
+Loyalty ~ Image + Touch
+""",
+        {
+            "Touch <~ T1": 0.5,
+            "Touch <~ T2": 0.3,
+            "Touch <~ T3": 0.3,
+            "Touch <~ T4": 0.2,
+            "Image ~ Touch": 0.5,
+            "Loyalty ~ Image": 0.4,
+            "Loyalty ~ Touch": 0.2,
+        },
+        {"loading": 0.8},
+    ),
+    "interaction": (
+        """
+Experience =~ CX1 + CX2 + CX3 + CX4
+Cost       =~ SC1 + SC2 + SC3 + SC4
+Loyalty    =~ LOY1 + LOY2 + LOY3 + LOY4
+Loyalty ~ Experience + Cost + Experience:Cost
+""",
+        {
+            "Experience ~~ Cost": 0.3,
+            "Loyalty ~ Experience": 0.4,
+            "Loyalty ~ Cost": -0.2,
+            "Loyalty ~ Experience:Cost": -0.15,
+        },
+        {"loading": 0.8},
+    ),
+    "second-order": (
+        """
+Store =~ S1 + S2 + S3
+Phone =~ P1 + P2 + P3
+Web   =~ W1 + W2 + W3
+CX    =~ Store + Phone + Web
+Loyalty =~ LOY1 + LOY2 + LOY3
+Loyalty ~ CX
+""",
+        {"CX =~ Store": 0.8, "CX =~ Phone": 0.7, "CX =~ Web": 0.6, "Loyalty ~ CX": 0.5},
+        {"loading": 0.8},
+    ),
+    "covariate": (
+        """
+Experience =~ CX1 + CX2 + CX3 + CX4
+Loyalty    =~ LOY1 + LOY2 + LOY3 + LOY4
+Loyalty ~ Experience + tenure + app
+churn ~ Experience
+""",
+        {
+            "Loyalty ~ Experience": 0.5,
+            "Loyalty ~ tenure": 0.2,
+            "Loyalty ~ app": 0.15,
+            "Experience ~~ tenure": 0.2,
+            "churn ~ Experience": -0.3,
+        },
+        {
+            "loading": 0.8,
+            "covariates": {"tenure": (5.0, 3.0)},
+            "dummies": {"app": 0.4, "churn": 0.2},
+        },
+    ),
+}
+
+
+def kind_model(kind: str) -> str:
+    """The lavaan text a kind is fitted with (the twin: the composite made reflective)."""
+    if kind == "composite-twin":
+        return KINDS["composite"][0].replace("<~", "=~")
+    return KINDS[kind][0]
+
+
+def simulate_kind(kind: str, n: int, seed: int = 1):
+    from cxlib.models.sem.simulate import simulate_sem
+
+    text, values, options = KINDS["composite" if kind == "composite-twin" else kind]
+    return simulate_sem(text, values, n=n, seed=seed, **options).data
+
+
 NOTES = """\
 **Load.** This run (continuous methods only) had load average 7-12 on the 2-core machine
 (other helpers sampling alongside): semopy's import alone took 2.4-21 s, and the same
@@ -157,10 +254,10 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
     t_import = time.perf_counter()
     frame = pd.read_parquet(path)
     t_data = time.perf_counter()
-    if method in ("cxlib", "cxlib-2nd", "cxlib-ordinal"):
+    if method in ("cxlib", "cxlib-2nd", "cxlib-ordinal") or method.startswith("kind:"):
         if method == "cxlib-ordinal":
             frame = frame.apply(lambda col: 1 + np.searchsorted(CUTS, col.to_numpy()))
-        sem = BayesianSEM(MODEL)
+        sem = BayesianSEM(kind_model(method[5:]) if method.startswith("kind:") else MODEL)
         result = sem.fit(
             frame,
             draws=draws,
@@ -272,6 +369,16 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="+", default=["semopy", "cxlib", "cxlib-2nd", "latent", "cxlib-ordinal"]
     )
+    parser.add_argument(
+        "--kinds",
+        nargs="*",
+        default=["composite", "composite-twin", "interaction", "second-order", "covariate"],
+        help="model kinds fitted by cxlib at --kind-sizes (none: '--kinds' alone)",
+    )
+    parser.add_argument("--kind-sizes", type=int, nargs="+", default=[2500, 250_000])
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: the kinds at N = 250, 100 draws"
+    )
     parser.add_argument("--latent-max", type=int, default=2500)
     parser.add_argument("--ordinal-max", type=int, default=2500)
     parser.add_argument("--draws", type=int, default=1000)
@@ -289,6 +396,8 @@ def main() -> None:
         "rows a previous run saved with --out",
     )
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.kind_sizes, args.draws, args.tune = [], [250], 100, 100
     rows = []
     if args.from_json:
         rows = json.loads(Path(args.from_json).read_text())
@@ -308,6 +417,14 @@ def main() -> None:
                 if method == "cxlib-ordinal" and n > args.ordinal_max:
                     continue
                 res = run_child(method, path, args.draws, args.tune, args.timeout)
+                res["n"] = n
+                rows.append(res)
+                print(json.dumps(res, default=float), flush=True)
+        for n in args.kind_sizes:
+            for kind in args.kinds:
+                path = os.path.join(tmp, f"sem_{kind}_{n}.parquet")
+                simulate_kind(kind, n).to_parquet(path)
+                res = run_child(f"kind:{kind}", path, args.draws, args.tune, args.timeout)
                 res["n"] = n
                 rows.append(res)
                 print(json.dumps(res, default=float), flush=True)

@@ -715,7 +715,16 @@ class Study(_Strict):
             parsed = parse_model(self.model)
         except ModelSyntaxError as exc:
             raise ValueError(f"model: {exc}") from None
+        # constructs the model itself defines: composites ('CX <~ Store + Web') and
+        # higher-order constructs over the spec's constructs ('CX =~ Store + Phone + Web')
+        defined = set(parsed.composites) | {
+            latent
+            for latent, items in parsed.indicators.items()
+            if latent not in self.constructs and all(i in self.constructs for i in items)
+        }
         for latent, items in parsed.indicators.items():
+            if latent in defined:
+                continue
             if latent not in self.constructs:
                 raise ValueError(
                     f"model line {parsed.lines_for(latent)[0]}: {latent!r} is measured ('=~') "
@@ -728,7 +737,7 @@ class Study(_Strict):
                         f"model line {parsed.lines_for(item)[0]}: item {item!r} of {latent!r} "
                         "is in the model but not in the spec" + did_you_mean(item, declared)
                     )
-        known = set(self.constructs) | set(declared)
+        known = set(self.constructs) | set(declared) | defined
         for name in parsed.variables:
             if name not in known:
                 raise ValueError(

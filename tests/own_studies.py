@@ -4,11 +4,13 @@ Each builder writes ``study.yaml`` and an export into a folder and returns the s
 None of them shares the sample's construct names, and each lacks something the sample has:
 
 - :func:`retail_study` (like the ECSI mobile-phone survey): 1-10 items, a ``;``-separated CSV
-  with ``-99`` for "no answer" and no id column; constructs Quality, Value (a single item)
-  and Retention; no KPIs, segments, waves, attributes or touchpoints.
+  with ``-99`` for "no answer" and no id column; constructs Quality (a composite of its
+  items, ``<~``), Value (a single item) and Retention; no KPIs, segments, waves,
+  attributes or touchpoints.
 - :func:`bank_study` (like a corporate-reputation survey): 1-7 items in Parquet; numeric
   segment codes with labels (1 = Private, 2 = Business); waves; a satisfaction and a loyalty
-  KPI but no NPS; perception-only attributes; three touchpoints.
+  KPI but no NPS; perception-only attributes; three touchpoints; an observed covariate
+  (years as a customer) in the regression of loyalty.
 - :func:`collinear_study`: two experience constructs that are nearly the same construct
   (latent correlation 0.97), so the SEM solution is improper (a discriminant-validity
   problem) although the sampler converges.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from cxlib.simulate import Latent, Missingness, SegmentTruth, Truth, simulate_responses
+from cxlib.simulate import Latent, Loading, Missingness, SegmentTruth, Truth, simulate_responses
 from cxlib.study import study_from_dict
 
 
@@ -51,7 +53,7 @@ def retail_study(folder: Path, *, n: int = 400, seed: int = 11) -> Path:
             },
             "Retention": {"label": "Customer retention", "items": _items("RET", 3, "ten", "Stay")},
         },
-        "model": "Value ~ Quality\nRetention ~ Quality + Value\n",
+        "model": "Quality <~ QUAL1 + QUAL2 + QUAL3\nValue ~ Quality\nRetention ~ Quality + Value\n",
     }
     path = _write_spec(folder, spec)
     study = study_from_dict(spec, path=path)
@@ -172,7 +174,8 @@ def bank_study(folder: Path, *, n: int = 600, seed: int = 12) -> Path:
             },
             "attachment": {"label": "Attachment", "dimension": "emotional", "perception": "LIKE2"},
         },
-        "model": "CUSA ~ COMP + LIKE + SERV\nCUSL ~ CUSA + LIKE\n",
+        "items": {"TENURE": {"text": "Years as a customer", "scale": [0, 20]}},
+        "model": "CUSA ~ COMP + LIKE + SERV\nCUSL ~ CUSA + LIKE + TENURE\n",
     }
     path = _write_spec(folder, spec)
     study = study_from_dict(spec, path=path)
@@ -184,7 +187,10 @@ def bank_study(folder: Path, *, n: int = 600, seed: int = 12) -> Path:
             "CUSL ~ CUSA": 0.5,
             "CUSL ~ LIKE": 0.2,
         },
-        loadings={name: 0.8 for name in study.item_names},
+        loadings={
+            **{name: 0.8 for name in study.item_names if name != "TENURE"},
+            "TENURE": Loading(latent="CUSL", loading=0.3),
+        },
         latent=Latent(correlations={"COMP ~~ LIKE": 0.4, "COMP ~~ SERV": 0.2, "LIKE ~~ SERV": 0.2}),
         segments={
             "clientele": {"Private": SegmentTruth(share=0.6), "Business": SegmentTruth(share=0.4)}

@@ -321,3 +321,25 @@ def test_the_own_study_guide_example_is_a_valid_spec():
     assert study.target == "CUSL" and study.label_of("CUSL") == "Loyalty"
     assert study.attributes["fair_price"].expectation is None
     assert len(study.single_item_notes) == 1
+
+
+def test_models_beyond_reflective_constructs_are_valid_specs():
+    """Composites, higher-order constructs, interactions and observed items in a spec's model."""
+    raw = spec(
+        constructs={
+            **BASE["constructs"],
+            "Store": {"items": {f"S{i}": {"text": "s", "scale": "agree5"} for i in (1, 2, 3)}},
+            "Web": {"items": {f"W{i}": {"text": "w", "scale": "agree5"} for i in (1, 2, 3)}},
+        },
+        items={"tenure": {"text": "years a customer", "scale": [0, 40]}},
+        model=(
+            "CX <~ Store + Web\nGlobal =~ Store + Web + Image\n"
+            "Loyalty ~ CX + Image + tenure + Image:tenure"
+        ),
+    )
+    study = study_from_dict(raw, source="demo.yaml")
+    lavaan = study.lavaan_model
+    assert "Store =~ S1 + S2 + S3" in lavaan and "Image =~ IMG1 + IMG2" in lavaan
+    assert "CX" not in study.constructs  # the model defines it
+    with pytest.raises(StudySpecError, match="'tenur' is neither a construct nor an item"):
+        study_from_dict(spec(**{**raw, "model": "Loyalty ~ Image + tenur"}), source="demo.yaml")

@@ -29,6 +29,17 @@ posterior draws of a fitted structural model, never from refitting:
   item whose latent response shifts by ``d`` standard deviations has
   ``share_new = Phi(Phi^-1(share_now) + d)`` above any cut. An item's shift moves its
   construct's score by the item's rescaled weight times the item's 0-100 points.
+- **Kinds of model** beyond reflective constructs: an observed variable in a regression
+  (``Loyalty ~ tenure``) is a construct with one item, its own column, on the study's
+  scale for it (else the range seen in the data). A composite (``F <~ x1 + x2``) scores
+  the weighted mean of its indicators' scores, weighted by its weights per score point,
+  so an observed indicator's importance is its weight times the composite's total
+  effect; its observed indicators are its items, not drivers of their own. A
+  higher-order construct (``g =~ F1 + F2 + F3``) scores the mean of its first-order
+  constructs' scores, and their items are its items. With product terms
+  (``Y ~ X + Z + X:Z``) importance is the effect at the moderators' means, and a
+  what-if propagates through the products (:func:`propagate_shifts`): shifting the
+  moderator changes the slope it moderates.
 - **Flags**: a driver model remembers whether the SEM it came from converged and
   whether its solution is improper (:attr:`DriverModel.flags`);
   :meth:`DriverModel.from_sem` refuses such a result unless asked
@@ -43,6 +54,7 @@ loadings and item SDs per group) and is built from a fitted SEM with
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +73,7 @@ __all__ = [
     "QUADRANTS",
     "WhatIf",
     "driver_priorities",
+    "propagate_shifts",
     "sem_flags",
     "what_if",
     "what_if_baseline",
@@ -69,6 +82,9 @@ __all__ = [
 
 QUADRANTS = ("fix first", "keep up", "possible overkill", "low priority")
 _FORMAT = "cxlib.DriverModel/1"
+#: the format of models with composites, higher-order constructs or interactions (a
+#: reader of the first format would weigh them wrongly, so it refuses them)
+_FORMAT_KINDS = "cxlib.DriverModel/2"
 
 
 @dataclass
@@ -104,8 +120,22 @@ class DriverModel:
         convergence diagnostics and what makes its solution improper (empty: proper).
         A hand-built model is taken as converged and proper.
     item_weights : numpy.ndarray or None
-        Outer weights of composites, shape (draw, group, item); None (a factor model):
+        Outer weights given by hand, shape (draw, group, item); None (a factor model):
         items are weighted by their standardized loadings (:meth:`item_weight`).
+    composites : dict
+        Composite (``F <~ x1 + x2``) -> its indicators, latents of the model: an observed
+        indicator is the latent of its item's name (its one item, loading 1). The
+        composite's score is the weighted mean of its indicators' scores
+        (:meth:`member_weights`); its observed indicators are its items, not drivers of
+        their own.
+    higher_order : dict
+        Higher-order construct (``g =~ F1 + F2 + F3``) -> its first-order constructs: it
+        has no items of its own; its score is the mean of theirs.
+    interactions : list of tuple
+        ``(outcome, x, z)`` of each product term ``outcome ~ x:z``, along the last axis
+        of ``gamma``.
+    gamma : numpy.ndarray or None
+        The product terms' coefficients, shape (draw, group, interaction).
     """
 
     latents: list[str]
@@ -120,6 +150,10 @@ class DriverModel:
     target: str | None = None
     flags: dict = field(default_factory=lambda: {"converged": True, "improper": []})
     item_weights: np.ndarray | None = None
+    composites: dict[str, list[str]] = field(default_factory=dict)
+    higher_order: dict[str, list[str]] = field(default_factory=dict)
+    interactions: list[tuple[str, str, str]] = field(default_factory=list)
+    gamma: np.ndarray | None = None
 
     def __post_init__(self):
         self.flags = _checked_flags(self.flags, "DriverModel(flags=...)")
@@ -134,6 +168,20 @@ class DriverModel:
                 raise DriverError(
                     "DriverModel(item_weights=...): expected shape (draw, group, item) "
                     f"{self.item_sd.shape}, got {self.item_weights.shape}"
+                )
+        self.interactions = [tuple(t) for t in self.interactions]
+        built = {**self.composites, **self.higher_order}
+        for name in [*built, *(v for m in built.values() for v in m)]:
+            self._latent(name)
+        for name in (v for term in self.interactions for v in term):
+            self._latent(name)
+        if self.interactions:
+            self.gamma = np.asarray(self.gamma, dtype=float)
+            want = self.total.shape[:2] + (len(self.interactions),)
+            if self.gamma.shape != want:
+                raise DriverError(
+                    f"DriverModel(gamma=...): expected shape (draw, group, interaction) {want}, "
+                    f"got {self.gamma.shape}"
                 )
 
     @classmethod
@@ -186,10 +234,28 @@ class DriverModel:
         sigma = mats["sigma"].reshape((flat,) + mats["sigma"].shape[2:])
         groups = list(result.groups)
         grouped = len(groups) > 1
+        observed = dict(st.observed)
+        composites = {c: list(m) for c, m in st.composites.items()}
+        higher = {g: list(m) for g, m in st.higher_order.items()}
+        items = {
+            lat: [i for i in its if i not in st.latents]
+            for lat, its in st.parsed.indicators.items()
+        }
+        items |= {lat: [item] for lat, item in observed.items()}
+        items |= {g: [] for g in higher}
+        items |= {c: [m for m in members if m in observed] for c, members in composites.items()}
+        interactions, gamma = [], None
+        terms = list(st.interactions)
+        if terms:
+            interactions = [
+                (prm.lhs, st.latents[prm.parts[0]], st.latents[prm.parts[1]]) for prm in terms
+            ]
+            g_draws = np.asarray(result.idata.posterior["Gamma"].values).reshape(flat, -1)
+            gamma = np.broadcast_to(g_draws[:, None, :], (flat, s[2], len(terms))).copy()
         return cls(
             latents=list(st.latents),
-            items={lat: list(items) for lat, items in st.parsed.indicators.items()},
-            scales={i: (study.item(i).scale.min, study.item(i).scale.max) for i in st.items},
+            items={lat: items.get(lat, []) for lat in st.latents},
+            scales=_item_scales(result, study),
             total=mats["inv"].reshape((flat,) + s[2:]),
             loadings=mats["Lambda"].reshape((flat,) + mats["Lambda"].shape[2:]),
             item_sd=np.sqrt(np.diagonal(sigma, axis1=-2, axis2=-1)),
@@ -198,6 +264,10 @@ class DriverModel:
             group_column=result.model.fit_options.get("group") if grouped else None,
             target=target,
             flags=flags,
+            composites=composites,
+            higher_order=higher,
+            interactions=interactions,
+            gamma=gamma,
         )
 
     @property
@@ -242,6 +312,14 @@ class DriverModel:
         arrays = {"total": self.total, "loadings": self.loadings, "item_sd": self.item_sd}
         if self.item_weights is not None:
             arrays["item_weights"] = self.item_weights
+        if self.composites or self.higher_order or self.interactions:
+            # files of reflective models stay in the first format, which older readers load
+            meta["format"] = _FORMAT_KINDS
+            meta["composites"] = self.composites
+            meta["higher_order"] = self.higher_order
+            meta["interactions"] = [list(t) for t in self.interactions]
+            if self.gamma is not None:
+                arrays["gamma"] = self.gamma
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez_compressed(tmp, **arrays, meta=json.dumps(meta))
         tmp.replace(path)
@@ -261,13 +339,15 @@ class DriverModel:
             with np.load(path, allow_pickle=False) as f:
                 meta = json.loads(str(f["meta"]))
                 arrays = {k: f[k] for k in ("total", "loadings", "item_sd")}
-                if "item_weights" in f.files:
-                    arrays["item_weights"] = f["item_weights"]
+                for optional in ("item_weights", "gamma"):
+                    if optional in f.files:
+                        arrays[optional] = f[optional]
         except (OSError, ValueError, KeyError) as exc:
             raise DriverError(f"{path}: not a driver model file ({exc})") from None
-        if meta.get("format") != _FORMAT:
+        if meta.get("format") not in (_FORMAT, _FORMAT_KINDS):
             raise DriverError(
-                f"{path}: written in format {meta.get('format')!r}, expected {_FORMAT!r}"
+                f"{path}: written in format {meta.get('format')!r}, expected {_FORMAT!r} "
+                f"or {_FORMAT_KINDS!r}"
             )
         return cls(
             latents=meta["latents"],
@@ -280,6 +360,9 @@ class DriverModel:
             flags=_checked_flags(
                 meta.get("flags", {"converged": True, "improper": []}), f"{path}: flags"
             ),
+            composites=meta.get("composites", {}),
+            higher_order=meta.get("higher_order", {}),
+            interactions=[tuple(t) for t in meta.get("interactions", [])],
             **arrays,
         )
 
@@ -302,13 +385,141 @@ class DriverModel:
         )
 
     def score_factor(self) -> np.ndarray:
-        """``k``: score points (0-100) per latent unit, shape (draw, group, latent)."""
-        out = np.zeros(self.loadings.shape[:2] + (len(self.latents),))
+        """``k``: score points (0-100) per latent unit, shape (draw, group, latent).
+
+        A construct measured by items: ``mean_i(100 * loading_i / range_i)``. A composite
+        ``F = sum_m w_m m`` scores the weighted mean of its indicators' scores with
+        weights ``w_m / k_m`` rescaled to absolute sum one, so ``k_F = 1 / sum_m |w_m / k_m|``
+        (an observed indicator ``x`` has ``k = 100 / range_x``). A higher-order construct
+        scores the mean of its first-order constructs' scores, ``k_g = mean_m(l_m k_m)``
+        with ``l_m`` the second-order loading. Weights and loadings are the total effects
+        of ``total`` (per draw).
+        """
+        out = np.full(self.loadings.shape[:2] + (len(self.latents),), np.nan)
         for k, lat in enumerate(self.latents):
+            if lat in self.composites or lat in self.higher_order:
+                continue
             idx = [self.item_order.index(i) for i in self.items[lat]]
             ranges = np.array([self.scales[i][1] - self.scales[i][0] for i in self.items[lat]])
             out[..., k] = (100 * self.loadings[..., idx, k] / ranges).mean(axis=-1)
+        for lat in self._member_order():
+            c = self.latents.index(lat)
+            members = self.composites.get(lat) or self.higher_order[lat]
+            m = [self.latents.index(x) for x in members]
+            if lat in self.composites:
+                w = self.total[..., c, m]  # F = sum_m w_m m
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[..., c] = 1.0 / np.abs(w / out[..., m]).sum(axis=-1)
+            else:
+                loading = self.total[..., m, c]  # m = l_m g + ...
+                out[..., c] = (loading * out[..., m]).mean(axis=-1)
         return out
+
+    def _member_order(self) -> list[str]:
+        """Composites and higher-order constructs, each after the ones it is built from."""
+        built = {**self.composites, **self.higher_order}
+        order: list[str] = []
+
+        def visit(lat: str, seen: tuple[str, ...]) -> None:
+            if lat in order or lat not in built:
+                return
+            if lat in seen:
+                raise DriverError(f"{lat!r} is built from itself ({' -> '.join(seen)})")
+            for m in built[lat]:
+                visit(m, (*seen, lat))
+            order.append(lat)
+
+        for lat in built:
+            visit(lat, ())
+        return order
+
+    def member_weights(self, construct: str) -> tuple[list[str], np.ndarray]:
+        """How a composite's or higher-order construct's score is made of its members' scores.
+
+        Parameters
+        ----------
+        construct : str
+            A composite or higher-order construct.
+
+        Returns
+        -------
+        members : list of str
+            Its indicators (composite) or first-order constructs (higher-order).
+        weights : numpy.ndarray
+            Shape (draw, group, member): the score is ``sum_m weight_m * score_m``. A
+            composite's weights are ``w_m / k_m`` rescaled to absolute sum one (its
+            weight per point of the member's score); a higher-order construct's are
+            ``1 / n_members``.
+        """
+        members = self.composites.get(construct) or self.higher_order.get(construct)
+        if not members:
+            raise DriverError(f"{construct!r} is neither a composite nor a higher-order construct")
+        m = [self.latents.index(x) for x in members]
+        if construct in self.higher_order:
+            return list(members), np.full(self.total.shape[:2] + (len(m),), 1.0 / len(m))
+        k = self.score_factor()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            raw = self.total[..., self.latents.index(construct), m] / k[..., m]
+        return list(members), raw / np.abs(raw).sum(axis=-1, keepdims=True)
+
+    def indicator_stand_ins(self) -> list[str]:
+        """Observed indicators of composites: latents that stand for their one item.
+
+        They are reported and shifted as their composite's items, not as drivers.
+        """
+        return [
+            m
+            for members in self.composites.values()
+            for m in members
+            if self.items.get(m) == [m] and m in self.item_order
+        ]
+
+    def construct_items(self, construct: str) -> tuple[list[str], np.ndarray]:
+        """The items a construct's score is made of and their rescaled weights.
+
+        Parameters
+        ----------
+        construct : str
+            A construct of the model.
+
+        Returns
+        -------
+        items : list of str
+            Its own items; a composite's observed indicators; a higher-order
+            construct's first-order items (empty for a composite of constructs: those
+            constructs are drivers with items of their own).
+        weights : numpy.ndarray
+            Shape (draw, group, item), as :meth:`item_weight` defines them: absolute sum
+            one within the construct.
+        """
+        k = self._latent(construct)
+        shape = self.item_sd.shape[:2]
+        if construct in self.composites:
+            members, w = self.member_weights(construct)
+            own = [j for j, m in enumerate(members) if self.items.get(m) == [m]]
+            return [members[j] for j in own], w[..., own]
+        if construct in self.higher_order:
+            members, w = self.member_weights(construct)
+            names, cols = [], []
+            for j, m in enumerate(members):
+                its, wm = self.construct_items(m)
+                for i, item in enumerate(its):
+                    if item not in names:
+                        names.append(item)
+                        cols.append(w[..., j] * wm[..., i])
+            return names, np.stack(cols, axis=-1) if cols else np.zeros(shape + (0,))
+        idx = [self.item_order.index(i) for i in self.items[construct]]
+        if not idx:
+            return [], np.zeros(shape + (0,))
+        if self.item_weights is not None:
+            raw = self.item_weights[..., idx]
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                raw = self.loadings[..., idx, k] / self.item_sd[..., idx]
+        scale = np.abs(raw).sum(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weights = np.where(scale > 0, raw / scale, 1.0 / len(idx))
+        return list(self.items[construct]), weights
 
     def item_weight(self) -> np.ndarray:
         """Rescaled item weights ``w``, shape (draw, group, item) along ``item_order``.
@@ -317,22 +528,45 @@ class DriverModel:
         ``loading_i * sd(latent) / sd(item_i)`` divided by the sum of the absolute
         standardized loadings of the construct's items (IPMA's rescaling: the weights of
         a construct's items sum to one; the latent's SD cancels). With
-        ``item_weights`` (composites) the outer weights are rescaled the same way.
+        ``item_weights`` the given outer weights are rescaled the same way. A
+        composite's observed indicators get their weights in the composite
+        (:meth:`member_weights`); items of a higher-order construct keep those of
+        their first-order construct (see :meth:`construct_items` for theirs in it).
         """
         out = np.zeros(self.item_sd.shape)
-        for k, lat in enumerate(self.latents):
-            idx = [self.item_order.index(i) for i in self.items[lat]]
-            if not idx:  # a construct without items of its own (e.g. a second-order one)
+        ordered = [lat for lat in self.latents if lat not in self.composites]
+        for lat in [*ordered, *self.composites]:
+            if lat in self.higher_order:
                 continue
-            if self.item_weights is not None:
-                raw = self.item_weights[..., idx]
-            else:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    raw = self.loadings[..., idx, k] / self.item_sd[..., idx]
-            scale = np.abs(raw).sum(axis=-1, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[..., idx] = np.where(scale > 0, raw / scale, 1.0 / len(idx))
+            names, weights = self.construct_items(lat)
+            for j, item in enumerate(names):
+                out[..., self.item_order.index(item)] = weights[..., j]
         return out
+
+    def item_owner(self, item: str, target: str | None = None) -> str:
+        """The construct an item's shift moves: the one whose score it is part of.
+
+        An observed variable moves its own latent; an item of a first-order construct
+        under a higher-order one moves the construct that drives ``target`` (the
+        higher-order one), else its own construct.
+
+        Raises
+        ------
+        DriverError
+            When no construct has the item.
+        """
+        if self.items.get(item) == [item]:
+            return item
+        owners = [lat for lat in self.latents if item in self.construct_items(lat)[0]]
+        if not owners:
+            raise DriverError(
+                f"{item!r} is neither a construct nor an item of the model "
+                f"(constructs: {', '.join(self.latents)})"
+            )
+        if target is not None:
+            drivers = set(self.drivers_of(target)) | {target}
+            owners = [lat for lat in owners if lat in drivers] or owners
+        return owners[0]
 
     def final_outcomes(self) -> list[str]:
         """Constructs that are explained by others and explain none."""
@@ -385,10 +619,19 @@ class DriverModel:
         return target
 
     def drivers_of(self, target: str | None = None) -> list[str]:
-        """Constructs with a path (direct or mediated) to ``target`` (default :attr:`target`)."""
+        """Constructs with a path (direct or mediated) to ``target`` (default :attr:`target`).
+
+        A composite's observed indicators are its items, not drivers of their own
+        (:meth:`indicator_stand_ins`).
+        """
         t = self._latent(self.resolve_target(target))
         effect = np.abs(self.total[..., t, :]).max(axis=(0, 1))
-        return [lat for k, lat in enumerate(self.latents) if k != t and effect[k] > 0]
+        items_only = set(self.indicator_stand_ins())
+        return [
+            lat
+            for k, lat in enumerate(self.latents)
+            if k != t and effect[k] > 0 and lat not in items_only
+        ]
 
     def importance(
         self, target: str | None = None, *, level: str = "construct"
@@ -397,7 +640,10 @@ class DriverModel:
 
         ``level="item"`` gives each driver item's importance (target points per point
         of the item's 0-100 score): its construct's importance times the item's
-        rescaled weight (:meth:`item_weight`).
+        rescaled weight in it (:meth:`construct_items`). For a composite's indicator
+        this is its weight times the composite's total effect on the target, in score
+        points; a higher-order construct's items are those of its first-order
+        constructs. An item is listed once (under the first driver it belongs to).
         """
         target = self.resolve_target(target)
         t = self._latent(target)
@@ -407,7 +653,6 @@ class DriverModel:
         if level not in ("construct", "item"):
             raise DriverError(f"level must be 'construct' or 'item', got {level!r}")
         k = self.score_factor()
-        w = self.item_weight() if level == "item" else None
         names, cols = [], []
         for d in drivers:
             j = self.latents.index(d)
@@ -416,9 +661,13 @@ class DriverModel:
                 names.append(d)
                 cols.append(imp)
             elif level == "item":
-                for item in self.items[d]:
-                    names.append(item)
-                    cols.append(imp * w[..., self.item_order.index(item)])
+                items, w = self.construct_items(d)
+                for i, item in enumerate(items):
+                    if item not in names:
+                        names.append(item)
+                        cols.append(imp * w[..., i])
+        if not cols:
+            raise DriverError(f"no driver of {target!r} has items of its own")
         return names, np.stack(cols, axis=-1)
 
 
@@ -437,6 +686,38 @@ def sem_flags(result) -> dict:
     return {"converged": converged, "improper": messages}
 
 
+def _item_scales(result, study) -> dict[str, tuple[float, float]]:
+    """Answer scales of the model's items: the study's, else the range seen in the data.
+
+    An observed variable the study does not declare as an item (a covariate such as
+    tenure given to the SEM by its column) takes the range of its values in the fitted
+    data, with a warning saying so: its 0-100 score is then relative to that range.
+    """
+    scales, from_data = {}, []
+    known = study.all_items
+    for i in result.structure.items:
+        if i in known:
+            scales[i] = (known[i].scale.min, known[i].scale.max)
+            continue
+        data = result.model.data  # the fitted data (SEMData), standardized per item
+        j = list(data.items).index(i)
+        raw = data.y[:, j] * data.scale[j] + data.center[j]
+        lo, hi = float(np.nanmin(raw)), float(np.nanmax(raw))
+        if not hi > lo:
+            raise DriverError(f"{i!r} takes one value in the data: it has no scale to score")
+        scales[i] = (lo, hi)
+        from_data.append(f"{i} ({lo:g}-{hi:g})")
+    if from_data:
+        warnings.warn(
+            "driver analyses: no answer scale in the study for "
+            + ", ".join(from_data)
+            + "; their 0-100 scores use the range of their values in the fitted data",
+            UserWarning,
+            stacklevel=3,
+        )
+    return scales
+
+
 def _checked_flags(flags, where: str) -> dict:
     """Flags as ``{"converged": bool, "improper": [str]}``, or a DriverError naming ``where``."""
     if not isinstance(flags, dict) or not isinstance(flags.get("improper", []), list):
@@ -453,10 +734,29 @@ def _checked_flags(flags, where: str) -> dict:
 def _score_columns(
     frame: pd.DataFrame, model: DriverModel, drivers: list[str], level: str
 ) -> dict[str, np.ndarray]:
-    """0-100 scores per respondent: constructs (mean of rescaled items) or items."""
+    """0-100 scores per respondent: constructs (mean of rescaled items) or items.
+
+    A composite's or higher-order construct's score is the weighted mean of its members'
+    scores (posterior-mean :meth:`DriverModel.member_weights`, over the members
+    answered); at the item level, the items of :meth:`DriverModel.construct_items`.
+    """
     out = {}
     for d in drivers:
-        items = model.items.get(d, [d])
+        if d in model.composites or d in model.higher_order:
+            if level == "item":
+                items, _ = model.construct_items(d)
+                out |= _score_columns(frame, model, items, "item")
+                continue
+            members, w = model.member_weights(d)
+            w = w.mean(axis=(0, 1))
+            parts = _score_columns(frame, model, members, "construct")
+            values = np.column_stack([parts[m] for m in members])
+            answered = np.isfinite(values)
+            norm = (np.abs(w) * answered).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[d] = np.where(norm > 0, np.nansum(values * w, axis=1) / norm, np.nan)
+            continue
+        items = model.items.get(d) or [d]
         rescaled = np.column_stack(
             [
                 100
@@ -531,15 +831,17 @@ def driver_priorities(
             study.segment_columns[0] if study.segment_columns else None
         )
     names, imp = model.importance(target, level=level)
-    if level == "item":
-        w_mean = model.item_weight().mean(axis=(0, 1))
-        weight = [float(w_mean[model.item_order.index(nm)]) for nm in names]
-    else:
-        weight = [1.0] * len(names)
-    construct_of = {}
+    construct_of, weight_of = {}, {}
     for d in model.drivers_of(target):
-        for item in model.items[d] if level == "item" else [d]:
-            construct_of[item] = d
+        if level == "item":
+            items, w = model.construct_items(d)
+            for i, item in enumerate(items):
+                if item not in construct_of:
+                    construct_of[item] = d
+                    weight_of[item] = float(w[..., i].mean())
+        else:
+            construct_of[d], weight_of[d] = d, 1.0
+    weight = [weight_of[nm] for nm in names]
     cells = segment_wave_cells(data, segment, study.columns.wave)
     seg_labels, wave_labels = cells.segments, cells.waves
     n_seg, n_wave = cells.shape
@@ -549,6 +851,7 @@ def driver_priorities(
     rows_idx = cells.rows
     w = data.weights[rows_idx]
     scores = _score_columns(data.frame, model, list(dict.fromkeys(construct_of.values())), level)
+    scores = {name: scores[name] for name in names}
     perf = np.empty((n_cells, n_draws, len(names)))
     counts = np.zeros((n_cells, len(names)), dtype=int)
     for j, name in enumerate(names):
@@ -647,6 +950,7 @@ def what_if(
     mode: str = "shift",
     segment: str = config.EVERYONE,
     nps_item: str | None = "default",
+    at: dict[str, float] | None = None,
     hdi_prob: float = config.HDI_PROB,
 ) -> WhatIf:
     """Predict what shifting drivers would buy, from stored posterior draws.
@@ -678,6 +982,13 @@ def what_if(
     nps_item : str or None
         The NPS item among the target's items (default: the study's ``kpis.nps`` when it
         measures the target; without data, the target's one 0-10 item); None leaves NPS out.
+    at : dict, optional
+        For a model with interactions (``Y ~ X + Z + X:Z``): where the customers stand,
+        construct -> score points above (or below) its mean (default: every construct at
+        its mean). A shift of ``X`` by ``dX`` moves ``Y`` by ``(b_X + gamma Z) dX``,
+        with ``Z`` its level here; shifting ``X`` and ``Z`` together adds
+        ``gamma dX dZ``: shifts propagate through the structural equations with the
+        product terms (:func:`propagate_shifts`).
     hdi_prob : float
         Interval mass.
 
@@ -704,26 +1015,21 @@ def what_if(
     item_sd = model.item_sd.mean(axis=1) if g < 0 else model.item_sd[:, g]
     k = model.score_factor()
     k = k.mean(axis=1) if g < 0 else k[:, g]
-    w = None  # the items' weights, computed when an item is shifted (not for constructs)
     current = _current_levels(model, data, segment, shifts)
     if baseline:
         current.update(baseline)
     delta = np.zeros((model.n_draws, len(model.latents)))
     applied = {}
+    stand_ins = set(model.indicator_stand_ins())
     for driver, amount in shifts.items():
         amount = float(amount)
-        if driver in model.latents:
+        if driver in model.latents and driver not in stand_ins:
             j = model.latents.index(driver)
             lo, hi = 0.0, 100.0
             unit = "score points"
         else:
-            owner = [lat for lat, items in model.items.items() if driver in items]
-            if not owner:
-                raise DriverError(
-                    f"{driver!r} is neither a construct nor an item of the model "
-                    f"(constructs: {', '.join(model.latents)})"
-                )
-            j = model.latents.index(owner[0])
+            owner = model.item_owner(driver, target)
+            j = model.latents.index(owner)
             lo, hi = model.scales[driver]
             unit = "scale points"
         now = current.get(driver)
@@ -739,18 +1045,24 @@ def what_if(
                 f"{now:.2f} -> {now + amount:.2f}, outside {lo:g}-{hi:g}"
             )
         applied[driver] = amount
-        if driver in model.latents:
+        if unit == "score points":
             delta[:, j] += amount / k[:, j]
         else:
-            if w is None:
-                w = model.item_weight()
-                w = w.mean(axis=1) if g < 0 else w[:, g]
+            names, w = model.construct_items(model.latents[j])
+            w = w.mean(axis=1) if g < 0 else w[:, g]
             rng = model.scales[driver][1] - model.scales[driver][0]
-            weight = w[:, model.item_order.index(driver)]
+            weight = w[:, names.index(driver)]
             delta[:, j] += (100 * amount / rng * weight) / k[:, j]
-    d_eta = np.einsum("sij,sj->si", total, delta)[:, t]
+    level = np.zeros_like(delta)
+    for name, points in (at or {}).items():
+        level[:, model._latent(name)] = float(points) / k[:, model.latents.index(name)]
+    gamma = None
+    if model.interactions:
+        gamma = model.gamma.mean(axis=1) if g < 0 else model.gamma[:, g]
+    d_eta = propagate_shifts(model, total, delta, gamma=gamma, level=level)[:, t]
     draws = {"target_score": k[:, t] * d_eta}
-    target_items = model.items[target]
+    # a composite's items make it, they do not reflect it: its score is the one outcome
+    target_items = [] if target in model.composites else model.items[target]
     idx = [model.item_order.index(i) for i in target_items]
     shift_sd = loadings[:, idx, t] * d_eta[:, None] / item_sd[:, idx]  # (draw, item) in SDs
     if nps_item == "default":
@@ -805,6 +1117,57 @@ def what_if(
     )
 
 
+def propagate_shifts(
+    model: DriverModel,
+    total: np.ndarray,
+    delta: np.ndarray,
+    *,
+    gamma: np.ndarray | None = None,
+    level: np.ndarray | None = None,
+) -> np.ndarray:
+    """Change of every latent when ``delta`` is added to the structural equations.
+
+    Without interactions, ``d_eta = (I - B)^-1 delta``. With product terms
+    ``Y ~ ... + gamma X:Z``, the change of ``Y`` gains
+    ``gamma * ((X0 + dX)(Z0 + dZ) - X0 Z0) = gamma (X0 dZ + Z0 dX + dX dZ)`` with ``X0, Z0``
+    the levels the customers start from (``level``; 0 is the mean). The equations are
+    solved by substitution, one pass per latent (exact for a recursive model).
+
+    Parameters
+    ----------
+    model : DriverModel
+        For its :attr:`~DriverModel.interactions`.
+    total : numpy.ndarray
+        ``(I - B)^-1`` per draw, shape (draw, latent, latent).
+    delta : numpy.ndarray
+        Shifts of the equations in latent units, shape (draw, latent).
+    gamma : numpy.ndarray, optional
+        Product coefficients, shape (draw, interaction).
+    level : numpy.ndarray, optional
+        Starting levels in latent units, shape (draw, latent) (default: 0, the means).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (draw, latent).
+    """
+    d_eta = np.einsum("sij,sj->si", total, delta)
+    if not model.interactions or gamma is None:
+        return d_eta
+    level = np.zeros_like(delta) if level is None else level
+    parts = [tuple(model.latents.index(v) for v in term) for term in model.interactions]
+    for _ in range(len(model.latents)):
+        extra = np.zeros_like(delta)
+        for q, (y, x, z) in enumerate(parts):
+            x0, z0 = level[:, x], level[:, z]
+            extra[:, y] += gamma[:, q] * ((x0 + d_eta[:, x]) * (z0 + d_eta[:, z]) - x0 * z0)
+        new = np.einsum("sij,sj->si", total, delta + extra)
+        if np.allclose(new, d_eta, rtol=0, atol=1e-12):
+            return new
+        d_eta = new
+    return d_eta
+
+
 def _study_nps(model: DriverModel, data, target_items: list[str]) -> str | None:
     """The NPS item among the target's items: the study's ``kpis.nps``, else a 0-10 item."""
     if data is not None:
@@ -830,8 +1193,9 @@ def _current_levels(
     if len(frame) == 0:
         raise DriverError(f"no respondents in segment {segment!r}")
     out: dict[str, float] = {}
+    stand_ins = set(model.indicator_stand_ins())
     for driver in shifts:
-        if driver in model.latents:
+        if driver in model.latents and driver not in stand_ins:
             score = _score_columns(frame, model, [driver], "construct")[driver]
             ok = ~np.isnan(score)
             out[driver] = float(np.average(score[ok], weights=w[ok]))
@@ -876,7 +1240,7 @@ def what_if_baseline(model: DriverModel, data, *, target: str | None = None) -> 
     """
     target = model.resolve_target(target, data.study)
     drivers = model.drivers_of(target)
-    target_items = model.items[target]
+    target_items = [] if target in model.composites else model.items[target]
     nps = data.study.kpis.nps if data.study.kpis.nps in target_items else None
     column = model.group_column or (
         data.study.segment_columns[0] if data.study.segment_columns else None

@@ -423,6 +423,23 @@ _DECLARED = [
         keys=("construct", "versus"),
     ),
     _table(
+        "sem_composites",
+        "02-experience-brand-loyalty",
+        "one indicator of a composite (F <~ x1 + x2): weights, implied loading, VIF "
+        "(none without composites)",
+        {
+            **_strs("composite", "indicator"),
+            **_estimate("weight", sd=False),
+            **_estimate("weight_std", sd=False),
+            **_estimate("loading", sd=False),
+            **_floats("vif", "p_positive"),
+            "note": _STR,
+            **_SEM_GROUP,
+        },
+        keys=("composite", "indicator"),
+        optional=("group",),
+    ),
+    _table(
         "sem_fit",
         "02-experience-brand-loyalty",
         "one fit measure",

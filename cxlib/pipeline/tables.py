@@ -161,14 +161,21 @@ def sem_tables(
         ``sem_estimates``, ``sem_estimates_standardized`` (lavaan's columns),
         ``sem_effects``, ``sem_r2``, ``sem_reliability`` (per construct), ``sem_htmt``
         (per pair of constructs: HTMT from the data and its posterior interval),
-        ``sem_fit`` (one row per fit measure: ``measure, value``) and
+        ``sem_composites`` (weights, implied loadings and VIF of each composite
+        indicator; empty without composites), ``sem_fit`` (one row per fit measure:
+        ``measure, value``; empty for a model with product terms) and
         ``sem_warnings`` (one row per sign of an improper solution:
         ``kind, constructs, value, message, advice``; empty when the solution is
         proper), each labelled with study, segment and wave.
     """
     import pandas as pd
 
-    fit = result.fit_measures(random_seed=seed)
+    if result.structure.interactions:
+        # a model with product terms has no normal-theory fit measures (its items are
+        # not multivariate normal): an empty table, said so by the notebook
+        fit = pd.DataFrame({"measure": pd.Series(dtype=str), "value": pd.Series(dtype=float)})
+    else:
+        fit = result.fit_measures(random_seed=seed)
     if isinstance(fit, pd.Series):
         fit = fit.rename("value").rename_axis("measure").reset_index()
     elif isinstance(fit, dict):
@@ -187,6 +194,7 @@ def sem_tables(
         "sem_r2": r2,
         "sem_reliability": reliability,
         "sem_htmt": report.htmt_intervals.reset_index(drop=True),
+        "sem_composites": result.composites(),
         "sem_fit": fit,
         "sem_warnings": sem_warnings(result),
     }

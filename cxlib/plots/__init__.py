@@ -11,6 +11,7 @@ from cxlib.plots.expectations import dimension_weights_chart, dimension_weights_
 from cxlib.plots.export import export_table
 from cxlib.plots.kpis import kpi_trend, segment_comparison
 from cxlib.plots.labels import labeller
+from cxlib.plots.moderation import plot_simple_slopes
 
 __all__ = [
     "dimension_weights_chart",
@@ -18,6 +19,7 @@ __all__ = [
     "export_table",
     "kpi_trend",
     "labeller",
+    "plot_simple_slopes",
     "priority_map",
     "segment_comparison",
     "what_if_bars",

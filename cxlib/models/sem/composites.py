@@ -1,14 +1,25 @@
 r"""What a researcher reads about a composite (``F <~ x1 + x2 + x3``): weights, loadings, VIF.
 
 A composite is a weighted sum of its indicators, :math:`F = \sum_j w_j x_j`, with no
-disturbance. cxlib identifies it as lavaan's classic ``<~`` does: the first weight is
-fixed at 1 (``F`` takes the first indicator's unit), the other weights are free, and
-the composite's residual variance is fixed at 0; the composite is identified by what it
-explains (at least one outgoing path). The indicators are exogenous with free variances
-and covariances (observed variables enter measured without error; latents make a
-formative higher-order construct). Nothing of this depends on the first indicator
-being a good one, except the sign: the composite points the way its first indicator
-does.
+disturbance (its residual variance is fixed at 0), identified by what it explains (at
+least one outgoing path). The indicators are exogenous with free variances and
+covariances (observed variables enter measured without error; latents make a
+formative higher-order construct); a composite that is itself explained (``F ~ X``)
+has its indicators regressed on ``X``, and ``F ~ X`` is reported as the regression of
+the composite, :math:`\sum_j w_j \gamma_{jX}` (kind ``composite_path``).
+
+Scale. By default a composite has variance 1, as PLS's Mode B composites do: the
+sampler draws a direction ``v`` and the weights are ``w = v / sqrt(v' Cov(x) v)`` with
+``Cov(x)`` the model-implied covariance of the indicators, and the sign chosen so that
+the standardized weights sum to a positive number (the composite points the way most of
+its indicators do; a sign taken from the first weight alone flips whenever that weight's
+posterior reaches 0). lavaan's classic ``<~`` scaling, the first weight fixed at 1, is what
+you get by writing it (``F <~ 1*x1 + x2 + x3``); it is not the default because the
+path out of the composite and its weights then trade off as a product (``b * w``),
+which NUTS samples badly when the path is small (measured on a retail study at
+N = 400: 32 divergences with the classic scaling, none with variance 1; and on
+:func:`~cxlib.models.sem.simulate.corporate_reputation`). Standardized weights are the
+same under both scalings.
 
 Reported per indicator, per posterior draw, from the model matrices:
 
@@ -93,7 +104,11 @@ def composite_table(
                     else ""
                 )
                 rows.append(row)
-    table = pd.DataFrame(rows)
-    if len(groups) == 1 and not table.empty:
+    columns = ["composite", "indicator", "group"]
+    for name in ("weight", "weight_std", "loading"):
+        columns += [name, *interval_columns(name)]
+    columns += ["vif", "p_positive", "note"]
+    table = pd.DataFrame(rows, columns=columns)
+    if len(groups) == 1:
         table = table.drop(columns="group")
     return table

@@ -45,6 +45,9 @@ class SEMGraph:
         Latent (residual) covariance ``(m, m)`` and item residual covariance ``(p, p)``.
     initvals : dict
         Starting values by RV name; a likelihood adds its own.
+    gamma : tensor or None
+        The product terms' coefficients ``(len(structure.interactions),)`` on the data's
+        scale (None without interactions).
     """
 
     model: Any
@@ -59,6 +62,7 @@ class SEMGraph:
     psi: Any
     theta_y: Any
     initvals: dict[str, np.ndarray] = field(default_factory=dict)
+    gamma: Any = None
 
     @property
     def n_groups(self) -> int:

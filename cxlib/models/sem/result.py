@@ -153,11 +153,20 @@ class SEMResult(ModelResult):
             mats["alpha"] = np.zeros(mats["B"].shape[:3] + (st.n_latents,))
         inv = _nilpotent_inverse_np(mats["B"])
         cov_eta = inv @ mats["Psi"] @ np.swapaxes(inv, -1, -2)
+        mean_src = mats["alpha"]
+        if st.interactions:
+            # product terms: their variance adds to the disturbances' (see
+            # _product_moments) and their means to the latents' means
+            mats["Gamma"] = with_group("Gamma", 1)
+            mats["interaction_keys"] = [(p.row, p.parts, p.rhs) for p in st.interactions]
+            var_q, mean_q = _product_moments(st, mats["Gamma"], cov_eta)
+            cov_eta = inv @ (mats["Psi"] + var_q) @ np.swapaxes(inv, -1, -2)
+            mean_src = mean_src + mean_q
         sigma = mats["Lambda"] @ cov_eta @ np.swapaxes(mats["Lambda"], -1, -2) + mats["Theta"]
         mats["inv"] = inv
         mats["cov_eta"] = cov_eta
         mats["sigma"] = sigma
-        mats["mean_eta"] = (inv @ mats["alpha"][..., None])[..., 0]
+        mats["mean_eta"] = (inv @ mean_src[..., None])[..., 0]
         mats["mu"] = mats["nu"] + (mats["Lambda"] @ mats["mean_eta"][..., None])[..., 0]
         self._cache["matrices"] = mats
         return mats
@@ -206,11 +215,14 @@ class SEMResult(ModelResult):
         rows = []
         G = len(self.groups)
         ordinal = set(self.ordinal_items)
-        for prm in self.structure.params:
+        st = self.structure
+        for prm in st.params:
             if prm.kind == "latent_mean" and not (self.grouped and not self.ordinal):
                 continue
             if prm.kind == "intercept" and prm.lhs in ordinal:
                 continue
+            if prm.kind in ("loading", "item_cov") and prm.lhs in st.observed:
+                continue  # an observed variable is its own latent, measured without error
             if free_only and not prm.is_free and prm.kind != "latent_mean":
                 continue
             for g in range(G):
@@ -266,12 +278,18 @@ class SEMResult(ModelResult):
             return mats["Lambda"][:, :, g, prm.row, prm.col]
         if prm.kind == "path":
             return mats["B"][:, :, g, prm.row, prm.col]
+        if prm.kind == "composite_path":
+            # F ~ X for a composite F: sum_j w_j (x_j ~ X) over F's indicators x_j
+            B = mats["B"][:, :, g]
+            return (B[..., prm.row, :] * B[..., :, prm.col]).sum(-1)
         if prm.kind == "item_cov":
             return mats["Theta"][:, :, g, prm.row, prm.col]
         if prm.kind == "latent_cov":
             return mats["Psi"][:, :, g, prm.row, prm.col]
         if prm.kind == "intercept":
             return mats["nu"][:, :, g, prm.row]
+        if prm.kind == "interaction":
+            return mats["Gamma"][:, :, g, _interaction_index(mats, prm)]
         return mats["alpha"][:, :, g, prm.row]
 
     @staticmethod
@@ -279,7 +297,7 @@ class SEMResult(ModelResult):
         sy, se = sd_y[:, :, g], sd_eta[:, :, g]
         if prm.kind == "loading":
             return sy[..., prm.row] / se[..., prm.col]
-        if prm.kind == "path":
+        if prm.kind in ("path", "composite_path"):
             return se[..., prm.row] / se[..., prm.col]
         if prm.kind == "item_cov":
             return sy[..., prm.row] * sy[..., prm.col]
@@ -287,6 +305,10 @@ class SEMResult(ModelResult):
             return se[..., prm.row] * se[..., prm.col]
         if prm.kind == "intercept":
             return sy[..., prm.row]
+        if prm.kind == "interaction":
+            # as lavaan for a product term: times sd(X) sd(Z), over sd(Y)
+            a, b = prm.parts
+            return se[..., prm.row] / (se[..., a] * se[..., b])
         return se[..., prm.row]
 
     def _defined_draws(self, mats, g: int, standardized: bool):
@@ -400,6 +422,15 @@ class SEMResult(ModelResult):
             ``note``) when it includes 0: the ratio's draws then spread without bound
             (a mean of 17.5 with an SD of 789 is typical) and no summary of them is
             meaningful. Other rows have an empty ``note``.
+
+        Notes
+        -----
+        In a model with interactions (``Y ~ X + Z + X:Z``) the effects are conditional
+        on the moderators at their mean (latents have mean 0, observed variables are
+        centred at theirs): the slope of ``X`` there is ``B[Y, X]`` because the product
+        term's derivative ``g Z`` vanishes at ``Z = 0``. For the slope at other values of
+        the moderator see :meth:`simple_slopes`, :meth:`johnson_neyman` and
+        :meth:`moderated_mediation`.
         """
         mats = self.matrices()
         st = self.structure
@@ -548,8 +579,10 @@ class SEMResult(ModelResult):
         Returns
         -------
         pandas.DataFrame
-            Columns ``variable, kind (latent|item), mean, sd, hdi_low, hdi_high``
-            (and ``group``).
+            Columns ``variable, kind (latent|observed|item), mean, sd, hdi_low,
+            hdi_high`` (and ``group``): endogenous constructs and observed outcomes, then
+            the items of the constructs. Composites are left out (a composite is its
+            indicators' weighted sum).
         """
         mats = self.matrices()
         st = self.structure
@@ -557,16 +590,39 @@ class SEMResult(ModelResult):
         for g in range(len(self.groups)):
             cov_eta = mats["cov_eta"][:, :, g]
             for lat in st.endogenous:
+                if lat in st.composites:
+                    continue  # a composite is its indicators' weighted sum (R² 1 by definition)
                 k = st.latents.index(lat)
-                rows.append({"variable": lat, "kind": "latent", "group": self.groups[g]})
+                kind = "observed" if lat in st.observed else "latent"
+                rows.append({"variable": lat, "kind": kind, "group": self.groups[g]})
                 cols.append(1 - mats["Psi"][:, :, g, k, k] / cov_eta[..., k, k])
             sigma = mats["sigma"][:, :, g]
             for j, it in enumerate(st.items):
+                if it in st.observed:
+                    continue
                 rows.append({"variable": it, "kind": "item", "group": self.groups[g]})
                 cols.append(1 - mats["Theta"][:, :, g, j, j] / sigma[..., j, j])
         summary = _summarize(np.stack(cols, -1), hdi_prob, diagnostics=False)
         table = pd.concat([pd.DataFrame(rows), summary], axis=1)
         return table if self.grouped else table.drop(columns="group")
+
+    def composites(self, *, hdi_prob: float = config.HDI_PROB) -> pd.DataFrame:
+        """Weights, standardized weights, implied loadings and VIF of each composite's indicators.
+
+        See :mod:`cxlib.models.sem.composites` for how a composite (``F <~ x1 + x2``) is
+        identified and what each column means. Empty for a model without composites.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``composite, indicator, weight, weight_std, loading`` (each with its HDI),
+            ``vif, p_positive, note`` (and ``group``).
+        """
+        from cxlib.models.sem.composites import composite_table
+
+        return composite_table(
+            self.structure, self.matrices(), groups=self.groups, hdi_prob=hdi_prob
+        )
 
     # ------------------------------------------------------------------ reliability
     def reliability(self, *, hdi_prob: float = config.HDI_PROB) -> ReliabilityReport:
@@ -615,11 +671,15 @@ class SEMResult(ModelResult):
         sigma = mats["sigma"][:, :, g]
         cov_eta = mats["cov_eta"][:, :, g]
         sd_y = np.sqrt(np.diagonal(sigma, axis1=-2, axis2=-1))
-        blocks = [[st.items.index(it) for it in st.indicators(lat)] for lat in st.latents]
-        mono_single = [st.reliability.get(lat, 1.0) for lat in st.latents]
+        # reflective constructs only: a composite has no reliability (see composites())
+        # and an observed variable is not a construct
+        measured = st.reflective
+        blocks = [[st.items.index(it) for it in st.indicators(lat)] for lat in measured]
+        mono_single = [st.reliability.get(lat, 1.0) for lat in measured]
         rows = []
-        for k, lat in enumerate(st.latents):
-            idx = blocks[k]
+        for b, lat in enumerate(measured):
+            k = st.latents.index(lat)
+            idx = blocks[b]
             kk = len(idx)
             sub = cov[np.ix_(idx, idx)]
             rsub = corr[np.ix_(idx, idx)]
@@ -650,15 +710,15 @@ class SEMResult(ModelResult):
                 row |= {name: sm["mean"], low: sm["hdi_low"], high: sm["hdi_high"]}
             rows.append(row)
         ht_data = htmt_draws(corr, blocks, mono_single)
-        htmt = pd.DataFrame(ht_data, index=st.latents, columns=st.latents)
+        htmt = pd.DataFrame(ht_data, index=measured, columns=measured)
         sd_w = sd_y
         corr_w = sigma / (sd_w[..., :, None] * sd_w[..., None, :])
         ht = htmt_draws(corr_w, blocks, mono_single)
         pairs, cols = [], []
-        m = st.n_latents
+        m = len(measured)
         for i in range(m):
             for j in range(i + 1, m):
-                pairs.append((st.latents[i], st.latents[j], float(ht_data[i, j])))
+                pairs.append((measured[i], measured[j], float(ht_data[i, j])))
                 cols.append(ht[..., i, j])
         if cols:
             arr = np.stack(cols, -1)
@@ -684,7 +744,7 @@ class SEMResult(ModelResult):
             "because a PLS loading correlates an item with a composite that contains the "
             "item's own error",
         ]
-        single = [lat for lat in st.latents if len(blocks[st.latents.index(lat)]) == 1]
+        single = [lat for b, lat in enumerate(measured) if len(blocks[b]) == 1]
         if single:
             notes.append(
                 "single-item constructs ("
@@ -730,6 +790,14 @@ class SEMResult(ModelResult):
             ``_hdi_low``, ``_hdi_high``), ``bcfi`` (mean, ``_hdi_low``, ``_hdi_high``), ``npar``,
             ``n_moments``, ``n_obs``.
         """
+        if self.structure.interactions:
+            raise ModelSpecificationError(
+                "fit_measures() is not available for a model with interactions (Y ~ X:Z): "
+                "its items are not multivariate normal (a product of latents is not normal), "
+                "so the chi-square against the saturated mean-and-covariance model, and "
+                "BRMSEA/BCFI built on it, do not apply. Compare the model with and without "
+                "the product terms through their estimates (the interaction's interval) instead"
+            )
         if self.ordinal:
             raise ModelSpecificationError(
                 "fit_measures() is available for the continuous likelihood only; the "
@@ -771,7 +839,7 @@ class SEMResult(ModelResult):
             )
         loglik = self._draws("loglik").reshape(-1)
         chisq = 2 * (l_h1 - loglik)
-        n_moments = G * (p * (p + 3) // 2)
+        n_moments = G * (p * (p + 3) // 2 - self.structure.n_fixed_x_moments)
         npar = self._n_free_total()
         df = n_moments - npar
         df_null = n_moments - G * 2 * p
@@ -845,6 +913,7 @@ class SEMResult(ModelResult):
         ):
             if name in post:
                 total += int(np.prod(post[name].shape[2:]))
+        total -= len(self.structure.normalized)  # a direction: one less than its weights
         if self.grouped:
             total += len(self.structure.free_names["path"]) * (
                 len(self.groups) - int(np.sum(self._pooled_mask())) - 1
@@ -880,6 +949,12 @@ class SEMResult(ModelResult):
             One row per respondent (the data's index), one column per construct, on
             the construct's scale (its marker item's units, or SD 1).
         """
+        if self.structure.interactions:
+            raise ModelSpecificationError(
+                "scores() is not available for a model with interactions (Y ~ X:Z) yet: the "
+                "regression score E[eta | y] assumes normal latents, which a product term "
+                "breaks, and the latent scores sampled in the fit are not stored"
+            )
         if self.ordinal:
             raise ModelSpecificationError(
                 "scores() is available for the continuous likelihood only for now (not "
@@ -939,6 +1014,78 @@ class SEMResult(ModelResult):
             out[rows] = offset.mean(0) + d_use.y[np.ix_(rows, o)] @ K.mean(0).T
         return pd.DataFrame(out, index=d_use.respondent_ids, columns=self.structure.latents)
 
+    # ------------------------------------------------------------------ moderation
+    def simple_slopes(
+        self,
+        x: str,
+        moderator: str,
+        at=None,
+        *,
+        outcome: str | None = None,
+        hdi_prob: float = config.HDI_PROB,
+    ) -> pd.DataFrame:
+        """The slope of ``x`` at values of ``moderator`` (a fit with ``x:moderator``).
+
+        Default values: the moderator's mean - 1 SD, mean and mean + 1 SD; see
+        :func:`cxlib.models.sem.moderation.simple_slopes`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``outcome, predictor, moderator, at, moderator_value, mean, sd, hdi_low,
+            hdi_high, p_positive``.
+        """
+        from cxlib.models.sem.moderation import simple_slopes
+
+        return simple_slopes(self, x, moderator, at, outcome=outcome, hdi_prob=hdi_prob)
+
+    def johnson_neyman(
+        self,
+        x: str,
+        moderator: str,
+        *,
+        outcome: str | None = None,
+        grid=None,
+        hdi_prob: float = config.HDI_PROB,
+    ):
+        """Where the slope of ``x`` has an interval excluding 0, along ``moderator``.
+
+        See :func:`cxlib.models.sem.moderation.johnson_neyman`.
+
+        Returns
+        -------
+        JohnsonNeyman
+            ``table`` (the slope and ``p_positive`` along the grid) and ``regions``.
+        """
+        from cxlib.models.sem.moderation import johnson_neyman
+
+        return johnson_neyman(self, x, moderator, outcome=outcome, grid=grid, hdi_prob=hdi_prob)
+
+    def moderated_mediation(
+        self, x: str, mediator: str, y: str, moderator: str, at=None, *, hdi_prob=config.HDI_PROB
+    ):
+        """Conditional indirect effects of ``x -> mediator -> y`` and the index of moderated mediation.
+
+        See :func:`cxlib.models.sem.moderation.moderated_mediation`.
+
+        Returns
+        -------
+        ModeratedMediation
+            ``index`` (one row) and ``conditional`` (indirect and direct effects at the
+            moderator's values).
+        """
+        from cxlib.models.sem.moderation import moderated_mediation
+
+        return moderated_mediation(self, x, mediator, y, moderator, at, hdi_prob=hdi_prob)
+
+    def simple_slope_lines(
+        self, x: str, moderator: str, at=None, *, outcome: str | None = None
+    ) -> pd.DataFrame:
+        """The data of :func:`cxlib.plots.plot_simple_slopes` (conditional means along ``x``)."""
+        from cxlib.models.sem.moderation import simple_slope_lines
+
+        return simple_slope_lines(self, x, moderator, at, outcome=outcome)
+
     # ------------------------------------------------------------------ quality
     @property
     def improper(self) -> ImproperSolution:
@@ -984,9 +1131,16 @@ class SEMResult(ModelResult):
             )
 
     def summary(self) -> str:
-        """A short text summary: trustworthiness, diagnostics, improper solutions, the paths."""
+        """A short text summary: trustworthiness, diagnostics, improper solutions, the paths.
+
+        The paths include composite weights (``<~``) and second-order loadings.
+        """
         est = self.estimates()
-        paths = est[est["op"].isin(["~", ":="])]
+        st = self.structure
+        structural = est["op"].isin(["~", "<~", ":="]) | (
+            (est["op"] == "=~") & est["lhs"].isin(list(st.higher_order))
+        )
+        paths = est[structural]
         head = []
         if not self.trustworthy:
             why = []
@@ -1030,6 +1184,54 @@ class SEMResult(ModelResult):
 
 
 _ESTIMATE_COLUMNS = ["mean", "sd", "hdi_low", "hdi_high", "p_positive"]
+
+
+def _interaction_index(mats, prm) -> int:
+    """Position of an interaction ``Param`` in ``structure.interactions`` (``mats["Gamma"]``)."""
+    return mats["interaction_keys"].index((prm.row, prm.parts, prm.rhs))
+
+
+def _product_moments(st, gamma: np.ndarray, cov_lin: np.ndarray):
+    """Variance and mean that product terms add to each outcome's disturbance.
+
+    For zero-mean jointly normal parts (Isserlis), ``E[XZ] = Cov(X, Z)``,
+    ``Cov(XZ, UV) = Cov(X, U) Cov(Z, V) + Cov(X, V) Cov(Z, U)`` and ``Cov(XZ, W) = 0``
+    for any linear combination ``W`` of the latents: a product term is uncorrelated
+    with the linear part and adds ``Gamma Var(q) Gamma'`` to the disturbances'
+    covariance, ``Gamma E[q]`` to their mean. The parts' covariance is ``cov_lin``, the
+    latents' covariance from the linear part of the model (exact when no part is itself
+    an outcome of a product term; an approximation then, and for observed parts that
+    are not normal, such as a dummy).
+
+    Parameters
+    ----------
+    st : SEMStructure
+    gamma : numpy.ndarray
+        ``(..., K)`` the interactions' coefficients.
+    cov_lin : numpy.ndarray
+        ``(..., m, m)``.
+
+    Returns
+    -------
+    var_q : numpy.ndarray
+        ``(..., m, m)`` added to ``Psi``.
+    mean_q : numpy.ndarray
+        ``(..., m)`` added to the latents' intercepts.
+    """
+    inter = st.interactions
+    K, m = len(inter), st.n_latents
+    a = [p.parts[0] for p in inter]
+    b = [p.parts[1] for p in inter]
+    S = cov_lin
+    cov_q = S[..., a, :][..., :, a] * S[..., b, :][..., :, b] + (
+        S[..., a, :][..., :, b] * S[..., b, :][..., :, a]
+    )
+    mean_q = S[..., a, b]
+    G = np.zeros(gamma.shape[:-1] + (m, K))
+    for k, prm in enumerate(inter):
+        G[..., prm.row, k] = gamma[..., k]
+    var = G @ cov_q @ np.swapaxes(G, -1, -2)
+    return var, (G @ mean_q[..., None])[..., 0]
 
 
 def _nilpotent_inverse_np(B: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ KINDS = {
     "intercept": "~1",
     "latent_mean": "~1",
     "interaction": "~",
+    "composite_path": "~",
 }
 
 
@@ -59,7 +60,9 @@ class Param:
     Attributes
     ----------
     kind : str
-        ``loading``, ``path``, ``item_cov``, ``latent_cov``, ``intercept`` or ``latent_mean``.
+        ``loading``, ``path``, ``item_cov``, ``latent_cov``, ``intercept``,
+        ``latent_mean``, ``interaction`` or ``composite_path`` (``F ~ X`` for a
+        composite ``F``: derived from its indicators' paths, never free itself).
     lhs, op, rhs : str
         The lavaan names (``Image =~ IMG1``, ``Loyalty ~ Image``, ``IMG1 ~~ IMG1``).
     row, col : int
@@ -98,8 +101,8 @@ class Param:
 
     @property
     def is_free(self) -> bool:
-        """True when estimated."""
-        return self.fixed is None
+        """True when estimated (a ``composite_path`` is derived, not estimated)."""
+        return self.fixed is None and self.kind != "composite_path"
 
     @property
     def is_variance(self) -> bool:
@@ -134,6 +137,13 @@ class SEMStructure:
     observed: dict[str, str] = field(default_factory=dict)
     #: composites (``F <~ x1 + x2``): composite -> its indicators (observed or latent)
     composites: dict[str, list[str]] = field(default_factory=dict)
+    #: exogenous observed variables: like lavaan's ``fixed.x``, their variances and
+    #: covariances are fixed at the sample values (:meth:`fix_observed_exogenous`), so
+    #: the model is conditional on them
+    fixed_x: list[str] = field(default_factory=list)
+    #: composites scaled to variance 1 (no weight fixed by the syntax): their weights are
+    #: normalized, ``w = v / sqrt(v' Cov(x) v)``, their standardized sum positive
+    normalized: list[str] = field(default_factory=list)
     #: higher-order constructs (``g =~ F1 + F2 + F3``): construct -> its first-order ones
     higher_order: dict[str, list[str]] = field(default_factory=dict)
     #: (outcome, predictor) of every entry of B: regressions, composite weights and
@@ -343,12 +353,44 @@ class SEMStructure:
                 )
             )
 
+        # a composite as an outcome ('F ~ X'): F stays the weighted sum of its indicators,
+        # the indicators are regressed on X, and 'F ~ X' is reported as the regression of
+        # the composite on X (sum_j w_j * (x_j ~ X), kind "composite_path")
+        explained = {}
         for t in parsed.regressions:
+            if t.lhs in self.composites and t.is_interaction:
+                raise ModelSpecificationError(
+                    f"line {t.line}: {t.lhs} ~ {t.rhs}: a composite cannot be the outcome of a "
+                    "product term yet; use a reflective construct for the outcome"
+                )
+            if t.lhs in self.composites:
+                explained.setdefault(t.lhs, []).append(t)
+                continue
             if not t.is_interaction:
                 add_path(t, t.lhs, t.rhs, first=False)
-        for comp, indicators in self.composites.items():
-            for t in (t for t in parsed.terms if t.op == "<~" and t.lhs == comp):
-                add_path(t, comp, t.rhs, first=t.rhs == indicators[0])
+        for comp, terms in explained.items():
+            for t in terms:
+                if t.label or t.fixed is not None:
+                    raise ModelSpecificationError(
+                        f"line {t.line}: {t.lhs} ~ {t.rhs}: the regression of a composite is "
+                        "derived from its indicators' regressions, so it cannot be labelled or "
+                        "fixed; label the indicators' paths instead"
+                    )
+                for x in self.composites[comp]:
+                    if (x, t.rhs) not in seen_paths:
+                        seen_paths.add((x, t.rhs))
+                        params.append(Param("path", x, "~", t.rhs, li[x], li[t.rhs]))
+                params.append(Param("composite_path", t.lhs, "~", t.rhs, li[t.lhs], li[t.rhs]))
+        # a composite without a weight fixed in the syntax has variance 1: its weights are
+        # normalized by the model, their standardized sum positive (the composite's sign)
+        self.normalized = []
+        for comp in self.composites:
+            terms = [t for t in parsed.terms if t.op == "<~" and t.lhs == comp]
+            scaled = any(t.fixed not in (None, 0.0) for t in terms)
+            if not scaled:
+                self.normalized.append(comp)
+            for t in terms:
+                add_path(t, comp, t.rhs, first=False)
         for lat, firsts in self.higher_order.items():
             for t in (t for t in parsed.terms if t.op == "=~" and t.lhs == lat and t.rhs in li):
                 add_path(t, t.rhs, lat, first=t.rhs == firsts[0])
@@ -428,10 +470,14 @@ class SEMStructure:
                 user_cov.pop(key)
         # latent variances: a composite has no disturbance (0); an observed variable and a
         # higher-order construct keep their variance free (their scale is a fixed 1)
+        exo = [v for v in latents if v not in endogenous]
+        self.fixed_x = [v for v in exo if v in self.observed]
         for lat in latents:
             default = 1.0 if self.scaling == "unit_variance" else None
             if lat in self.composites:
                 default = 0.0
+            elif lat in self.fixed_x:
+                default = 1.0  # the sample variance, set from the data
             elif lat in self.observed or lat in self.higher_order:
                 default = None
             params.append(
@@ -440,7 +486,6 @@ class SEMStructure:
                 )
             )
         # latent covariances: exogenous pairs and pure-outcome residual pairs by default
-        exo = [v for v in latents if v not in endogenous]
         first_order = {f for fs in self.higher_order.values() for f in fs}
         pure_y = [
             v
@@ -450,12 +495,16 @@ class SEMStructure:
             and v not in first_order
             and v not in self.composites
         ]
-        for group in (exo, pure_y):
+        # the indicators of a composite that is explained covary freely given its predictors
+        formed_outcomes = [self.composites[c] for c in explained]
+        fixed_x = set(self.fixed_x)
+        for group in (exo, pure_y, *formed_outcomes):
             for i, a in enumerate(group):
                 for b in group[i + 1 :]:
+                    default = 0.0 if {a, b} <= fixed_x else None  # the sample covariance
                     params.append(
                         cov_param(
-                            "latent_cov", a, b, li, None, user_cov.pop(frozenset((a, b)), None)
+                            "latent_cov", a, b, li, default, user_cov.pop(frozenset((a, b)), None)
                         )
                     )
         for key, t in list(user_cov.items()):
@@ -599,19 +648,48 @@ class SEMStructure:
 
     @property
     def n_free(self) -> int:
-        """Number of free parameters (one per label)."""
-        return sum(len(v) for v in self.free_names.values())
+        """Number of free parameters (one per label; a normalized composite's weights count one less)."""
+        return sum(len(v) for v in self.free_names.values()) - len(self.normalized)
 
     @property
     def n_moments(self) -> int:
-        """Sample moments: p(p+1)/2 covariances plus p means."""
+        """Sample moments: p(p+1)/2 covariances plus p means, less the fixed.x block."""
         p = self.n_items
-        return p * (p + 1) // 2 + p
+        return p * (p + 1) // 2 + p - self.n_fixed_x_moments
+
+    @property
+    def n_fixed_x_moments(self) -> int:
+        """The (co)variances of the exogenous observed variables, fixed at the sample's."""
+        k = len(self.fixed_x)
+        return k * (k + 1) // 2
+
+    def fix_observed_exogenous(self, covariance: dict[tuple[str, str], float]) -> None:
+        """Fix the exogenous observed variables' (co)variances at the sample values.
+
+        Parameters
+        ----------
+        covariance : dict
+            ``(a, b) -> sample covariance`` (data scale) for every pair of
+            :attr:`fixed_x` (both orders not needed), variances as ``(a, a)``.
+            Entries the syntax frees or fixes itself are left alone.
+        """
+        fixed_x = set(self.fixed_x)
+        user = {frozenset((t.lhs, t.rhs)) for t in self.parsed.covariances}
+        for prm in self.of_kind("latent_cov"):
+            pair = (prm.lhs, prm.rhs)
+            if set(pair) <= fixed_x and frozenset(pair) not in user:
+                value = covariance.get(pair, covariance.get(pair[::-1]))
+                prm.fixed = float(value)
 
     @property
     def df(self) -> int:
-        """Degrees of freedom (moments minus free parameters)."""
-        return self.n_moments - self.n_free
+        """Degrees of freedom of the means and covariances (moments minus free parameters).
+
+        Product terms (``Y ~ X:Z``) are left out: they leave the means and covariances
+        of the items unchanged up to the outcome's intercept and variance and are
+        identified by the higher moments the latent-score likelihood uses.
+        """
+        return self.n_moments - (self.n_free - len(self.free_names.get("interaction", [])))
 
     def fix_single_item_residuals(self, item_variance: dict[str, float]) -> dict[str, float]:
         """Fix the residual variances of single-item constructs with a stated reliability.
@@ -664,11 +742,9 @@ class SEMStructure:
                     "more outgoing paths (the 2+ emitted paths rule). Remove the "
                     f"'{lat} ~~ {lat}' line (no disturbance, the default) or add a path"
                 )
-            if not fixed and not (var.fixed or 0.0) > 0:
-                problems.append(
-                    f"{lat} has no scale: fix one weight ('{lat} <~ 1*{members[0]} + ...'; "
-                    "the first weight is fixed at 1 unless the syntax frees it)"
-                )
+            free = [p for p in weights if p.is_free]
+            if not fixed and not free:
+                problems.append(f"{lat} has no free weight: free one ('{lat} <~ NA*{members[0]}')")
             return problems
         members = self.higher_order[lat]
         loads = [p for p in self.params if p.kind == "path" and p.op == "=~" and p.lhs == lat]
@@ -759,7 +835,8 @@ class SEMStructure:
             )
         if self.df < 0:
             raise ModelSpecificationError(
-                f"the model is not identified: it has {self.n_free} free parameters but "
+                f"the model is not identified: it has {self.n_moments - self.df} free "
+                "parameters (besides any product terms) but "
                 f"{self.n_items} items give only {self.n_moments} means and covariances "
                 f"(degrees of freedom {self.df}). Fix parameters (e.g. equal loadings with a "
                 "shared label) or add items"

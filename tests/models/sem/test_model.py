@@ -119,10 +119,11 @@ def test_regression_on_an_observed_variable_needs_no_one_item_construct():
     st = BayesianSEM("Image =~ IMG1 + IMG2 + IMG3\nImage ~ NPS").structure
     assert st.observed == {"NPS": "NPS"}
     assert st.latents == ["Image", "NPS"] and st.items[-1] == "NPS"
-    fixed = {p.name: p.fixed for p in st.params if not p.is_free}
-    assert fixed["NPS =~ NPS"] == 1.0 and fixed["NPS ~~ NPS"] == 0.0  # the item's residual
+    fixed = {(p.kind, p.name): p.fixed for p in st.params if not p.is_free}
+    assert fixed[("loading", "NPS =~ NPS")] == 1.0
+    assert fixed[("item_cov", "NPS ~~ NPS")] == 0.0  # the item's residual
+    assert st.fixed_x == ["NPS"]  # its variance is the sample's (lavaan's fixed.x)
     assert "Image ~ NPS" in st.free_names["path"]
-    assert "NPS ~~ NPS" in st.free_names["latent_cov"]  # the observed variable's variance
 
 
 def test_study_spec_builds_the_sample_model(study):

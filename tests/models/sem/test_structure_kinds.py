@@ -55,21 +55,29 @@ def test_composite_is_a_weighted_sum_without_disturbance():
     assert set(st.observed) == {"x1", "x2", "x3"}
     weights = [p for p in st.params if p.kind == "path" and p.op == "<~"]
     assert [p.rhs for p in weights] == ["x1", "x2", "x3"]
-    assert [p.fixed for p in weights] == [1.0, None, None]  # lavaan's classic scaling
+    # variance 1 (normalized weights); '1*x1' asks for lavaan's classic scaling
+    assert [p.fixed for p in weights] == [None, None, None]
+    assert st.normalized == ["F"] and st.n_free == sum(map(len, st.free_names.values())) - 1
     assert all(p.row == st.latents.index("F") for p in weights)
     assert fixed(st, "F ~~ F") == 0.0
-    # the indicators covary freely (saturated), as exogenous variables
-    assert {"x1 ~~ x2", "x1 ~~ x3", "x2 ~~ x3"} <= set(st.free_names["latent_cov"])
+    # the indicators are exogenous observed variables: conditioned on (lavaan's fixed.x)
+    assert st.fixed_x == ["x1", "x2", "x3"]
+    assert not {"x1 ~~ x2", "x1 ~~ x3", "x2 ~~ x3"} & set(st.free_names["latent_cov"])
     assert ("F", "x2") in st.regression_pairs and st.depth == 3
     assert "F" not in st.reflective and "F" in st.constructs
+
+
+def test_a_fixed_weight_gives_lavaans_classic_scaling():
+    st = BayesianSEM("F <~ 1*x1 + x2\n" + REFLECTIVE + "Y ~ F").structure
+    assert not st.normalized and fixed(st, "F <~ x1") == 1.0
 
 
 def test_composite_scaling_holds_under_unit_variance():
     st = BayesianSEM(
         "F <~ x1 + x2\n" + REFLECTIVE + "Y ~ F\nZ ~ F", scaling="unit_variance"
     ).structure
-    assert fixed(st, "F ~~ F") == 0.0 and fixed(st, "F <~ x1") == 1.0
-    assert "x1 ~~ x1" in st.free_names["latent_cov"]  # an observed variance stays free
+    assert fixed(st, "F ~~ F") == 0.0 and st.normalized == ["F"]
+    assert st.fixed_x == ["x1", "x2"]  # an observed variance is the sample's, not 1
 
 
 def test_formative_higher_order_over_latents():
@@ -114,7 +122,8 @@ def test_observed_variables_as_predictor_and_outcome():
     assert st.observed == {"tenure": "tenure", "mobile": "mobile", "spend": "spend"}
     assert "spend ~~ spend" in st.free_names["latent_cov"]  # residual variance of the outcome
     assert {"Y ~ tenure", "Y ~ mobile", "spend ~ Y"} <= set(st.free_names["path"])
-    assert "tenure ~~ mobile" in st.free_names["latent_cov"]
+    assert st.fixed_x == ["tenure", "mobile"]  # conditioned on (lavaan's fixed.x)
+    assert {"Z ~~ tenure", "Z ~~ mobile"} <= set(st.free_names["latent_cov"])
 
 
 def test_interaction_params():
@@ -151,7 +160,7 @@ def test_prior_keys_accept_the_new_terms():
             "a =~ x1 + x2 + x3\nb =~ x4 + x5 + x6\ng =~ a + b\n" + REFLECTIVE + "Y ~ g",
             "fewer than three",
         ),
-        ("F <~ NA*x1 + x2\n" + REFLECTIVE + "Y ~ F", "F has no scale"),
+        ("F <~ 0*x1 + 0*x2\n" + REFLECTIVE + "Y ~ F", "F has no free weight"),
         ("F <~ x1 + x2\n" + REFLECTIVE + "Y ~ F\nF ~~ F", "2\\+ emitted paths"),
         ("F =~ x1 + x2\nF <~ x3 + x4\n" + REFLECTIVE + "Y ~ F", "either reflective or a composite"),
         ("a =~ x1 + x2 + x3\nb =~ x4 + x5 + x6\ng =~ a + b + q", "by constructs"),
@@ -182,3 +191,44 @@ def test_a_constant_observed_variable_is_refused():
     frame["tenure"] = 3.0
     with pytest.raises(ModelSpecificationError, match=r"\['tenure'\].*same answer"):
         BayesianSEM(REFLECTIVE + "Z ~ Y + tenure").fit(frame, draws=5, tune=5)
+
+
+def test_a_fixed_covariance_enters_once():
+    """``a ~~ 0.3*b`` fixes the covariance at 0.3 (it was added twice before #18)."""
+    rng = np.random.default_rng(1)
+    f = rng.multivariate_normal([0, 0], [[1, 0.3], [0.3, 1]], 400)
+    frame = pd.DataFrame(
+        {
+            f"{n}{i}": f[:, k] + 0.5 * rng.normal(size=400)
+            for k, n in enumerate("ab")
+            for i in (1, 2, 3)
+        }
+    )
+    sem = BayesianSEM("A =~ a1 + a2 + a3\nB =~ b1 + b2 + b3\nA ~~ 0.3*B")
+    sem.prepare_fit(frame)
+    point = sem.model.initial_point()
+    model = sem.model
+    psi = model.compile_fn(
+        model["Psi"], inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
+    )(point)
+    assert psi[0, 1] == psi[1, 0] == pytest.approx(0.3)
+
+
+def test_exogenous_observed_variables_are_conditioned_on():
+    """lavaan's fixed.x: their (co)variances are the sample's, and the df leave them out."""
+    rng = np.random.default_rng(2)
+    n = 300
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["y1", "y2", "y3"])
+    frame["tenure"] = rng.normal(5, 2, n)
+    frame["app"] = (rng.random(n) < 0.4).astype(float)
+    sem = BayesianSEM("Y =~ y1 + y2 + y3\nY ~ tenure + app")
+    st = sem.structure
+    assert st.fixed_x == ["tenure", "app"] and st.n_fixed_x_moments == 3
+    assert "tenure ~~ tenure" not in st.free_names["latent_cov"]
+    sem.prepare_fit(frame)
+    values = {p.name: p.fixed for p in st.of_kind("latent_cov")}
+    cov = np.cov(frame[["tenure", "app"]].to_numpy(), rowvar=False, ddof=0)
+    assert values["tenure ~~ tenure"] == pytest.approx(cov[0, 0])
+    assert values["tenure ~~ app"] == pytest.approx(cov[0, 1])
+    # 5 items: 15 covariances + 5 means - 3 fixed.x (co)variances
+    assert st.n_moments == 17
