@@ -680,8 +680,8 @@ class BayesianSEM(CxModel):
             # the sign: the indicators' standardized weights sum to a positive number (the
             # composite points the way most of its indicators do; a sign taken from one
             # weight flips whenever that weight's posterior reaches 0)
-            sd = pt.sqrt(pt.stack([block[0, j, j] for j in range(len(idx))]))
-            w = v / pt.sqrt(var)[:, None] * pt.sgn(pt.sum(v * sd[None, :], axis=1))[:, None]
+            sd = pt.sqrt(pt.diagonal(block, axis1=1, axis2=2))
+            w = v / pt.sqrt(var)[:, None] * pt.sgn(pt.sum(v * sd, axis=1))[:, None]
             b_g = pt.set_subtensor(b_g[:, c, idx], w)
         return b_g
 
