@@ -121,7 +121,12 @@ def main() -> None:
     flags = find_openblas()
     if flags is None:
         raise SystemExit("no OpenBLAS found (Debian: apt-get install libopenblas-dev)")
-    subprocess.run([sys.executable, "-m", "cxlib.cli", "sample"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "cxlib.cli", "sample"],
+        check=True,
+        capture_output=True,
+        cwd=HERE.parent,
+    )
     rows = []
     for name in args.models:
         for _ in range(args.repeats):

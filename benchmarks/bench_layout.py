@@ -55,7 +55,9 @@ def main() -> None:
     from _results import machine, markdown_table, update_results
     from bench_blas import fit_in_fresh_process
 
-    subprocess.run([sys.executable, "-m", "cxlib.cli", "sample"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "cxlib.cli", "sample"], check=True, capture_output=True, cwd=REPO
+    )
     base = worktree(args.base)
     rows = []
     for k, name in enumerate(args.models):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -30,6 +31,9 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except BrokenPipeError:
+            # the reader went away (`cx runs | head -3`): click ends quietly, no traceback
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -180,11 +184,22 @@ def simulate(study_path: Path, n, seed, out: Path, truth_path, continuous: bool)
 
 @cx.command()
 @click.option("--force", is_flag=True, help="Rebuild the data even when it exists.")
-def sample(force: bool) -> None:
-    """Build the sample study's data (a telecom CX tracker) if it is missing."""
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the sample study goes (default: ./data/telecom of the working directory).",
+)
+def sample(force: bool, folder: Path | None) -> None:
+    """Build the sample study (a telecom CX tracker) in ./data/telecom if it is missing.
+
+    The study spec, its truth and side tables ship with cxlib and are copied where
+    missing (files already there are kept); the responses are simulated from them.
+    """
     from cxlib.simulate import build_sample_data
 
-    path, rebuilt = build_sample_data(force=force)
+    path, rebuilt = build_sample_data(force=force, folder=folder)
     if rebuilt:
         click.echo(f"sample study data written: {_shown(path)}")
     else:
@@ -320,25 +335,44 @@ def run_command(
 @click.option(
     "--status",
     default=None,
-    help="Only runs with this status (succeeded, failed, gated, aborted, not_applicable).",
+    help="Only runs with this status (succeeded, failed, gated, aborted, not_applicable, damaged).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @_db_option
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The runs directory the catalog mirrors (default: $CX_RUNS_DIR or ./runs, or the "
+    "folder of --db).",
+)
 @click.pass_context
-def runs(ctx: click.Context, study, status, limit: int, results_db) -> None:
-    """List the run catalog, newest first (* = published); `cx runs show RUN` shows one."""
+def runs(ctx: click.Context, study, status, limit: int, results_db, runs_dir) -> None:
+    """List the run catalog, newest first (* = published); `cx runs show RUN` shows one.
+
+    The catalog first catches up with the run folders (a runner killed after publishing
+    leaves it behind); an unreadable catalog file is moved aside and rebuilt from them.
+    Statuses: succeeded, failed, gated, aborted, not_applicable, damaged (a run whose
+    artifacts no longer match their checksums; the next `cx run` re-runs its slot).
+    """
     if ctx.invoked_subcommand is not None:
         return
+    from cxlib import config
     from cxlib.pipeline.artifacts import ARTIFACT_FORMAT
     from cxlib.pipeline.store import ResultsStore
 
     store = ResultsStore(results_db)
-    if store.exists() and store.upgrade():  # tables of an older artifact format: reloaded
-        click.echo(
-            f"results store rebuilt from the run folders (artifact format {ARTIFACT_FORMAT})",
-            err=True,
-        )
-    rows = store.runs(study=study, status=status, limit=limit)
+    root = runs_dir or (store.path.parent if results_db else config.RUNS_DIR)
+    store.runs_dir = Path(root)
+    with _store_warnings():
+        if store.exists() and store.upgrade():  # tables of an older artifact format: reloaded
+            click.echo(
+                f"results store rebuilt from the run folders (artifact format {ARTIFACT_FORMAT})",
+                err=True,
+            )
+        if store.exists() or Path(root).is_dir():
+            store.catch_up(root)
+        rows = store.runs(study=study, status=status, limit=limit)
     if not rows:
         where = "" if store.exists() else f" (no results store at {_shown(store.path)})"
         click.echo(f"no runs{where}")
@@ -358,6 +392,26 @@ def runs(ctx: click.Context, study, status, limit: int, results_db) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *table, strict=True)]
     for row in (head, *table):
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@contextmanager
+def _store_warnings():
+    """Print the results store's warnings (a rebuild, a damaged pointer) as plain lines."""
+    import logging
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(f"warning: {record.getMessage()}", err=True)
+
+    log = logging.getLogger("cxlib.pipeline.store")
+    handler, propagate = Echo(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
 
 
 @runs.command("show")

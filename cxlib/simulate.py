@@ -616,12 +616,38 @@ def write_responses(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def build_sample_data(*, force: bool = False) -> tuple[Path, bool]:
-    """Simulate the sample study's responses from its committed truth, if needed.
+#: The sample study's files shipped inside cxlib (package data): spec, truth, side tables.
+SAMPLE_FILES = ("study.yaml", "truth.yaml", "touchpoint_costs.csv", "internal_assessment.csv")
+#: Where ``cx sample`` builds the sample study, relative to the working directory.
+SAMPLE_FOLDER = Path("data") / "telecom"
 
-    The data are rebuilt when missing, when the study spec, the truth or cxlib's
-    version changed since they were written (a stamp file beside them records
-    that), or when ``force`` is set.
+
+def sample_study_files() -> Path:
+    """The folder of the sample study's files shipped with cxlib (its package data)."""
+    from importlib.resources import files
+
+    return Path(str(files("cxlib") / "sample_study"))
+
+
+def build_sample_data(
+    *, force: bool = False, folder: str | Path | None = None
+) -> tuple[Path, bool]:
+    """Build the sample study in ``folder``: its spec and truth, and responses simulated from them.
+
+    The spec, the truth and the side tables are copied from cxlib's package data
+    (:func:`sample_study_files`) where ``folder`` lacks them (files there are kept:
+    edit them freely). The responses are rebuilt when missing, when the study spec,
+    the truth or cxlib's version changed since they were written (a stamp file
+    beside them records that), or when ``force`` is set. Nothing is written inside
+    the installed package, so a non-editable install or a Dask worker can build it.
+
+    Parameters
+    ----------
+    force : bool
+        Rebuild the responses even when they are up to date.
+    folder : str or Path, optional
+        Where the study goes; default ``./data/telecom`` of the working directory
+        (in a checkout's root: the committed sample study).
 
     Returns
     -------
@@ -629,19 +655,27 @@ def build_sample_data(*, force: bool = False) -> tuple[Path, bool]:
         ``(path of the responses file, whether it was rebuilt)``.
     """
     import hashlib
+    import shutil
 
     from cxlib import __version__
     from cxlib.study import load_study
 
-    study = load_study(config.SAMPLE_STUDY)
+    folder = Path(folder) if folder is not None else Path.cwd() / SAMPLE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    shipped = sample_study_files()
+    for name in SAMPLE_FILES:
+        if not (folder / name).exists():
+            shutil.copyfile(shipped / name, folder / name)
+    spec, truth = folder / "study.yaml", folder / "truth.yaml"
+    study = load_study(spec)
     out = study.data_path
     stamp = out.with_name(f".{out.name}.source")
     digest = hashlib.sha256(
-        config.SAMPLE_STUDY.read_bytes() + config.SAMPLE_TRUTH.read_bytes() + __version__.encode()
+        spec.read_bytes() + truth.read_bytes() + __version__.encode()
     ).hexdigest()
     if out.exists() and not force and stamp.exists() and stamp.read_text().strip() == digest:
         return out, False
-    frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH))
+    frame = simulate_responses(study, Truth.from_yaml(truth))
     write_responses(frame, out)
     stamp.write_text(digest + "\n")
     return out, True

@@ -43,13 +43,20 @@ __all__ = [
     "ROW_NUMBER_ID",
     "Kpis",
     "ParsedRule",
+    "MAX_SPEC_BYTES",
+    "MAX_YAML_ALIASES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_VALUES",
     "ROLES",
     "Roles",
     "Scale",
     "Study",
+    "YamlLimitError",
+    "check_yaml_limits",
     "code_number",
     "is_valid_answer",
     "load_study",
+    "load_yaml",
     "parse_rule",
     "require",
     "study_from_dict",
@@ -378,12 +385,30 @@ class Source(_Strict):
     performance (``touchpoint, cost_per_point[, max_improvement]``) and
     ``internal_assessment`` a CSV of the company's own rating of each touchpoint
     (``touchpoint, rating[, rater]``); both resolve against the spec's folder.
+    ``sheet`` chooses the Excel sheet (a workbook with several is refused without it).
+    Qualtrics preview/test responses (``DistributionChannel``) and unfinished ones
+    (``Finished`` = 0/False) are left out on load unless ``keep_preview`` /
+    ``keep_unfinished``; the data-quality report counts them.
     """
 
     file: str | None = None
     delimiter: str = ","
     encoding: str = "utf-8"
-    sheet: str | None = None
+    sheet: str | None = Field(
+        default=None,
+        description="The Excel sheet holding the responses (required when a workbook has "
+        "several sheets).",
+    )
+    keep_unfinished: bool = Field(
+        default=False,
+        description="Keep Qualtrics responses with Finished = 0/False (left out by default, "
+        "and counted in the data-quality report).",
+    )
+    keep_preview: bool = Field(
+        default=False,
+        description="Keep Qualtrics preview and test responses (DistributionChannel "
+        "'preview' or 'test'; left out by default, and counted in the data-quality report).",
+    )
     wave_order: list[str] = Field(default_factory=list)
     touchpoint_costs: str | None = None
     internal_assessment: str | None = None
@@ -1027,6 +1052,120 @@ def _claim(seen: dict[str, str], item: str, where: str) -> None:
 
 
 # ---------------------------------------------------------------------- loading
+#: The largest spec file read (bytes): study and pipeline specs are a few kilobytes.
+MAX_SPEC_BYTES = 1_000_000
+#: The most aliases (``*name``) a spec may use.
+MAX_YAML_ALIASES = 1_000
+#: The most values (scalars and collections) a spec may hold once its aliases are
+#: expanded: an alias bomb ("billion laughs") expands a few kilobytes into billions.
+MAX_YAML_VALUES = 100_000
+#: The deepest nesting of mappings and lists in a spec.
+MAX_YAML_DEPTH = 50
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A YAML text beyond the limits on spec files (size, aliases, expansion, nesting).
+
+    A :class:`yaml.YAMLError`, so that code reporting "not valid YAML" reports it too;
+    ``problem`` says which limit and ``problem_mark`` where it was reached.
+    """
+
+
+def check_yaml_limits(text: str) -> None:
+    """Refuse a YAML text that is too large, too deep or expands too far through aliases.
+
+    The text's events are read once (no objects are built) and the values each anchor
+    stands for are counted, so an alias bomb is refused in milliseconds, before anything
+    is expanded.
+
+    Parameters
+    ----------
+    text : str
+        The YAML text.
+
+    Raises
+    ------
+    YamlLimitError
+        Naming the limit (:data:`MAX_SPEC_BYTES`, :data:`MAX_YAML_ALIASES`,
+        :data:`MAX_YAML_VALUES`, :data:`MAX_YAML_DEPTH`) and the line it was reached at.
+    yaml.YAMLError
+        When the text is not valid YAML.
+    """
+    if len(text) > MAX_SPEC_BYTES:
+        raise YamlLimitError(
+            problem=f"the text has {len(text):,} characters; a spec has at most {MAX_SPEC_BYTES:,}"
+        )
+    sizes: dict[str, int] = {}  # anchor -> values it stands for
+    open_anchors: list[str | None] = []  # one per open collection
+    values = aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise YamlLimitError(
+                    problem=f"more than {MAX_YAML_ALIASES:,} aliases (*name); a spec needs few",
+                    problem_mark=event.start_mark,
+                )
+            if event.anchor in open_anchors:
+                raise YamlLimitError(
+                    problem=f"the alias *{event.anchor} refers to a collection that contains "
+                    "it (a recursive alias)",
+                    problem_mark=event.start_mark,
+                )
+            values += sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            values += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            values += 1
+            open_anchors.append(event.anchor)
+            if event.anchor:
+                sizes[event.anchor] = values  # the count when it opened; closed below
+            if len(open_anchors) > MAX_YAML_DEPTH:
+                raise YamlLimitError(
+                    problem=f"mappings and lists nest deeper than {MAX_YAML_DEPTH} levels",
+                    problem_mark=event.start_mark,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor = open_anchors.pop()
+            if anchor:
+                sizes[anchor] = values - sizes[anchor] + 1
+        if values > MAX_YAML_VALUES:
+            raise YamlLimitError(
+                problem=f"the aliases (*name) expand the spec to more than "
+                f"{MAX_YAML_VALUES:,} values (an alias bomb?); a spec holds a few thousand",
+                problem_mark=event.start_mark,
+            )
+
+
+def load_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
+    """Read one YAML document within the limits on spec files.
+
+    Parameters
+    ----------
+    text : str
+        The YAML text.
+    loader : type, optional
+        A :class:`yaml.SafeLoader` subclass (the study and pipeline specs refuse
+        duplicate keys).
+
+    Returns
+    -------
+    object
+        The document (None for an empty text).
+
+    Raises
+    ------
+    YamlLimitError
+        When the text is beyond the limits (see :func:`check_yaml_limits`).
+    yaml.YAMLError
+        When it is not valid YAML.
+    """
+    check_yaml_limits(text)
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader (subclass)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses duplicate keys (PyYAML silently keeps the last)."""
 
@@ -1156,7 +1295,7 @@ def study_from_dict(
         raise StudySpecError(
             f"{source}: a study spec must be a mapping of keys, got {type(raw).__name__}"
         )
-    raw = _deepcopy(raw)
+    raw = _deepcopy(raw, source)
     try:
         _resolve_scales(raw)
     except StudySpecError as exc:
@@ -1168,12 +1307,34 @@ def study_from_dict(
     return study
 
 
-def _deepcopy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deepcopy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deepcopy(v) for v in value]
-    return value
+def _deepcopy(value: Any, source: str = "study spec") -> Any:
+    """A copy of nested dicts and lists, refused beyond the YAML limits.
+
+    Shared or recursive references (what YAML aliases give) are copied apart, so the
+    copy is bounded by :data:`MAX_YAML_VALUES` values and :data:`MAX_YAML_DEPTH` levels.
+    """
+    count = 0
+
+    def copy(node: Any, depth: int) -> Any:
+        nonlocal count
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise StudySpecError(
+                f"{source}: the spec holds more than {MAX_YAML_VALUES:,} values once shared "
+                "parts (YAML aliases) are expanded; a spec holds a few thousand"
+            )
+        if depth > MAX_YAML_DEPTH:
+            raise StudySpecError(
+                f"{source}: mappings and lists nest deeper than {MAX_YAML_DEPTH} levels "
+                "(or a part of the spec contains itself)"
+            )
+        if isinstance(node, dict):
+            return {k: copy(v, depth + 1) for k, v in node.items()}
+        if isinstance(node, list):
+            return [copy(v, depth + 1) for v in node]
+        return node
+
+    return copy(value, 0)
 
 
 def load_study(path: str | Path) -> Study:
@@ -1199,14 +1360,24 @@ def load_study(path: str | Path) -> Study:
         raise StudySpecError(f"{path}: study spec not found")
     if path.is_dir():
         raise StudySpecError(f"{path}: is a folder; give the study's YAML file")
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise StudySpecError(
+            f"{path}: the file has {size:,} bytes; a study spec has at most {MAX_SPEC_BYTES:,} "
+            "(is it the data file rather than the spec?)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise StudySpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        raw = load_yaml(text, loader=_UniqueKeyLoader)
     except StudySpecError as exc:
         raise StudySpecError(f"{path}: {exc}") from None
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise StudySpecError(f"{path}: refused{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

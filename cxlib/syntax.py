@@ -326,13 +326,45 @@ _ALLOWED_EXPR = (
 )
 
 
+#: The most labels, numbers and operators a defined parameter's expression may hold.
+MAX_DEFINED_TOKENS = 500
+#: The deepest nesting of a defined parameter's expression (parentheses and operators).
+MAX_DEFINED_DEPTH = 50
+#: The largest number a defined parameter may contain, or compute from numbers alone.
+MAX_DEFINED_CONSTANT = 1e6
+#: The largest power (``x^k``) a defined parameter may raise to.
+MAX_DEFINED_EXPONENT = 10
+_TOKEN = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+|\*\*|\S")
+
+
 def _parse_defined(lhs: str, rhs: str, lineno: int, stmt: str) -> DefinedParameter:
     if not _NAME.match(lhs):
         raise _fail(f"{lhs!r} is not a valid name for a defined parameter", lineno, stmt)
+    shown = rhs if len(rhs) <= 60 else rhs[:57] + "..."
+    n_tokens = len(_TOKEN.findall(rhs))
+    if n_tokens > MAX_DEFINED_TOKENS:
+        raise _fail(
+            f"the expression of {lhs!r} has {n_tokens:,} labels, numbers and operators; a "
+            f"defined parameter has at most {MAX_DEFINED_TOKENS}",
+            lineno,
+            f"{lhs} := {shown}",
+        )
+    depth = deepest = 0
+    for ch in rhs:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEFINED_DEPTH:
+        raise _fail(
+            f"the expression of {lhs!r} nests {deepest} parentheses deep; at most "
+            f"{MAX_DEFINED_DEPTH}",
+            lineno,
+            f"{lhs} := {shown}",
+        )
     try:
         tree = ast.parse(rhs.replace("^", "**"), mode="eval")
     except SyntaxError as exc:
         raise _fail(f"cannot read the expression {rhs!r}: {exc.msg}", lineno, stmt) from None
+    _check_bounds(tree, lhs, lineno, f"{lhs} := {shown}")
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_EXPR):
             raise _fail(
@@ -344,6 +376,80 @@ def _parse_defined(lhs: str, rhs: str, lineno: int, stmt: str) -> DefinedParamet
             raise _fail(f"the expression {rhs!r} has a non-numeric constant", lineno, stmt)
     names = tuple(_unique(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)))
     return DefinedParameter(lhs, rhs.strip(), names, lineno)
+
+
+def _check_bounds(tree: ast.Expression, name: str, lineno: int, stmt: str) -> None:
+    """Refuse an expression whose evaluation could hang or overflow.
+
+    Numbers alone are evaluated here, in floating point: each number, and whatever
+    numbers alone compute (``9^9^9``), must stay within :data:`MAX_DEFINED_CONSTANT`,
+    and every power within :data:`MAX_DEFINED_EXPONENT` (Python computes ``9**9**9**9``
+    exactly, as an integer, which never ends). Parts with labels are floats (posterior
+    draws), which cannot hang. Nesting beyond :data:`MAX_DEFINED_DEPTH` is refused.
+    """
+
+    def fail(message: str) -> ModelSyntaxError:
+        return _fail(f"the defined parameter {name!r}: {message}", lineno, stmt)
+
+    # post-order, without recursion: (node, depth, children visited)
+    values: dict[int, float | None] = {}  # id(node) -> value when numbers alone
+    stack: list[tuple[ast.AST, int, bool]] = [(tree.body, 1, False)]
+    while stack:
+        node, depth, visited = stack.pop()
+        if depth > MAX_DEFINED_DEPTH:
+            raise fail(f"the expression nests deeper than {MAX_DEFINED_DEPTH} operations")
+        children = [
+            getattr(node, key) for key in ("left", "right", "operand") if hasattr(node, key)
+        ]
+        if not visited and children:
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in children)
+            continue
+        value: float | None = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            if isinstance(node.value, bool):
+                raise fail(f"{node.value!r} is not a number")
+            value = float(node.value)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            inner = values.get(id(node.operand))
+            value = None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+        elif isinstance(node, ast.BinOp):
+            left, right = values.get(id(node.left)), values.get(id(node.right))
+            if isinstance(node.op, ast.Pow) and right is not None:
+                if abs(right) > MAX_DEFINED_EXPONENT:
+                    raise fail(
+                        f"the power {right:g} is beyond {MAX_DEFINED_EXPONENT} "
+                        f"(use a power from -{MAX_DEFINED_EXPONENT} to {MAX_DEFINED_EXPONENT})"
+                    )
+            if left is not None and right is not None:
+                value = _number_op(node.op, left, right, fail)
+        if value is not None and not abs(value) <= MAX_DEFINED_CONSTANT:
+            raise fail(
+                f"the number {value:g} is beyond {MAX_DEFINED_CONSTANT:g} (a defined "
+                "parameter combines labelled estimates with small numbers)"
+            )
+        values[id(node)] = value
+
+
+def _number_op(op: ast.operator, left: float, right: float, fail) -> float:
+    """``left op right`` in floating point, for numbers within the bounds."""
+    if isinstance(op, ast.Add):
+        return left + right
+    if isinstance(op, ast.Sub):
+        return left - right
+    if isinstance(op, ast.Mult):
+        return left * right
+    if isinstance(op, ast.Div):
+        if right == 0:
+            raise fail("it divides by zero")
+        return left / right
+    if isinstance(op, ast.Pow):
+        if left == 0 and right < 0:
+            raise fail("it divides by zero (0 to a negative power)")
+        if left < 0 and not right.is_integer():
+            raise fail(f"{left:g}^{right:g} is not a real number")
+        return float(left**right)
+    raise fail("it may only use + - * / ^")
 
 
 def parse_model(text: str) -> ParsedModel:

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session", autouse=True)
 def sample_data() -> Path:
     """The sample study's responses, simulated from its truth when missing (fresh clones)."""
+    from cxlib import config
     from cxlib.simulate import build_sample_data
 
-    path, _ = build_sample_data()
+    path, _ = build_sample_data(folder=config.SAMPLE_STUDY.parent)
     return path
 
 

@@ -22,12 +22,22 @@ flagged as stale.
 Small cells (segment x wave with fewer than the study's ``min_cell_size``
 respondents) are removed by :func:`suppress_small_cells` before anything is
 drawn or printed.
+
+Damaged files never take a page down. A ``published.json`` that cannot be read
+gives its previous publication, flagged (:attr:`PublishedResults.fallback`, with
+:attr:`PublishedResults.fallback_reason`; the header's warnings say it). Every
+published file a page opens is checked against the size and SHA-256 recorded when
+its notebook wrote it (the run's ``manifest.json``): a file that fails, or that
+cannot be read, is not shown and is reported as damaged
+(:meth:`PublishedResults.damage`, :meth:`PublishedResults.damaged_files`, the
+header's warnings), with the fix — ``cx run`` re-runs its slot.
 """
 
 from __future__ import annotations
 
 import calendar
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -39,8 +49,8 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.errors import CxError
-from cxlib.pipeline.artifacts import ARTIFACT_FORMAT, MANIFEST_FILE
-from cxlib.pipeline.publish import POINTER_FILE, read_pointer
+from cxlib.pipeline.artifacts import ARTIFACT_FORMAT, MANIFEST_FILE, expected_files, file_damage
+from cxlib.pipeline.publish import FALLBACK, POINTER_FILE, read_pointer
 from cxlib.pipeline.schemas import published_table
 from cxlib.study import ROLES
 
@@ -74,6 +84,11 @@ PREFERRED_SET = config.EVERYONE
 #: A published result older than this is flagged as stale on the page.
 STALE_AFTER_DAYS = 45
 
+#: A published run whose artifacts the runner found damaged (``cxlib.pipeline.store``).
+DAMAGED = "damaged"
+
+logger = logging.getLogger(__name__)
+
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _ARTIFACT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -85,21 +100,25 @@ class StudyNotPublishedError(CxError):
 def published_studies(runs_dir: str | Path | None = None) -> list[str]:
     """The studies with a published result under the runs directory, sorted.
 
-    Only plain folder names (letters, digits, ``-``, ``_``) holding a readable
-    ``published.json`` count: this list is all a dashboard ever offers.
+    Only plain folder names (letters, digits, ``-``, ``_``) holding a
+    ``published.json`` count: this list is all a dashboard ever offers. A study
+    whose pointer is damaged stays in the list (its pages show the previous
+    publication, flagged, or say what is damaged); one study's folder that cannot
+    be read never hides the others.
     """
     root = Path(runs_dir or config.RUNS_DIR)
     if not root.is_dir():
         return []
     names = []
     for child in sorted(root.iterdir()):
-        if not (_STUDY_NAME.match(child.name) and child.is_dir() and not child.is_symlink()):
-            continue
         try:
+            if not (_STUDY_NAME.match(child.name) and child.is_dir() and not child.is_symlink()):
+                continue
             pointer = read_pointer(child)
-        except (OSError, ValueError):
+        except Exception as exc:  # noqa: BLE001 - one study's folder never hides the others
+            logger.warning("cannot read the published pointer of %s: %s", child, exc)
             continue
-        if pointer and pointer.get("runs"):
+        if pointer and (pointer.get("runs") or FALLBACK in pointer):
             names.append(child.name)
     return names
 
@@ -149,6 +168,8 @@ class PublishedResults:
         Slot (``notebook/parameter-set``) -> the run's artifacts folder.
     manifests : dict
         Slot -> the run's ``manifest.json`` (or ``{}`` when unreadable).
+    study_dir : Path
+        The study's folder in the runs directory.
     """
 
     study: str
@@ -157,6 +178,102 @@ class PublishedResults:
     manifests: dict[str, dict[str, Any]]
     study_dir: Path
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _damage: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ damaged files
+    @property
+    def fallback(self) -> bool:
+        """Whether ``published.json`` is damaged and this is its fallback (the previous one)."""
+        return FALLBACK in self.pointer
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """Which pointer file is damaged, what is shown instead, and the fix; None when intact."""
+        found = self.pointer.get(FALLBACK)
+        return str(found.get("message") or "") if isinstance(found, dict) else None
+
+    def artifact(self, notebook: str, relative: str) -> Path | None:
+        """A published file of a notebook's run, checked; None when absent or damaged.
+
+        Parameters
+        ----------
+        notebook : str
+            A key of :data:`NOTEBOOKS` or a notebook name.
+        relative : str
+            The file's path in the run's artifacts folder (``tables/kpis.parquet``).
+
+        Returns
+        -------
+        Path or None
+            None when the run has no such file, or when it fails its size or
+            SHA-256 check (then :meth:`damage` says why).
+        """
+        slot = self.slot(notebook)
+        if slot is None:
+            return None
+        folder = self.folders[slot]
+        path = (folder / relative).resolve()
+        if not path.is_relative_to(folder.resolve()) or not path.is_file():
+            return None
+        known = self._expected(slot).get(relative)
+        damage = file_damage(path, known) if known else None
+        if damage:
+            self._report(slot, relative, damage)
+            return None
+        return path
+
+    def damage(self, notebook: str, name: str | None = None) -> str | None:
+        """Why a notebook's published file (or any of them) is not shown, or None.
+
+        Parameters
+        ----------
+        notebook : str
+            A key of :data:`NOTEBOOKS` or a notebook name.
+        name : str, optional
+            The file (``tables/kpis.parquet``) or a table's name (``kpis``); None:
+            the first damaged file of the notebook's run found so far.
+        """
+        slot = self.slot(notebook)
+        for (where, relative), why in sorted(self._damage.items()):
+            if where != slot:
+                continue
+            if name is None or relative in (name, f"tables/{name}.parquet"):
+                return why
+        return None
+
+    def damaged_files(self) -> list[str]:
+        """Every published file that fails its check, with why and the fix (checks them all).
+
+        Returns
+        -------
+        list of str
+            ``"<file> of <slot> is damaged (<why>) ..."`` per file.
+        """
+        for slot, folder in sorted(self.folders.items()):
+            for relative, known in sorted(self._expected(slot).items()):
+                damage = file_damage(folder / relative, known)
+                if damage:
+                    self._report(slot, relative, damage)
+        return [why for _, why in sorted(self._damage.items())]
+
+    def _expected(self, slot: str) -> dict[str, dict[str, Any]]:
+        """What the run of a slot recorded about its files (``{path: {bytes, sha256}}``)."""
+        key = f"expected:{slot}"
+        if key not in self._cache:
+            listed = self.manifests.get(slot, {}).get("artifacts")
+            expected, problems = expected_files(self.folders[slot], listed)
+            for problem in problems:
+                self._report(slot, MANIFEST_FILE, problem.split(": ", 1)[-1])
+            self._cache[key] = expected
+        return self._cache[key]
+
+    def _report(self, slot: str, relative: str, damage: str) -> None:
+        if (slot, relative) not in self._damage:
+            logger.warning("%s/%s is damaged: %s", self.folders.get(slot), relative, damage)
+        self._damage[(slot, relative)] = (
+            f"{relative} of {slot} is damaged ({damage}) and is not shown; run the pipeline "
+            "again (`cx run PIPELINE`): it re-runs this slot"
+        )
 
     # ------------------------------------------------------------------ finding artifacts
     def slot(self, notebook: str) -> str | None:
@@ -183,8 +300,14 @@ class PublishedResults:
         """
         key = f"table:{notebook}:{name}"
         if key not in self._cache:
-            path = self._file(notebook, f"tables/{self._name(name)}.parquet")
-            frame = pd.read_parquet(path) if path else None
+            relative = f"tables/{self._name(name)}.parquet"
+            path = self._file(notebook, relative)
+            frame = None
+            if path is not None:
+                try:
+                    frame = pd.read_parquet(path)
+                except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not raised
+                    self._report(self.slot(notebook), relative, f"unreadable: {type(exc).__name__}")
             declared = published_table(name)
             if frame is not None and declared is not None:
                 frame = declared.validate(frame, notebook=NOTEBOOKS.get(notebook, notebook))
@@ -196,10 +319,12 @@ class PublishedResults:
         """A published JSON document (``<name>.json``), or None."""
         key = f"json:{notebook}:{name}"
         if key not in self._cache:
-            path = self._file(notebook, f"{self._name(name)}.json")
+            relative = f"{self._name(name)}.json"
+            path = self._file(notebook, relative)
             try:
                 self._cache[key] = json.loads(path.read_text(encoding="utf-8")) if path else None
-            except (OSError, ValueError):
+            except (OSError, ValueError) as exc:
+                self._report(self.slot(notebook), relative, f"unreadable: {type(exc).__name__}")
                 self._cache[key] = None
         return self._cache[key]
 
@@ -215,7 +340,9 @@ class PublishedResults:
                     try:
                         model = DriverModel.load(path)
                         break
-                    except DriverError:
+                    except Exception as exc:  # noqa: BLE001 - reported as damaged, never raised
+                        why = str(exc) if isinstance(exc, DriverError) else type(exc).__name__
+                        self._report(self.slot(notebook), "driver_model.npz", f"unreadable: {why}")
                         continue
             self._cache["driver_model"] = model
         return self._cache["driver_model"]
@@ -226,11 +353,7 @@ class PublishedResults:
         return name
 
     def _file(self, notebook: str, relative: str) -> Path | None:
-        slot = self.slot(notebook)
-        if slot is None:
-            return None
-        path = self.folders[slot] / relative
-        return path if path.is_file() else None
+        return self.artifact(notebook, relative)
 
     # ------------------------------------------------------------------ what the study has
     @property
@@ -443,7 +566,9 @@ class PublishedResults:
             ``published_at``, ``runs`` (notebook -> run id), ``diagnostics``
             (notebook -> "passed" / "failed" / "none"), ``failed`` (notebooks whose
             published diagnostics or gates failed), ``stale`` (reasons: newer runs that
-            failed or were gated and so are not shown, an old publication).
+            failed or were gated and so are not shown, an old publication, a damaged
+            pointer or file), ``fallback`` (:attr:`fallback_reason`) and ``damaged``
+            (:meth:`damaged_files`).
         """
         runs, diagnostics, failed, stale = {}, {}, [], []
         for key, name in NOTEBOOKS.items():
@@ -454,7 +579,7 @@ class PublishedResults:
             runs[name] = self.pointer["runs"][slot].get("run_id", "")
             diag = manifest.get("diagnostics")
             gates = manifest.get("gate_failures") or []
-            if gates or manifest.get("status") not in (None, "succeeded"):
+            if gates or manifest.get("status") not in (None, "succeeded", DAMAGED):
                 diagnostics[name] = "failed"
                 failed.append(name)
             elif diag:
@@ -471,6 +596,10 @@ class PublishedResults:
                 failed.append(str(model))
         stale += self._newer_failures()
         stale += self._old_formats()
+        damaged = self.damaged_files()
+        stale += damaged
+        if self.fallback:
+            stale.insert(0, self.fallback_reason or "the published pointer is damaged")
         age = self._age_days(now)
         if age is not None and age > STALE_AFTER_DAYS:
             stale.append(f"published {age:.0f} days ago")
@@ -481,6 +610,8 @@ class PublishedResults:
             "diagnostics": diagnostics,
             "failed": sorted(set(failed)),
             "stale": stale,
+            "fallback": self.fallback_reason,
+            "damaged": damaged,
         }
 
     def _age_days(self, now: float | None) -> float | None:

@@ -68,6 +68,12 @@ class SurveyData:
     segment_labels : dict
         Per segment column, the code -> label mapping applied on load (from the spec,
         else from the file's value labels).
+    missing_tokens : dict
+        Per column the study uses, how many cells each "no answer" text (``"NA"``,
+        ``"#N/A"``, ``"null"`` ...) turned missing (``{"SAT1": {"NA": 3}}``).
+    excluded_rows : dict
+        Rows left out on load, by reason: Qualtrics ``preview``, ``test`` and
+        ``unfinished`` responses (``source.keep_preview`` / ``keep_unfinished`` keep them).
     notes : list of str
         What loading did that the researcher should know (e.g. "no respondent id:
         rows are numbered 1..N in file order").
@@ -86,6 +92,8 @@ class SurveyData:
     missing_codes: dict[str, dict[str, int]] = field(default_factory=dict)
     segment_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    missing_tokens: dict[str, dict[str, int]] = field(default_factory=dict)
+    excluded_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_respondents(self) -> int:
@@ -130,7 +138,8 @@ def load_responses(
         How a text export is written; default: the spec's ``source`` settings
         (comma, UTF-8).
     sheet : str or int, optional
-        Excel sheet; default: the spec's ``source.sheet`` or the first sheet.
+        Excel sheet; default: the spec's ``source.sheet``. A workbook with several
+        sheets is refused without one (the message lists them).
 
     Returns
     -------
@@ -166,20 +175,24 @@ def load_responses(
         sheet=sheet if sheet is not None else study.source.sheet,
         text_columns=text_columns,
         keep_text=tuple(sorted(text_codes)),
+        values_as_written=tuple(study.columns.segments),
     )
-    frame, personal, ignored, missing_codes, segment_labels, notes = validate_table(raw, study)
+    valid = validate_table(raw, study)
+    personal = valid.personal
     return SurveyData(
-        frame=frame,
+        frame=valid.frame,
         study=study,
         source=raw.path,
         format=raw.format,
         data_hash=raw.sha256,
         encoding=raw.encoding,
         dropped_personal_data=personal,
-        ignored_columns=ignored,
+        ignored_columns=valid.ignored,
         question_text={k: v for k, v in raw.question_text.items() if k not in personal},
         value_labels={k: v for k, v in raw.value_labels.items() if k not in personal},
-        missing_codes=missing_codes,
-        segment_labels=segment_labels,
-        notes=notes,
+        missing_codes=valid.missing_codes,
+        segment_labels=valid.segment_labels,
+        notes=valid.notes,
+        missing_tokens=valid.missing_tokens,
+        excluded_rows=valid.excluded_rows,
     )

@@ -68,6 +68,12 @@ class QualityReport:
     missing_codes : dict
         Per missing-value code, how many answers it turned missing in all
         (``answers``) and per item (``items``).
+    missing_tokens : dict
+        Per column, how many cells of the file each "no answer" text (``"NA"``,
+        ``"#N/A"``, ``"null"`` ...) turned missing.
+    excluded_rows : dict
+        Rows of the file left out on load, by reason (Qualtrics ``preview``, ``test``,
+        ``unfinished``).
     notes : list of str
         What loading did and how the spec will be read (row numbers as ids, value
         labels as segment labels, single-item constructs).
@@ -89,6 +95,8 @@ class QualityReport:
     encoding: str | None = None
     missing_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    missing_tokens: dict[str, dict[str, int]] = field(default_factory=dict)
+    excluded_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def flagged_items(self) -> list[str]:
@@ -116,6 +124,8 @@ class QualityReport:
             "dropped_personal_data": self.dropped_personal_data,
             "ignored_columns": self.ignored_columns,
             "missing_codes": self.missing_codes,
+            "missing_tokens": self.missing_tokens,
+            "excluded_rows": self.excluded_rows,
             "notes": self.notes,
         }
 
@@ -154,6 +164,27 @@ class QualityReport:
             out.append(
                 f"              code {code}: {hit['answers']:,} answer(s) turned missing "
                 f"in {len(items)} item(s) ({shown}{more})"
+            )
+        if self.missing_tokens:
+            by_text: dict[str, int] = {}
+            for counts in self.missing_tokens.values():
+                for text, k in counts.items():
+                    by_text[text] = by_text.get(text, 0) + k
+            texts = ", ".join(f"{t!r} {k:,}" for t, k in by_text.items())
+            shown = ", ".join(
+                f"{col} {sum(c.values()):,}"
+                for col, c in list(self.missing_tokens.items())[:max_items]
+            )
+            more = len(self.missing_tokens) - max_items
+            out.append(
+                f"              texts read as missing: {texts} in {len(self.missing_tokens)} "
+                f"column(s) ({shown}{f' ... and {more} more' if more > 0 else ''})"
+            )
+        if self.excluded_rows:
+            out.append(
+                "  left out     "
+                + ", ".join(f"{n:,} {kind}" for kind, n in self.excluded_rows.items())
+                + " response(s) (Qualtrics; not counted as respondents)"
             )
         out.append(
             f"  straight-lining  {self.straightliners:,} respondents ({self.straightliners / max(n, 1):.1%}) "
@@ -290,4 +321,6 @@ def quality_report(data: Responses) -> QualityReport:
         ignored_columns=list(data.ignored_columns),
         missing_codes=codes,
         notes=notes,
+        missing_tokens=dict(getattr(data, "missing_tokens", None) or {}),
+        excluded_rows=dict(getattr(data, "excluded_rows", None) or {}),
     )

@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cxlib.errors import DataProblem, DataValidationError
@@ -66,6 +67,16 @@ class RawTable:
         Value labels per column (SPSS), e.g. ``{1: "Strongly disagree"}``.
     sha256 : str
         Hash of the file's bytes (what pipelines use to notice new data).
+    missing_texts : dict
+        Per column, the "no answer" texts read as missing (text and Excel files, see
+        :data:`DEFAULT_NA_TEXT`), indexed by the row's position in ``frame``'s file order;
+        :attr:`missing_tokens` counts them.
+    duplicate_columns : dict
+        Header names given to more than one column, with their 1-based column numbers
+        (the reader renames the later copies ``NAME.1``, ...).
+    row_positions : numpy.ndarray, optional
+        The file position of each row of ``frame`` when rows were left out (Qualtrics
+        previews ...), so messages still name rows as in the file.
     """
 
     frame: pd.DataFrame
@@ -78,9 +89,26 @@ class RawTable:
     question_text: dict[str, str] = field(default_factory=dict)
     value_labels: dict[str, dict] = field(default_factory=dict)
     sha256: str = ""
+    missing_texts: dict[str, pd.Series] = field(default_factory=dict)
+    duplicate_columns: dict[str, list[int]] = field(default_factory=dict)
+    row_positions: np.ndarray | None = None
+
+    @property
+    def missing_tokens(self) -> dict[str, dict[str, int]]:
+        """Per column, how many cells each "no answer" text turned missing.
+
+        E.g. ``{"SAT1": {"NA": 3, "#N/A": 1}}``; columns without such texts are left out.
+        """
+        return {
+            col: {str(k): int(v) for k, v in texts.value_counts(sort=False).items()}
+            for col, texts in self.missing_texts.items()
+            if len(texts)
+        }
 
     def rows(self, index) -> list[int]:
         """File row numbers of frame positions ``index``."""
+        if self.row_positions is not None:
+            return [int(self.row_positions[int(i)]) + self.first_row for i in index]
         return [int(i) + self.first_row for i in index]
 
 
@@ -129,6 +157,7 @@ def read_table(
     sheet: str | int | None = None,
     text_columns: tuple[str, ...] = (),
     keep_text: tuple[str, ...] = (),
+    values_as_written: tuple[str, ...] = (),
 ) -> RawTable:
     """Read a survey export.
 
@@ -145,13 +174,18 @@ def read_table(
         Text encoding (default UTF-8). A file in another encoding is refused with a
         message naming the line and the likely encoding.
     sheet : str or int, optional
-        Excel sheet (default: the first).
+        Excel sheet. A workbook with more than one sheet is refused unless one is
+        chosen (the message lists the sheets).
     text_columns : tuple of str
         Columns to read as text as they are (ids: ``"007"`` stays ``"007"``).
     keep_text : tuple of str
         Texts that CSV and Excel readers would otherwise turn into missing values
         (``"NA"``, ``"N/A"`` ...) but that a study declares as missing-value codes:
-        kept as text, so that the validation can count them.
+        kept as text, so that the validation can count them. Every other such text
+        is read as missing and counted per column in ``missing_tokens``.
+    values_as_written : tuple of str
+        Columns whose texts are all values, "NA" included (segment columns: "NA" may
+        be North America); only empty cells are missing there.
 
     Returns
     -------
@@ -179,13 +213,17 @@ def read_table(
             path, "the file is empty (0 bytes)", expected="a header row and one row per respondent"
         )
     if fmt == "csv":
-        table = _read_csv(path, delimiter, encoding, text_columns, keep_text)
+        table = _read_csv(path, delimiter, encoding, text_columns)
     elif fmt == "parquet":
         table = _read_parquet(path)
     elif fmt == "excel":
-        table = _read_excel(path, sheet, text_columns, keep_text)
+        table = _read_excel(path, sheet, text_columns)
     else:
         table = _read_spss(path)
+    if fmt in ("csv", "excel"):
+        table.frame, table.missing_texts = _blank_missing_text(
+            table.frame, keep_text, values_as_written, text_columns
+        )
     if table.frame.shape[1] == 0:
         raise _fail(
             path, "the file has no columns", expected="a header row and one row per respondent"
@@ -271,12 +309,59 @@ def _is_qualtrics(lines: list[str]) -> bool:
     return len(lines) >= 3 and '"ImportId"' in lines[2].replace('""', '"')
 
 
-def _na_options(keep_text: tuple[str, ...]) -> dict:
-    """``na_values`` options that read every default "no answer" text but ``keep_text``."""
-    if not keep_text:
-        return {}
-    keep = {str(t).strip() for t in keep_text}
-    return {"keep_default_na": False, "na_values": [t for t in DEFAULT_NA_TEXT if t not in keep]}
+#: Read only empty cells as missing; the "no answer" texts are blanked (and counted) after.
+_ONLY_EMPTY_IS_MISSING = {"keep_default_na": False, "na_values": [""]}
+
+
+def _blank_missing_text(
+    frame: pd.DataFrame,
+    keep_text: tuple[str, ...],
+    as_written: tuple[str, ...],
+    text_columns: tuple[str, ...],
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """Blank the "no answer" texts (``"NA"``, ``"#N/A"``, ``"null"`` ...), keeping them aside.
+
+    What pandas does by default, but the texts are returned per column (indexed by row
+    position), so the data-quality report can count what was read as missing. Texts in ``keep_text`` (a study's own
+    missing-value codes, counted by the validation) and columns in ``as_written`` are
+    left as they are. A column that holds numbers once its texts are blanked becomes
+    numeric, as pandas would have read it (``text_columns`` stay text).
+    """
+    tokens = {t for t in DEFAULT_NA_TEXT if t} - {str(t).strip() for t in keep_text}
+    found: dict[str, pd.Series] = {}
+    if not tokens:
+        return frame, found
+    changed: dict[str, pd.Series] = {}
+    for col in frame.columns:
+        series = frame[col]
+        if col in as_written or series.dtype != object or not isinstance(col, str | int):
+            continue
+        hit = series.isin(tokens).to_numpy()
+        if not hit.any():
+            continue
+        found[str(col)] = pd.Series(series.to_numpy()[hit], index=np.flatnonzero(hit), dtype=object)
+        blanked = series.where(~hit, np.nan)
+        if col not in text_columns:
+            try:  # numbers once the texts are blanked, as pandas would have read them
+                blanked = pd.Series(
+                    blanked.to_numpy(dtype=object).astype("float64"), index=blanked.index
+                )
+            except (TypeError, ValueError):
+                pass  # text answers: the validation names them
+        changed[col] = blanked
+    if changed:
+        frame = frame.copy()
+        for col, values in changed.items():
+            frame[col] = values
+    return frame, found
+
+
+def _header_duplicates(names: list[str]) -> dict[str, list[int]]:
+    """Header names given to more than one column, with their 1-based column numbers."""
+    where: dict[str, list[int]] = {}
+    for number, name in enumerate(names, start=1):
+        where.setdefault(str(name).strip(), []).append(number)
+    return {name: numbers for name, numbers in where.items() if len(numbers) > 1}
 
 
 def sniff_delimiter(path: str | Path, encoding: str = "utf-8") -> str:
@@ -304,7 +389,6 @@ def _read_csv(
     delimiter: str,
     encoding: str,
     text_columns: tuple[str, ...],
-    keep_text: tuple[str, ...] = (),
 ) -> RawTable:
     head = _head_text(path, encoding)
     if head.startswith("\ufeff"):
@@ -333,7 +417,7 @@ def _read_csv(
             dtype=dtype or None,
             low_memory=False,
             skipinitialspace=False,
-            **_na_options(keep_text),
+            **_ONLY_EMPTY_IS_MISSING,
         )
     except UnicodeDecodeError:
         raise _encoding_error(path, encoding) from None
@@ -355,7 +439,11 @@ def _read_csv(
     if qualtrics:
         second = next(csv.reader(io.StringIO(_second_record(head))), [])
         question_text = dict(zip(frame.columns, second, strict=False))
+    header = []
+    if len(delimiter) == 1:
+        header = next(csv.reader(io.StringIO(head), delimiter=delimiter), [])
     return RawTable(
+        duplicate_columns=_header_duplicates(header),
         frame=frame,
         path=path,
         format="qualtrics" if qualtrics else "csv",
@@ -385,21 +473,52 @@ def _read_parquet(path: Path) -> RawTable:
     return RawTable(frame=frame, path=path, format="parquet", first_row=1, row_label="row")
 
 
-def _read_excel(
-    path: Path, sheet, text_columns: tuple[str, ...], keep_text: tuple[str, ...] = ()
-) -> RawTable:
+def _read_excel(path: Path, sheet, text_columns: tuple[str, ...]) -> RawTable:
     try:
-        frame = pd.read_excel(
+        with pd.ExcelFile(path) as book:
+            names = [str(n) for n in book.sheet_names]
+            if sheet is None and len(names) > 1:
+                raise _sheet_choice(path, names)
+            chosen = names[0] if sheet is None else sheet
+            frame = book.parse(
+                chosen, dtype={c: str for c in text_columns} or None, **_ONLY_EMPTY_IS_MISSING
+            )
+            header = book.parse(chosen, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    except DataValidationError:
+        raise
+    except (ValueError, KeyError, IndexError) as exc:
+        raise _fail(
             path,
-            sheet_name=0 if sheet is None else sheet,
-            dtype={c: str for c in text_columns} or None,
-            **_na_options(keep_text),
-        )
-    except ValueError as exc:
-        raise _fail(path, f"cannot read the sheet {sheet!r}: {exc}") from None
+            f"cannot read the sheet {sheet!r}: {exc}",
+            expected="one of the workbook's sheets",
+        ) from None
     except Exception as exc:  # openpyxl raises several types for corrupt files
         raise _fail(path, f"cannot read the Excel file: {exc}") from None
-    return RawTable(frame=frame, path=path, format="excel", first_row=2, row_label="row")
+    header = ["" if pd.isna(h) else h for h in header]
+    return RawTable(
+        frame=frame,
+        path=path,
+        format="excel",
+        first_row=2,
+        row_label="row",
+        duplicate_columns=_header_duplicates(header),
+    )
+
+
+def _sheet_choice(path: Path, names: list[str]) -> DataValidationError:
+    """The refusal of a workbook with several sheets when none is chosen."""
+    first = names[0]
+    quoted = f"'{first}'" if not first.isidentifier() else first
+    return _fail(
+        path,
+        f"the workbook has {len(names)} sheets ({', '.join(map(repr, names))}) and no sheet "
+        "is chosen; cxlib reads one sheet, and does not guess which holds the responses",
+        expected="a chosen sheet",
+        hint=(
+            f"Choose the sheet: `source: {{sheet: {quoted}}}` in the study spec, or "
+            f"`--sheet {quoted}` (cx validate, cx init)."
+        ),
+    )
 
 
 def _read_spss(path: Path) -> RawTable:

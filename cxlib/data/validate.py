@@ -10,6 +10,7 @@ the file, the column, the first offending rows and values, and what was expected
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Sequence
@@ -20,13 +21,20 @@ import pandas as pd
 
 from cxlib import config
 from cxlib.data.personal import find_personal_data
-from cxlib.data.readers import RawTable
+from cxlib.data.readers import DEFAULT_NA_TEXT, RawTable
 from cxlib.errors import DataProblem, DataValidationError, closest, did_you_mean
 from cxlib.study import Study, code_number
 
 __all__ = ["ValidatedTable", "build_schema", "validate_table"]
 
 QUALTRICS_ID = "ResponseId"
+#: Qualtrics' columns saying how a response came in and whether it was finished.
+QUALTRICS_CHANNEL = "DistributionChannel"
+QUALTRICS_FINISHED = "Finished"
+#: Texts pandas reads as missing; in a segment column they are values ("NA": North America).
+_NA_TEXT = frozenset(t for t in DEFAULT_NA_TEXT if t)
+#: ``Finished`` values of an unfinished response (numeric, text and Excel exports).
+_NOT_FINISHED = {"0", "0.0", "false"}
 #: Headers an unnamed first column gets: ``""`` as written, ``"Unnamed: 0"`` as pandas reads it.
 _UNNAMED = re.compile(r"^(Unnamed: 0)?$")
 
@@ -51,6 +59,12 @@ class ValidatedTable(NamedTuple):
     notes : list of str
         What the loading did that a researcher should know (row numbers as ids,
         value labels used as segment labels ...).
+    excluded_rows : dict
+        Rows left out on load, by reason (``{"preview": 2, "test": 1, "unfinished":
+        5}``: Qualtrics preview, test and unfinished responses).
+    missing_tokens : dict
+        Per column of the clean frame, how many of its cells each "no answer" text
+        (``"NA"``, ``"#N/A"``, ``"null"`` ...) turned missing, rows left out not counted.
     """
 
     frame: pd.DataFrame
@@ -59,6 +73,8 @@ class ValidatedTable(NamedTuple):
     missing_codes: dict[str, dict[str, int]]
     segment_labels: dict[str, dict[str, str]]
     notes: list[str]
+    excluded_rows: dict[str, int] = {}
+    missing_tokens: dict[str, dict[str, int]] = {}
 
 
 def _problem(raw: RawTable, column, message, where, values, expected) -> DataProblem:
@@ -131,7 +147,10 @@ def build_schema(
         checks = [pa.Check.isin(study.source.wave_order)] if study.source.wave_order else []
         spec[cols.wave] = pa.Column(nullable=False, checks=checks)
     if cols.weight and cols.weight in present:
-        spec[cols.weight] = pa.Column(nullable=False, checks=[pa.Check.gt(0)])
+        spec[cols.weight] = pa.Column(
+            nullable=False,
+            checks=[pa.Check(lambda s: np.isfinite(s), name="finite"), pa.Check.gt(0)],
+        )
     for name, item in study.all_items.items():
         if name in present:
             spec[name] = pa.Column(
@@ -176,6 +195,11 @@ def _expected(
             map(repr, study.source.wave_order)
         )
     if column == cols.weight:
+        if check == "finite":
+            return (
+                "weights are infinite (KPIs would come out NaN)",
+                "a positive, finite number for every respondent",
+            )
         return "weights are not positive", "a positive number for every respondent"
     return f"check {check!r} failed", ""
 
@@ -362,6 +386,68 @@ def _segment_mapping(raw: RawTable, study: Study, col: str) -> tuple[dict[str, s
     return mapping, f"segment {col!r}: the file's value labels name the codes ({shown})"
 
 
+def _qualtrics_exclusions(frame: pd.DataFrame, study: Study) -> tuple[np.ndarray, dict[str, int]]:
+    """Which rows are Qualtrics previews, tests or unfinished, and how many of each.
+
+    Returns the rows to keep (a boolean mask) and the counts of the rows left out by
+    reason; ``source.keep_preview`` / ``source.keep_unfinished`` keep them.
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    counts: dict[str, int] = {}
+    if QUALTRICS_CHANNEL in frame.columns and not study.source.keep_preview:
+        channel = frame[QUALTRICS_CHANNEL].astype("string").str.strip().str.lower()
+        for kind in ("preview", "test"):
+            hit = (channel == kind).fillna(False).to_numpy(dtype=bool) & keep
+            if hit.any():
+                counts[kind] = int(hit.sum())
+                keep &= ~hit
+    if QUALTRICS_FINISHED in frame.columns and not study.source.keep_unfinished:
+        finished = frame[QUALTRICS_FINISHED].astype("string").str.strip().str.lower()
+        hit = finished.isin(_NOT_FINISHED).fillna(False).to_numpy(dtype=bool) & keep
+        if hit.any():
+            counts["unfinished"] = int(hit.sum())
+            keep &= ~hit
+    return keep, counts
+
+
+def _exclusion_note(counts: dict[str, int], total: int) -> str:
+    shown = ", ".join(
+        f"{n:,} {'unfinished (Finished = 0/False)' if kind == 'unfinished' else kind}"
+        for kind, n in counts.items()
+    )
+    keys = []
+    if "preview" in counts or "test" in counts:
+        keys.append("keep_preview: true")
+    if "unfinished" in counts:
+        keys.append("keep_unfinished: true")
+    return (
+        f"{sum(counts.values()):,} of {total:,} rows left out as Qualtrics responses that "
+        f"are not respondents ({shown}); to keep them, `source: {{{', '.join(keys)}}}`"
+    )
+
+
+def _duplicate_problems(raw: RawTable, used: set[str]) -> tuple[list[DataProblem], list[str]]:
+    """Problems for duplicated header names the study uses; notes for the others."""
+    problems, notes = [], []
+    for name, numbers in raw.duplicate_columns.items():
+        where = ", ".join(map(str, numbers))
+        if name in used:
+            problems.append(
+                DataProblem(
+                    name,
+                    f"{len(numbers)} columns ({where}) are named {name!r}; which one holds the "
+                    "answers is not clear",
+                    expected="each column name once in the header (rename or drop the copies)",
+                )
+            )
+        else:
+            notes.append(
+                f"the header names {len(numbers)} columns ({where}) {name!r}; the study does "
+                "not use them (ignored)"
+            )
+    return problems, notes
+
+
 def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
     """Validate a raw export against the study spec.
 
@@ -386,15 +472,35 @@ def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
     """
     import pandera.errors
 
-    frame = raw.frame
     cols = study.columns
+    keep_rows, excluded = _qualtrics_exclusions(raw.frame, study)
+    if excluded:
+        if not keep_rows.any():
+            raise DataValidationError(
+                str(raw.path),
+                [
+                    DataProblem(
+                        None,
+                        _exclusion_note(excluded, len(keep_rows)) + ": no response is left",
+                        expected="at least one finished, distributed response",
+                    )
+                ],
+                row_label=raw.row_label,
+            )
+        positions = np.flatnonzero(keep_rows)
+        kept = raw.frame.iloc[positions]
+        if isinstance(raw.frame.index, pd.RangeIndex):
+            kept = kept.reset_index(drop=True)
+        texts = {c: t[t.index.isin(positions)] for c, t in raw.missing_texts.items()}
+        raw = dataclasses.replace(raw, frame=kept, row_positions=positions, missing_texts=texts)
+    frame = raw.frame
     index_ids = None
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
         if cols.respondent_id == "" and frame.index.name in (None, ""):
             index_ids = frame.index.to_numpy()  # a Parquet file written with its index
         frame = frame.reset_index(drop=True)
     frame.columns = [str(c).strip() for c in frame.columns]
-    notes: list[str] = []
+    notes: list[str] = [_exclusion_note(excluded, len(keep_rows))] if excluded else []
     if index_ids is not None:  # frame is reset_index's new frame: insert in place
         frame.insert(0, "", index_ids)
     dup_cols = frame.columns[frame.columns.duplicated()].unique().tolist()
@@ -456,7 +562,9 @@ def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
         del columns[col]
     ignored = [c for c in columns if c not in used]
 
-    problems = _missing_columns(study, raw, list(columns))
+    duplicate_problems, duplicate_notes = _duplicate_problems(raw, set(used))
+    notes += duplicate_notes
+    problems = duplicate_problems + _missing_columns(study, raw, list(columns))
     if id_problem is not None:
         problems.insert(0, id_problem)
     present = [c for c in used if c in columns]
@@ -480,6 +588,14 @@ def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
     for col in cols.segments:
         if col not in work:
             continue
+        as_missing = pd.Series(work[col]).isin(_NA_TEXT)
+        if as_missing.any():
+            found = pd.Series(work[col])[as_missing].value_counts()
+            shown = ", ".join(f"{v!r} ({n:,} rows)" for v, n in found.items())
+            notes.append(
+                f"segment {col!r}: {shown} read as segment value(s), not as missing: a "
+                "respondent needs a segment (blank cells are refused)"
+            )
         mapping, note = _segment_mapping(raw, study, col)
         if not mapping:
             continue
@@ -557,7 +673,14 @@ def validate_table(raw: RawTable, study: Study) -> ValidatedTable:
             values = item.scale.min + item.scale.max - values
         clean[name] = values
     clean = pd.DataFrame(clean)
-    return ValidatedTable(clean, personal, ignored, missing_codes, segment_labels, notes)
+    tokens = {
+        rename.get(name, name): counts
+        for name, counts in ((str(c).strip(), n) for c, n in raw.missing_tokens.items())
+    }
+    tokens = {c: n for c, n in tokens.items() if c in clean.columns}
+    return ValidatedTable(
+        clean, personal, ignored, missing_codes, segment_labels, notes, excluded, tokens
+    )
 
 
 def _problems_from_pandera(
@@ -593,5 +716,13 @@ def _problems_from_pandera(
                 hints = [f"{v!r} -> {m!r}?" for v, m in near.items() if m is not None]
                 if hints:
                     message += " (" + "; ".join(hints) + ")"
+                file_labels = raw.value_labels.get(column) or {}
+                if file_labels and study.columns.segment_labels.get(column):
+                    shown = ", ".join(f"{_plain(k)} {v}" for k, v in list(file_labels.items())[:6])
+                    message += (
+                        f"; the file's value labels say {shown}, but the spec's codes come "
+                        "first: give the segments without codes (a list of labels, or null) "
+                        "to use the file's"
+                    )
         problems.append(_problem(raw, column, message, positions, values, expected))
     return problems

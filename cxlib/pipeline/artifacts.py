@@ -12,6 +12,11 @@ store) expect them::
         diagnostics.json          convergence figures of a fitted model (quality gates)
         manifest.json             what the notebook wrote, with sizes and hashes
 
+The hashes (SHA-256, taken as each file is written) let readers notice a file
+damaged since: :func:`damaged_artifacts` checks a run's folder against them (and
+against the sizes the runner listed in the run's own manifest); the dashboards do
+when they load a published file, and the runner re-runs a slot whose run fails.
+
 >>> out = Artifacts(output_dir, notebook="01-data-quality")     # doctest: +SKIP
 >>> out.table("data_quality_items", items)                     # doctest: +SKIP
 >>> out.finish()                                               # doctest: +SKIP
@@ -20,6 +25,7 @@ store) expect them::
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from pathlib import Path
@@ -35,9 +41,12 @@ __all__ = [
     "RESERVED_TABLES",
     "TABLES_DIR",
     "Artifacts",
+    "damaged_artifacts",
     "default_output_dir",
     "diagnostics_dict",
     "diagnostics_from_idata",
+    "expected_files",
+    "file_damage",
     "is_table_name",
 ]
 
@@ -75,6 +84,100 @@ def is_table_name(name: str) -> bool:
         and name not in RESERVED_TABLES
         and not name.startswith("published_")
     )
+
+
+def expected_files(output_dir: str | Path, listed=None) -> tuple[dict[str, dict], list[str]]:
+    """What a run's output folder should hold: ``({path: {"bytes", "sha256"}}, problems)``.
+
+    Read from the notebook's ``manifest.json`` in the folder (sizes and hashes) and
+    ``listed``, the run manifest's ``artifacts`` (path and size of every file the
+    runner found there when the run finished); for a file both list, the notebook's
+    record (taken as it wrote the file) wins. A notebook manifest the runner listed but
+    that is now missing, or one that is unreadable, is a problem.
+    """
+    folder = Path(output_dir)
+    expected: dict[str, dict] = {}
+    problems: list[str] = []
+    for entry in listed or ():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            expected[entry["path"]] = {k: entry.get(k) for k in ("bytes", "sha256")}
+    path = folder / MANIFEST_FILE
+    try:
+        files = json.loads(path.read_text(encoding="utf-8")).get("files") or []
+    except FileNotFoundError:
+        files = []
+        if MANIFEST_FILE in expected:
+            problems.append(f"{MANIFEST_FILE}: missing")
+    except (OSError, ValueError, AttributeError) as exc:
+        files = []
+        problems.append(f"{MANIFEST_FILE}: unreadable ({type(exc).__name__})")
+    for entry in files if isinstance(files, list) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            known = expected.setdefault(entry["path"], {})
+            for key in ("bytes", "sha256"):
+                if entry.get(key) is not None:
+                    known[key] = entry[key]
+    # the manifest itself is checked by reading it (above), not by size: it is the record
+    expected.pop(MANIFEST_FILE, None)
+    return expected, problems
+
+
+def file_damage(path: str | Path, expected: dict[str, Any]) -> str | None:
+    """Why a file is not what was written (missing, size, checksum), or None when it is.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    expected : dict
+        ``bytes`` and/or ``sha256`` recorded when it was written (either may be absent).
+    """
+    from cxlib.pipeline.provenance import file_sha256
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if expected.get("bytes") is not None and size != expected["bytes"]:
+        return f"{size} bytes, {expected['bytes']} when written"
+    if expected.get("sha256"):
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or exc})"
+        if digest != expected["sha256"]:
+            return "its SHA-256 checksum differs from the one taken when it was written"
+    return None
+
+
+def damaged_artifacts(output_dir: str | Path, listed=None) -> list[str]:
+    """What is damaged in a run's output folder: ``"<file>: <why>"`` per file, [] when intact.
+
+    A file is damaged when it is missing, or its size or SHA-256 differs from what
+    the notebook's ``manifest.json`` recorded as it wrote it (or the size the runner
+    listed, ``listed``: the run manifest's ``artifacts``). Files with nothing
+    recorded about them are not checked.
+
+    Parameters
+    ----------
+    output_dir : str or Path
+        The run's output folder (``<run>/artifacts``).
+    listed : list of dict, optional
+        The run manifest's ``artifacts`` entries (``path``, ``bytes``, maybe ``sha256``).
+    """
+    folder = Path(output_dir)
+    expected, problems = expected_files(folder, listed)
+    for relative, known in sorted(expected.items()):
+        target = (folder / relative).resolve()
+        if not target.is_relative_to(folder.resolve()):
+            continue  # a manifest never sends the check outside the run folder
+        damage = file_damage(target, known)
+        if damage:
+            problems.append(f"{relative}: {damage}")
+    return problems
 
 
 def default_output_dir(notebook: str) -> Path:

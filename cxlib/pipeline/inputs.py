@@ -18,6 +18,7 @@ __all__ = [
     "SubsetError",
     "input_folder",
     "load_inputs",
+    "sample_study_path",
     "select_respondents",
 ]
 
@@ -34,7 +35,7 @@ def load_inputs(
     Parameters
     ----------
     study_path : str or Path
-        The study spec; ``""`` is the sample study.
+        The study spec; ``""`` is the sample study (:func:`sample_study_path`).
     data_path : str or Path
         The responses; ``""`` is the spec's ``source.file``.
     segment : str
@@ -50,9 +51,34 @@ def load_inputs(
     from cxlib.data import load_responses
     from cxlib.study import load_study
 
-    study = load_study(study_path or config.SAMPLE_STUDY)
+    study = load_study(study_path or sample_study_path())
     data = load_responses(study, data_path or None)
     return study, select_respondents(data, segment=segment, wave=wave)
+
+
+def sample_study_path() -> Path:
+    """The sample study a notebook run by hand without ``study_path`` reads.
+
+    ``data/telecom/study.yaml`` of the working directory, or of its parent (a
+    notebook in ``notebooks/`` runs there), else the checkout's
+    (``config.SAMPLE_STUDY``) — never a file inside an installed package.
+
+    Raises
+    ------
+    CxError
+        When there is none, saying to build it with ``cx sample``.
+    """
+    from cxlib.simulate import SAMPLE_FOLDER
+
+    here = Path.cwd()
+    candidates = [here / SAMPLE_FOLDER / "study.yaml", here.parent / SAMPLE_FOLDER / "study.yaml"]
+    for path in [*candidates, config.SAMPLE_STUDY]:
+        if path.is_file():
+            return path
+    raise CxError(
+        f"no study_path given and no sample study in {here / SAMPLE_FOLDER}: give the study "
+        "spec as study_path, or build the sample study here with `cx sample`"
+    )
 
 
 def select_respondents(data, *, segment: str = "", wave: str = ""):

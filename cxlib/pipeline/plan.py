@@ -29,6 +29,14 @@ tables (``source.touchpoint_costs``, ``source.internal_assessment``) for a
 notebook whose code names them, and the file named by any ``*_path`` parameter
 it is given. Changing a cost table reruns the touchpoints notebook, not the SEM.
 
+One data version per refresh: :func:`run_pipeline` plans with ``freeze=True``, and
+each study's data file is then frozen (:func:`freeze_study_data`) — copied once per
+content into ``<runs>/<study>/.data/<sha256>/<file name>`` — and checked readable
+(:func:`check_data_readable`) before any notebook starts. Every run of the refresh
+reads that copy (its ``data_path``), so a file replaced mid-refresh cannot give two
+notebooks two versions; :func:`changed_inputs` tells the runner at publish time
+whether the files the runs were planned on changed since.
+
 :func:`plan_runs` reads as its steps, each a function of its own:
 
 1. :func:`resolve_studies` — each study entry's spec and data file (:func:`resolve_study`),
@@ -43,8 +51,9 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +74,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALERT_RULES_PARAMETER",
+    "DATA_SNAPSHOTS",
+    "changed_inputs",
+    "check_data_readable",
+    "freeze_study_data",
     "expand_parameter_set",
     "segment_label",
     "segment_values",
@@ -92,6 +105,8 @@ ARTIFACTS = "artifacts"
 SIDE_TABLES = ("touchpoint_costs", "internal_assessment")
 #: Parameters named ``*_path`` name a file the run reads (besides the runner's own).
 PATH_PARAMETER_SUFFIX = "_path"
+#: A study's folder (in the runs directory) of frozen data versions: ``<sha256>/<file name>``.
+DATA_SNAPSHOTS = ".data"
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class RunTask:
     notebook_path: str
     label: str
     parameters: dict[str, Any]
+    #: The data file the notebook reads: the refresh's frozen copy (see ``data_source``).
     data_path: str | None
     data_hash: str | None
     key: str
@@ -130,6 +146,8 @@ class RunTask:
     optional_inputs: tuple[str, ...] = ()
     #: Other files the run reads (side tables, ``*_path`` parameters): name -> path, hash.
     side_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The data file as the pipeline names it (``data_path`` is its frozen copy, or the same).
+    data_source: str | None = None
 
     @property
     def slot(self) -> str:
@@ -230,7 +248,12 @@ class PlannedStudy:
     study : Study
         The loaded study spec.
     data_file : Path
-        The data file its runs read (of a glob's matches, the last in name order).
+        The data file its runs read (of a glob's matches, the last in name order;
+        once frozen, the refresh's copy of it).
+    data_hash : str or None
+        SHA-256 of ``data_file`` once frozen (None: hashed when planned).
+    data_source : Path or None
+        The file the data were frozen from (None: not frozen, ``data_file`` itself).
     """
 
     index: int
@@ -238,6 +261,8 @@ class PlannedStudy:
     path: Path
     study: Study
     data_file: Path
+    data_hash: str | None = None
+    data_source: Path | None = None
 
     @property
     def name(self) -> str:
@@ -273,6 +298,7 @@ def plan_runs(
     study: str | None = None,
     fast: bool = False,
     runs_dir: str | Path | None = None,
+    freeze: bool = False,
 ) -> list[RunTask]:
     """Plan a pipeline's runs and check every input before anything runs.
 
@@ -287,6 +313,10 @@ def plan_runs(
         ``fast_gates``; such runs are recorded but never published.
     runs_dir : str or Path, optional
         Where runs go (default: the spec's ``runs_dir``, else ``config.RUNS_DIR``).
+    freeze : bool
+        Freeze each study's data for a refresh (:func:`freeze_study_data`) and
+        check that it reads and validates (:func:`check_data_readable`); the runs
+        then read the frozen copy. The runner sets it; a plan only to check does not.
 
     Returns
     -------
@@ -298,11 +328,15 @@ def plan_runs(
     PipelineSpecError
         Listing every problem: a study spec, data file or notebook that does not
         exist, a data glob matching nothing, a parameter the notebook does not
-        declare or of the wrong type, an output path outside the runs directory.
+        declare or of the wrong type, an output path outside the runs directory;
+        with ``freeze``, data that cannot be frozen, read or validated.
     """
     runs = Path(runs_dir).resolve() if runs_dir is not None else spec.runs_path
     studies, problems = resolve_studies(spec)
     studies = select_study(spec, studies, study, any_problems=bool(problems))
+    if freeze:
+        studies, found = freeze_studies(studies, runs)
+        problems += found
     notebooks, notebook_problems = read_notebooks(spec)
     problems += notebook_problems
     problems += check_shared_parameters(spec, studies, notebooks, runs=runs, fast=fast)
@@ -407,6 +441,172 @@ def select_study(
             ],
         )
     return [s for s in studies if s.name == name]
+
+
+# ----------------------------------------------------------------------------- frozen data
+def freeze_studies(studies: list[PlannedStudy], runs: Path) -> tuple[list[PlannedStudy], list[str]]:
+    """Freeze each study's data (:func:`freeze_study_data`) and check it reads and validates.
+
+    Returns
+    -------
+    tuple
+        ``(the studies reading their frozen data; the problems: data that could not
+        be frozen, read or validated, each naming the study entry and the file)``.
+    """
+    from cxlib.errors import CxError
+
+    frozen: list[PlannedStudy] = []
+    problems: list[str] = []
+    for planned in studies:
+        where = f"studies[{planned.index}]"
+        try:
+            planned = freeze_study_data(planned, runs)
+        except OSError as exc:
+            problems.append(
+                f"{where}: cannot freeze the data {str(planned.data_file)!r} for this refresh "
+                f"in {str(runs / planned.name / DATA_SNAPSHOTS)!r}: {exc.strerror or exc}"
+            )
+            continue
+        try:
+            check_data_readable(planned)
+        except CxError as exc:
+            problems.append(f"{where}: {exc}")
+            _drop_frozen(planned.data_file)  # no run will read it
+            continue
+        frozen.append(planned)
+    return frozen, problems
+
+
+def freeze_study_data(study: PlannedStudy, runs: Path) -> PlannedStudy:
+    """The study reading a frozen copy of its data file, one copy per content.
+
+    The copy is ``<runs>/<study>/.data/<sha256>/<file name>`` (read-only; the file
+    name kept, so formats and messages stay as they were). A version already
+    frozen is reused; else the file is cloned (copy-on-write where the file system
+    can) or copied, hashed as it is copied. Not a hard link: a hard link shares the
+    file, so a program that rewrites the export in place (``DataFrame.to_csv``, a
+    spreadsheet's save) would change the frozen version too.
+
+    Returns
+    -------
+    PlannedStudy
+        With ``data_file`` the frozen copy, ``data_hash`` its SHA-256 and
+        ``data_source`` the file it was frozen from.
+
+    Raises
+    ------
+    OSError
+        When the copy cannot be written (e.g. the disk is full).
+    """
+    source = study.data_file.resolve()
+    store = runs / study.name / DATA_SNAPSHOTS
+    known = file_sha256(source)
+    frozen = store / known / source.name
+    if frozen.is_file():
+        return replace(study, data_file=frozen, data_hash=known, data_source=source)
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = store / f".{source.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        digest = _copy_hashing(source, tmp)
+        frozen = store / digest / source.name
+        frozen.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, frozen)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return replace(study, data_file=frozen, data_hash=digest, data_source=source)
+
+
+def _drop_frozen(frozen: Path) -> None:
+    """Remove a frozen copy and its folder (a version no run reads); never fails."""
+    try:
+        frozen.unlink(missing_ok=True)
+        frozen.parent.rmdir()
+    except OSError:
+        pass
+
+
+#: ``ioctl`` request that clones a file's extents (Linux: btrfs, XFS, ...).
+_FICLONE = 0x40049409
+
+
+def _copy_hashing(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` (a clone where possible); return the copy's SHA-256."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            import fcntl
+
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+        except (ImportError, OSError):  # no copy-on-write here: copy the bytes
+            while chunk := src.read(1 << 22):
+                digest.update(chunk)
+                dst.write(chunk)
+            return digest.hexdigest()
+    with open(target, "rb") as copy:
+        while chunk := copy.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_data_readable(study: PlannedStudy) -> None:
+    """Read and validate a study's (frozen) data as every notebook will, before any starts.
+
+    Raises
+    ------
+    CxError
+        The reader's or the validation's message, naming the file as the pipeline
+        names it (not its frozen copy).
+    """
+    from cxlib.data import load_responses
+    from cxlib.errors import CxError
+
+    try:
+        load_responses(study.study, study.data_file)
+    except CxError as exc:
+        message = str(exc)
+        if study.data_source is not None:
+            message = message.replace(str(study.data_file), str(study.data_source))
+        message = message.replace("\n", "\n    ")  # its own list, under the pipeline's
+        raise CxError(
+            f"the data cannot be read as study {study.name!r} expects: {message}"
+        ) from None
+
+
+def changed_inputs(tasks: list[RunTask]) -> list[str]:
+    """What the runs were planned on that is no longer so: each file changed since.
+
+    Hashed afresh (no cache): the data file as the pipeline names it and its
+    frozen copy, the study spec, and the side files. Each file is checked once.
+
+    Returns
+    -------
+    list of str
+        One line per changed file (``responses.csv: planned 3f2a9c1d…, now 81b0e2aa…``);
+        empty when everything is as planned.
+    """
+    from cxlib.data import file_hash
+
+    expected: dict[str, str] = {}
+    for task in tasks:
+        if task.data_path and task.data_hash:
+            expected.setdefault(task.data_path, task.data_hash)
+            expected.setdefault(task.data_source or task.data_path, task.data_hash)
+        expected.setdefault(task.study_path, task.key_parts.get("study_hash", ""))
+        for side in task.side_files.values():
+            expected.setdefault(side["path"], side["hash"])
+    changed = []
+    for path, planned in expected.items():
+        file = Path(path)
+        try:
+            now = file_hash(file) if file.is_file() else _file_state(file)
+        except OSError as exc:
+            now = f"unreadable ({exc.strerror or exc})"
+        if now != planned:
+            changed.append(f"{path}: planned {planned[:12]}, now {now[:12]}")
+    return changed
 
 
 # ----------------------------------------------------------------------------- step 2: notebooks
@@ -777,7 +977,7 @@ def make_task(
     subfolder, the gates and ``fast``.
     """
     nb, nb_path = notebook.entry, notebook.path
-    data_hash = file_sha256(study.data_file)
+    data_hash = study.data_hash or file_sha256(study.data_file)
     files = side_files(study.study, nb_path, parameters, base=spec.base_dir)
     gates = spec.gates.merged(nb.gates)
     if fast:
@@ -805,6 +1005,7 @@ def make_task(
         parameters=parameters,
         data_path=str(study.data_file.resolve()),
         data_hash=data_hash,
+        data_source=str((study.data_source or study.data_file).resolve()),
         side_files=files,
         key=run_key(**key_parts),
         key_parts=key_parts,

@@ -6,6 +6,7 @@ is skipped only when data, parameters, notebook and code are all unchanged.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -17,8 +18,74 @@ from pathlib import Path
 from typing import Any
 
 import cxlib
+from cxlib.errors import CxError
 
-__all__ = ["code_version", "file_sha256", "package_versions", "run_key", "write_json_atomic"]
+__all__ = [
+    "DiskFullError",
+    "code_version",
+    "disk_full_error",
+    "file_sha256",
+    "is_disk_full",
+    "package_versions",
+    "run_key",
+    "write_json_atomic",
+]
+
+
+class DiskFullError(CxError, OSError):
+    """A file could not be written because its disk is full (the previous file stays).
+
+    An :class:`OSError` too (``errno`` ``ENOSPC``), so code that handles write
+    failures keeps handling it; the command line prints its message, which names the
+    file and the disk, with exit status 2.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(errno.ENOSPC, message, None if path is None else str(path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self):
+        return type(self), (self.strerror, self.filename)
+
+
+#: Words of a full disk in the messages of libraries that do not raise ENOSPC (DuckDB).
+_FULL_DISK_WORDS = ("no space left on device", "disk is full", "disk full")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error (or the error it was raised from) is a full disk."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(exc).lower() for words in _FULL_DISK_WORDS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def disk_full_error(path: str | Path, exc: BaseException, *, doing: str = "write") -> DiskFullError:
+    """The error to raise when writing ``path`` failed on a full disk.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file that could not be written.
+    exc : BaseException
+        The error the write raised (its text is quoted).
+    doing : str
+        What was being done, for the message (``"write"``, ``"update"``).
+    """
+    path = Path(path)
+    cause = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+    return DiskFullError(
+        f"the disk is full: cannot {doing} {path} ({cause}); free space on the disk holding "
+        f"{path.parent} and run again (the previous version of the file stays in place)",
+        path,
+    )
+
 
 #: Packages whose versions each manifest records.
 RECORDED_PACKAGES = (
@@ -100,7 +167,8 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
     The text goes to a temporary file beside ``path``, is flushed to disk, and
     replaces ``path`` with :func:`os.replace` (atomic on POSIX and Windows). If
-    writing fails (disk full), ``path`` is untouched and the temporary file removed.
+    writing fails, ``path`` is untouched and the temporary file removed; a full disk
+    raises :class:`DiskFullError`, which names the file.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -111,8 +179,10 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, DiskFullError) and is_disk_full(exc):
+            raise disk_full_error(path, exc) from exc
         raise
     _fsync_dir(path.parent)
 

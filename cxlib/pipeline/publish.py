@@ -24,11 +24,22 @@ killed at any moment — sees the old publication or the new one, never a mix.
 Only runs that finished and passed their quality gates are ever put in it; a
 slot whose new run failed keeps its previous run. The pointer file is the
 authority; the results store's ``published_runs`` table mirrors it.
+
+Each switch first copies the pointer it replaces to ``published.previous.json``. A
+pointer that cannot be read (truncated, not JSON, JSON of another shape) is then
+no dead end: :func:`read_pointer` returns the previous publication instead,
+flagged with a ``"fallback"`` entry that says which file is damaged, why, and what
+to do (dashboards show it); with no previous copy, an empty publication flagged the
+same way. The runner, holding the study's lock, repairs it
+(:func:`restore_pointer`): the damaged file is moved aside as
+``published.json.corrupt-<time>`` and the previous publication put back, and the
+refresh republishes the up-to-date runs over it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -38,18 +49,132 @@ from typing import Any
 from cxlib import config
 from cxlib.pipeline.provenance import write_json_atomic
 
-__all__ = ["POINTER_FILE", "published_runs", "read_pointer", "switch_pointer"]
+__all__ = [
+    "FALLBACK",
+    "POINTER_FILE",
+    "PREVIOUS_POINTER_FILE",
+    "pointer_problem",
+    "published_runs",
+    "read_pointer",
+    "restore_pointer",
+    "switch_pointer",
+]
 
 POINTER_FILE = "published.json"
+#: The publication a switch replaced (what readers fall back to when the pointer is damaged).
+PREVIOUS_POINTER_FILE = "published.previous.json"
+#: The key of a pointer :func:`read_pointer` returned in place of a damaged one.
+FALLBACK = "fallback"
+
+
+def pointer_problem(pointer: Any) -> str | None:
+    """What makes a parsed ``published.json`` unusable, or None when it is a publication.
+
+    A publication is an object whose ``runs`` (when present) maps slots to entries
+    with a ``run_id`` string, and whose ``not_applicable`` (when present) is an object.
+    """
+    if not isinstance(pointer, dict):
+        return f"JSON of the wrong shape: a {type(pointer).__name__}, not an object"
+    runs = pointer.get("runs", {})
+    if not isinstance(runs, dict):
+        return f'"runs" is a {type(runs).__name__}, not an object of slot -> run'
+    for slot, entry in runs.items():
+        if not isinstance(entry, dict):
+            return f'"runs" entry {slot!r} is a {type(entry).__name__}, not an object'
+        if entry.get("status") != "not_applicable" and not isinstance(entry.get("run_id"), str):
+            return f'"runs" entry {slot!r} has no "run_id" string'
+    if not isinstance(pointer.get("not_applicable", {}), dict):
+        return '"not_applicable" is not an object'
+    return None
+
+
+def _parsed(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(pointer, None)`` when ``path`` holds a publication, else ``(None, problem)``.
+
+    Raises FileNotFoundError when there is no file.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        return None, f"not text ({exc.reason} at byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except IsADirectoryError:
+        return None, "a folder, not a file"
+    problem = pointer_problem(data)
+    return (None, problem) if problem else (data, None)
 
 
 def read_pointer(study_dir: str | Path) -> dict[str, Any] | None:
-    """The study's current publication, or None when nothing was published yet."""
-    path = Path(study_dir) / POINTER_FILE
+    """The study's current publication, or None when nothing was published yet.
+
+    A ``published.json`` that cannot be read as a publication (truncated, not JSON,
+    JSON of another shape) gives the previous publication instead
+    (``published.previous.json``) — or, without one, an empty publication — with a
+    ``"fallback"`` entry: ``{"file", "problem", "previous" (its publication id or
+    None), "message"}``, where the message names the file and the fix. Never
+    raises for a damaged file (OSError only when the folder cannot be read).
+    """
+    study_dir = Path(study_dir)
+    path = study_dir / POINTER_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        pointer, problem = _parsed(path)
     except FileNotFoundError:
         return None
+    if pointer is not None:
+        return pointer
+    try:
+        previous, _ = _parsed(study_dir / PREVIOUS_POINTER_FILE)
+    except (FileNotFoundError, PermissionError):
+        previous = None
+    if previous is not None:
+        shown = (
+            f"the previous publication {previous.get('publication_id') or '?'} of "
+            f"{previous.get('published_at') or '?'} ({PREVIOUS_POINTER_FILE})"
+        )
+    else:
+        previous = {"study": {"name": study_dir.name}, "runs": {}, "not_applicable": {}}
+        shown = f"nothing (there is no usable {PREVIOUS_POINTER_FILE} to fall back to)"
+    message = (
+        f"{path} is damaged ({problem}); showing {shown}. Fix: run the pipeline again "
+        "(`cx run PIPELINE`): it moves the damaged file aside and republishes the "
+        "up-to-date runs without re-running them"
+    )
+    return {
+        **previous,
+        FALLBACK: {
+            "file": str(path),
+            "problem": problem,
+            "previous": previous.get("publication_id"),
+            "message": message,
+        },
+    }
+
+
+def restore_pointer(study_dir: str | Path) -> str | None:
+    """Repair a damaged ``published.json``; return what was done (None when it was fine).
+
+    The damaged file is moved aside as ``published.json.corrupt-<time>`` (kept for
+    inspection) and the previous publication (``published.previous.json``), when
+    usable, put back in its place; without one the study has no pointer until the
+    refresh publishes its up-to-date runs. Call it only while holding the study's lock.
+    """
+    study_dir = Path(study_dir)
+    pointer = read_pointer(study_dir)
+    if pointer is None or FALLBACK not in pointer:
+        return None
+    damage = pointer.pop(FALLBACK)
+    path = study_dir / POINTER_FILE
+    aside = path.with_name(
+        f"{POINTER_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    )
+    what = f"{path} was damaged ({damage['problem']}): moved aside to {aside.name}"
+    if damage["previous"] is None:
+        os.replace(path, aside)
+        return f"{what}; no previous publication to put back"
+    aside.write_bytes(path.read_bytes())  # kept; readers never see the study unpublished
+    write_json_atomic(path, pointer)
+    return f"{what}; put back the previous publication {damage['previous']}"
 
 
 def switch_pointer(
@@ -65,7 +190,9 @@ def switch_pointer(
     """Publish ``runs`` (slot -> run entry) over the current publication, atomically.
 
     Slots not in ``runs`` keep their current run. Call it only with runs that
-    finished and passed their gates, while holding the study's lock.
+    finished and passed their gates, while holding the study's lock. The pointer
+    replaced is first copied to ``published.previous.json``; a damaged one is moved
+    aside (:func:`restore_pointer`) and the new one built on its fallback.
 
     Parameters
     ----------
@@ -93,6 +220,11 @@ def switch_pointer(
     """
     study_dir = Path(study_dir)
     current = read_pointer(study_dir) or {"runs": {}}
+    if FALLBACK in current:  # the pointer is damaged: keep it aside, build on its fallback
+        restore_pointer(study_dir)
+        current = read_pointer(study_dir) or {"runs": {}}
+    elif current.get("publication_id"):  # what readers fall back to if the new one is damaged
+        write_json_atomic(study_dir / PREVIOUS_POINTER_FILE, current)
     merged = dict(current.get("runs", {}))
     merged.update(runs)
     for slot in retire:

@@ -4,7 +4,9 @@
 tests call. For each study it:
 
 1. plans every run and checks every input (:func:`~cxlib.pipeline.plan.plan_runs`)
-   — a bad spec fails here, before anything runs;
+   — a bad spec, or data that do not read, fail here, before anything runs — and
+   freezes each study's data: every run of the refresh reads one frozen copy
+   (``runs/<study>/.data/<sha256>/``), never the file that may change meanwhile;
 2. takes the study's lock (a second runner waits ``wait_s`` or stops with a
    clear message), marks runs a killed runner left behind as ``aborted``;
 3. skips runs that are up to date (a finished run with the same data, study
@@ -19,7 +21,15 @@ tests call. For each study it:
 5. checks each finished run's quality gates;
 6. publishes the runs that finished and passed (never ``--fast`` smoke runs),
    by switching the study's pointer atomically, and mirrors catalog and tables
-   into the results store.
+   into the results store — unless a file the runs were planned on (the data, the
+   study spec, a side table) changed during the refresh: then the publication stays
+   as it was and :attr:`PipelineResult.inputs_changed` says so (``cx schedule``
+   refreshes the study again at once, on the new version).
+
+Each kernel runs in a process group of its own with everything it starts (PyMC's
+chain processes); when a kernel stops — shut down, killed, or dead of its own
+(the OOM killer) — the runner kills what is left of its group, so nothing
+outlives a run.
 
 :func:`run_pipeline` reads as these steps: :func:`check_run_options`,
 :func:`~cxlib.pipeline.plan.plan_runs`, :func:`lock_studies`, :func:`prepare_studies`,
@@ -60,7 +70,7 @@ from typing import Any
 from cxlib.pipeline.errors import PipelineSpecError
 from cxlib.pipeline.gates import evaluate_gates, read_diagnostics
 from cxlib.pipeline.lock import StudyLock
-from cxlib.pipeline.plan import RunTask, plan_runs
+from cxlib.pipeline.plan import RunTask, changed_inputs, plan_runs
 from cxlib.pipeline.provenance import (
     code_version,
     host,
@@ -96,6 +106,8 @@ _NOT_APPLICABLE_PREFIX = "not applicable: "
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Keeps the kernel's own start-up chatter (e.g. transport warnings) off the terminal.
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+#: Seconds a kernel has to exit after its shutdown request (jupyter_client's default: 5).
+_KERNEL_SHUTDOWN_WAIT_S = 1.0
 
 #: The kernels of the runs executing in this process: id -> (kernel manager, its runner's pool).
 _RUNNING_KERNELS: dict[int, tuple[Any, Any]] = {}
@@ -110,15 +122,23 @@ _POLL_S = 0.2
 def _tracked_kernel_manager() -> type:
     """The kernel manager for nbclient, remembering the kernels it starts until they stop.
 
-    An interrupted runner (Ctrl-C, SIGTERM) kills them with :func:`kill_running_kernels`
-    instead of waiting for their notebooks to finish. A kernel that comes up after its
-    runner began stopping (the signal arrived while it was starting) is killed at once.
+    When a kernel stops (shut down, or found dead) what is left of its process group
+    is killed (:func:`_kill_group`). An interrupted runner (Ctrl-C, SIGTERM) kills the
+    kernels with :func:`kill_running_kernels` instead of waiting for their notebooks to
+    finish. A kernel that comes up after its runner began stopping (the signal arrived
+    while it was starting) is killed at once.
     """
     global _TRACKED_MANAGER
     if _TRACKED_MANAGER is None:
         from jupyter_client import AsyncKernelManager
+        from traitlets import Float
 
         class TrackedKernelManager(AsyncKernelManager):
+            # A kernel that does not answer the shutdown request (a cell still running
+            # after a timeout: it is no longer interrupted first, see below) gets SIGTERM
+            # after half of this, SIGKILL after all; an idle kernel exits in well under.
+            shutdown_wait_time = Float(_KERNEL_SHUTDOWN_WAIT_S)
+
             async def start_kernel(self, **kwargs):
                 await super().start_kernel(**kwargs)
                 owner = getattr(_WORKER, "pool", None)
@@ -128,11 +148,33 @@ def _tracked_kernel_manager() -> type:
                     _kill_kernel(self)  # too late to run: nbclient reports it dead
 
             async def shutdown_kernel(self, *args, **kwargs):
+                group = getattr(self.provisioner, "pgid", None)
                 try:
                     await super().shutdown_kernel(*args, **kwargs)
                 finally:
-                    with _RUNNING_LOCK:
-                        _RUNNING_KERNELS.pop(id(self), None)
+                    self._forget(group)
+
+            async def cleanup_resources(self, *args, **kwargs):
+                # nbclient calls only this for a kernel that died (no shutdown_kernel)
+                group = getattr(self.provisioner, "pgid", None)
+                try:
+                    await super().cleanup_resources(*args, **kwargs)
+                finally:
+                    self._forget(group)
+
+            def _forget(self, group: int | None) -> None:
+                with _RUNNING_LOCK:
+                    _RUNNING_KERNELS.pop(id(self), None)
+                _kill_group(group)
+
+            async def _async_interrupt_kernel(self):
+                # jupyter_client interrupts every kernel before shutting it down. The
+                # runner shuts a kernel down only once its notebook has finished (or to
+                # stop it, by force), so the SIGINT is of no use and, landing in a
+                # message handler, makes ipykernel print "KeyboardInterrupt caught in
+                # kernel" on the terminal. An interrupt asked for otherwise still goes.
+                if not self.shutting_down:
+                    await super()._async_interrupt_kernel()
 
         _TRACKED_MANAGER = TrackedKernelManager
     return _TRACKED_MANAGER
@@ -153,6 +195,21 @@ def _kill_kernel(km) -> bool:
     except OSError:
         return False
     return True
+
+
+def _kill_group(pgid: int | None) -> None:
+    """SIGKILL what is left of a stopped kernel's process group (e.g. its sampler processes).
+
+    The kernel leads its group (jupyter_client starts it in a new session), so the
+    group's id is the kernel's pid; children a kernel killed by SIGKILL (the OOM
+    killer) leaves behind keep it, and die here rather than blocking for minutes.
+    """
+    if not pgid or not hasattr(os, "killpg"):
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:  # no process left in the group: the usual case
+        pass
 
 
 def kill_running_kernels(owner: Any = None) -> int:
@@ -249,6 +306,9 @@ class PipelineResult:
     publications: dict[str, dict[str, Any]] = field(default_factory=dict)
     publish_errors: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
+    #: Per study left unpublished because files its runs were planned on changed meanwhile:
+    #: one line per file (:func:`~cxlib.pipeline.plan.changed_inputs`).
+    inputs_changed: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -353,7 +413,12 @@ def _base_manifest(task: RunTask, run_id: str, run_dir: Path, out_dir: Path) -> 
             "html": None,
         },
         "study_spec": {"path": task.study_path, "hash": task.key_parts["study_hash"]},
-        "data": {"path": task.data_path, "hash": task.data_hash, "side_files": task.side_files},
+        "data": {
+            "path": task.data_path,
+            "source": task.data_source,
+            "hash": task.data_hash,
+            "side_files": task.side_files,
+        },
         "parameters": dict(task.parameters),
         "inputs": {
             name: {"slot": slot, "run_id": task.key_parts.get("inputs", {}).get(name)}
@@ -732,7 +797,7 @@ def run_pipeline(
     started = time.perf_counter()
     spec = pipeline if isinstance(pipeline, PipelineSpec) else load_pipeline(pipeline)
     check_run_options(spec, executor=executor, scheduler=scheduler, jobs=jobs)
-    tasks = plan_runs(spec, study=study, fast=fast, runs_dir=runs_dir)
+    tasks = plan_runs(spec, study=study, fast=fast, runs_dir=runs_dir, freeze=True)
     limit_s = spec.execution.pipeline_timeout_s
     deadline = time.time() + limit_s if limit_s is not None else None
     store = ResultsStore(results_db or spec.results_db_path(runs_dir))
@@ -749,7 +814,14 @@ def run_pipeline(
             tqdm(total=len(tasks), desc=spec.name, unit="run", disable=_no_progress(progress))
         )
         state = RefreshState(
-            spec, tasks, store, runs_root, bar=bar, force=force, on_record=on_record
+            spec,
+            tasks,
+            store,
+            runs_root,
+            bar=bar,
+            force=force,
+            on_record=on_record,
+            check_inputs=changed_inputs,
         )
         pool = stack.enter_context(_pool(executor, jobs, scheduler))
         execute_runs(state, pool, signals.check, deadline=deadline)
@@ -952,6 +1024,10 @@ class RefreshState:
         Run even what is up to date.
     on_record : callable, optional
         Called with each :class:`RunRecord` as it completes.
+    check_inputs : callable, optional
+        ``check_inputs(a study's tasks) -> lines``: what the runs were planned on
+        that changed since (:func:`~cxlib.pipeline.plan.changed_inputs`, what
+        :func:`run_pipeline` passes); a study with any is not published. None: no check.
 
     Attributes
     ----------
@@ -972,9 +1048,11 @@ class RefreshState:
         bar: Any,
         force: bool = False,
         on_record: Callable[[RunRecord], None] | None = None,
+        check_inputs: Callable[[list[RunTask]], list[str]] | None = None,
     ):
         self.spec, self.tasks, self.store, self.runs_root = spec, tasks, store, runs_root
         self.bar, self.force, self.on_record = bar, force, on_record
+        self.check_inputs = check_inputs
         self.result = PipelineResult(pipeline=spec.name, records=[])
         studies = sorted({t.study for t in tasks})
         self.latest = {s: latest_succeeded(runs_root / s) for s in studies}
@@ -1020,6 +1098,9 @@ class RefreshState:
                 self.result,
                 not_applicable=self.reuse_na[task.study],
                 study_path=self.study_paths.get(task.study),
+                changed=self.check_inputs([t for t in self.tasks if t.study == task.study])
+                if self.check_inputs is not None
+                else [],
             )
 
     def block(self, task: RunTask, why: str) -> None:
@@ -1321,8 +1402,14 @@ def _publish_study(
     *,
     not_applicable: dict[str, dict[str, Any]] | None = None,
     study_path: str | None = None,
+    changed: list[str] | None = None,
 ) -> None:
     """Publish a study's succeeded runs and record its not-applicable slots.
+
+    ``changed``: the files the study's runs were planned on that changed during
+    the refresh (:func:`~cxlib.pipeline.plan.changed_inputs`). If there are any,
+    nothing is published (the runs are recorded, consistent with the version they
+    read) and ``result`` says what changed.
 
     Succeeded runs (executed now or reused) go live in their slots. Each slot
     found not applicable (executed now, or an up-to-date run reused from
@@ -1331,6 +1418,20 @@ def _publish_study(
     (the study no longer has what it showed), while a smoke run never changes
     what is live. Other slots keep their published runs.
     """
+    if changed:
+        result.inputs_changed[study] = changed
+        result.publish_errors[study] = (
+            "files the runs were planned on changed during the refresh ("
+            + "; ".join(changed)
+            + "); the runs read the version frozen at planning, the publication stays as it "
+            "was: refresh again to publish the new version"
+        )
+        logger.error("not publishing %s: %s", study, result.publish_errors[study])
+        try:
+            store.sync_study(study_dir)  # the runs are in the catalog all the same
+        except Exception as exc:  # noqa: BLE001 - the run folders are the record
+            logger.warning("could not mirror %s into the results store: %s", study, exc)
+        return
     pointer_now = read_pointer(study_dir) or {}
     current = pointer_now.get("runs", {})
     current_na = pointer_now.get("not_applicable", {})

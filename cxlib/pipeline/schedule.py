@@ -17,6 +17,9 @@ Rules:
   next tick.
 - Refreshes go through :func:`~cxlib.pipeline.runner.run_pipeline`, so what is
   up to date is skipped and only finished, gated-ok runs are published.
+- **changed mid-refresh**: a refresh that did not publish because its data (or
+  study spec, or a side table) changed while it ran is followed at once by a
+  refresh of the new version.
 
 Its state (last cron time served, data fingerprints) is kept in
 ``RUNS_DIR/.schedule/<pipeline>.json`` so that a restart knows what it missed.
@@ -116,7 +119,7 @@ class Scheduler:
         for entry in self.spec.studies:
             if entry.data is not None and self.spec.resolve(entry.spec) == Path(task.study_path):
                 return self.spec.resolve(entry.data)
-        return Path(task.data_path)
+        return Path(task.data_source or task.data_path)
 
     def _load_state(self) -> dict[str, Any]:
         try:
@@ -208,6 +211,10 @@ class Scheduler:
                 if busy:
                     logger.warning("%s: %s; retrying on the next check", study, busy)
                     self.pending.setdefault(study, Trigger(study, "retry", busy))
+                changed = _changed_meanwhile(handle, study)
+                if changed:
+                    logger.warning("%s: %s; refreshing the new version", study, changed)
+                    self.pending.setdefault(study, Trigger(study, "data", changed))
         for trigger in self.due(now):
             if trigger.study not in self.pending:
                 self.pending[trigger.study] = trigger
@@ -278,6 +285,9 @@ class Scheduler:
             result = run_pipeline(self.spec, study=study, **options)
         except StudyBusyError as exc:
             return exc
+        except CxError as exc:  # bad input, e.g. data that do not read: said, no traceback
+            logger.error("refreshing %s refused: %s", study, exc)
+            raise
         except Exception:
             logger.exception("refreshing %s failed", study)
             raise
@@ -292,6 +302,15 @@ def _busy(handle) -> str | None:
         value = handle.result()
         if isinstance(value, StudyBusyError):
             return str(value).split(";")[0]
+    return None
+
+
+def _changed_meanwhile(handle, study: str) -> str | None:
+    """What changed during a finished refresh of ``study`` that kept it from publishing."""
+    if isinstance(handle, Future) and not handle.cancelled() and handle.exception() is None:
+        changed = getattr(handle.result(), "inputs_changed", {}).get(study)
+        if changed:
+            return "changed during the last refresh: " + "; ".join(changed)
     return None
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cxlib import config
 from cxlib.errors import did_you_mean
 from cxlib.pipeline.errors import PipelineSpecError
-from cxlib.study import AlertRule
+from cxlib.study import MAX_SPEC_BYTES, AlertRule, YamlLimitError, load_yaml
 
 __all__ = [
     "EACH",
@@ -607,8 +607,17 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         if path.parent.is_dir():
             near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.y*ml")])
         raise PipelineSpecError(str(path), [f"no such file{near}"])
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise PipelineSpecError(
+            str(path), [f"the file has {size:,} bytes; a pipeline spec has at most {MAX_SPEC_BYTES:,}"]
+        )
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - safe loader
+        raw = load_yaml(path.read_text(encoding="utf-8"), loader=_Loader)
+    except YamlLimitError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise PipelineSpecError(str(path), [f"{where}refused: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -23,6 +23,7 @@ from cxlib.dashboard import (
 )
 from cxlib.dashboard.widgets import fmt
 from tests.dashboard.plain import LABELS, NAME, without_summary
+from tests.dashboard.test_widgets import reseal
 
 
 def _copy(plain, tmp_path):
@@ -111,6 +112,7 @@ def test_a_model_that_did_not_converge_is_flagged(plain, tmp_path):
     diag["problems"] = ["max R-hat 1.200 > 1.01"]
     diag["improper"] = {"ok": True, "problems": []}
     diag_path.write_text(json.dumps(diag))
+    reseal(diag_path)
     for cls in (OverviewDashboard, DriversDashboard, WhatIfDashboard):
         page = cls.from_runs(runs)
         assert "cx-flag-unconverged" in page.flags.value, cls.__name__

@@ -114,12 +114,31 @@ def test_what_if_slider_recomputes_from_draws(sample):
     )
 
 
+def reseal(path) -> None:
+    """Record a published file rewritten on purpose as its notebook's own (size, SHA-256).
+
+    Dashboards refuse a file that differs from what its notebook wrote (damaged);
+    these tests alter files to exercise the checks that come after that one.
+    """
+    import hashlib
+
+    out = next(p for p in path.parents if p.name == "artifacts")
+    manifest = json.loads((out / "manifest.json").read_text())
+    relative = path.relative_to(out).as_posix()
+    for entry in manifest["files"]:
+        if entry["path"] == relative:
+            entry["bytes"] = path.stat().st_size
+            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_a_broken_artifact_shows_a_note_not_a_traceback(sample, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(sample.runs_dir, runs)
     next((runs / "telecom").glob("*00-study*/artifacts/tables/kpis.parquet")).write_bytes(b"junk")
     page = OverviewDashboard.from_runs(runs)
-    assert "could not be shown" in page.error.value
+    assert "tables/kpis.parquet of 00-study-overview/" in page.header.value
+    assert "is damaged" in page.header.value and "Traceback" not in page.error.value
 
 
 def test_no_study_published(tmp_path):
@@ -208,6 +227,7 @@ def test_a_broken_weights_table_leaves_the_priority_map_standing(sample, tmp_pat
     shutil.copytree(sample.runs_dir, runs)
     table = next((runs / "telecom").glob("*03-technical*/artifacts/tables/*weights.parquet"))
     pd.read_parquet(table).drop(columns=["technical_hdi_low"]).to_parquet(table)
+    reseal(table)
     page = DriversDashboard.from_runs(runs)
     assert "could not be shown" in page.error.value
     assert page.map.chart is not None and page.map.chart.layout.display is None
@@ -222,6 +242,7 @@ def test_a_run_in_an_older_results_format_is_flagged_and_not_half_shown(sample, 
     kpis = pd.read_parquet(out / "tables" / "kpis.parquet")
     old = kpis.rename(columns={"change": "change_mean"}).drop(columns=["change_sd"])
     old.replace({"segment": {EVERYONE: "All"}}).to_parquet(out / "tables" / "kpis.parquet")
+    reseal(out / "tables" / "kpis.parquet")
     manifest = json.loads((out / "manifest.json").read_text())
     for entry in manifest["files"]:
         entry.pop("format", None)
