@@ -84,6 +84,33 @@ def _unmeasured(results: PublishedResults, roles: tuple[str, ...]) -> str:
     )
 
 
+def _withheld_note(cells: pd.DataFrame, min_cell_size: int) -> str:
+    """The note listing the withheld cells: the small ones, then their complements (no values).
+
+    ``cells`` is :func:`~cxlib.dashboard.results.suppress_small_cells`' second frame.
+    """
+    if cells is None or len(cells) == 0:
+        return ""
+    if "reason" not in cells.columns:
+        return suppressed_note(cells, min_cell_size)
+    keys = [c for c in cells.columns if c != "reason"]
+    complementary = cells["reason"].astype(str) == "complementary"
+    note_html = suppressed_note(cells.loc[~complementary, keys], min_cell_size)
+    if complementary.any():
+        labels = sorted(
+            {
+                " × ".join(map(str, r))
+                for r in cells.loc[complementary, keys].itertuples(index=False)
+            }
+        )
+        note_html += (
+            f'<div class="cx-note cx-suppressed cx-complementary">{len(labels)} more cell(s) '
+            "are withheld with them, so that a small cell cannot be worked out from the "
+            f"totals: {esc(', '.join(labels))}.</div>"
+        )
+    return note_html
+
+
 def _html_table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
     """A table from already-escaped cells."""
     out = [f'<table class="cx-table {cls}"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
@@ -176,7 +203,7 @@ class OverviewDashboard(_Wired):
                 "with their intervals, the trend over waves, the change since the last wave "
                 "with its probability, and the open alerts.</div>"
             )
-            self.suppressed.value = suppressed_note(self.cells, results.min_cell_size)
+            self.suppressed.value = _withheld_note(self.cells, results.min_cell_size)
         self.alerts.value = self._alerts_html()
         if kpis is not None:
             self.update()
@@ -248,7 +275,11 @@ class OverviewDashboard(_Wired):
             )
             alerts = alerts[alerts["status"] != "not_applicable"]
         open_, _ = suppress_small_cells(
-            alerts[alerts["fired"].astype(bool)], self.results.min_cell_size, n_column="__none__"
+            alerts[alerts["fired"].astype(bool)],
+            self.results.min_cell_size,
+            n_column="__none__",
+            cells=getattr(self, "cells", None),  # the cells the KPIs withhold
+            waves=_waves(self.all_kpis) if getattr(self, "all_kpis", None) is not None else None,
         )
         if open_.empty:
             return (
@@ -324,7 +355,7 @@ class DriversDashboard(_Wired):
             self.latest = _waves(pri)[-1]
             with _Quiet(self):
                 _set_options(self.segment, list(dict.fromkeys(pri["segment"].astype(str))))
-            self.suppressed.value = suppressed_note(cells, results.min_cell_size)
+            self.suppressed.value = _withheld_note(cells, results.min_cell_size)
         self.safely(self._render_weights)  # a broken weights table leaves the map standing
         self.update()
 
@@ -394,11 +425,11 @@ class DriversDashboard(_Wired):
             self.weights_chart.show(None)
         elif weights.empty:
             self.weights_chart.show(
-                None, suppressed_note(cells, self.results.min_cell_size) or note("No segment.")
+                None, _withheld_note(cells, self.results.min_cell_size) or note("No segment.")
             )
         else:
             self.weights_chart.show(
-                dimension_weights_chart(weights), suppressed_note(cells, self.results.min_cell_size)
+                dimension_weights_chart(weights), _withheld_note(cells, self.results.min_cell_size)
             )
         self.dimension_weights = weights
         self.weights_suppressed = set(cells["segment"].astype(str)) if "segment" in cells else set()
@@ -539,6 +570,19 @@ class WhatIfDashboard(_Wired):
             _set_options(self.segment, list(self.baseline))
         self.update()
 
+    def withheld_segments(self) -> set[str]:
+        """Segments withheld as complements of a small one (their levels give it away)."""
+        sizes = pd.DataFrame(
+            [
+                {"segment": str(seg), "wave": config.EVERYONE, "n": entry.get("n")}
+                for seg, entry in self.baseline.items()
+                if isinstance(entry, dict) and isinstance(entry.get("n"), int | float)
+            ],
+            columns=["segment", "wave", "n"],
+        )
+        _, cells = suppress_small_cells(sizes, self.results.min_cell_size)
+        return set(cells["segment"].astype(str))
+
     def _reset(self) -> None:
         with _Quiet(self):
             for slider in self.sliders.values():
@@ -589,6 +633,14 @@ class WhatIfDashboard(_Wired):
         if n is not None and n < self.results.min_cell_size:
             self.outcomes.value = note(
                 f"{segment} has fewer than {self.results.min_cell_size} respondents: suppressed."
+            )
+            self.chart.show(None)
+            return
+        if segment in self.withheld_segments():
+            self.outcomes.value = note(
+                f"{segment} is withheld with a segment of fewer than "
+                f"{self.results.min_cell_size} respondents, so that it cannot be worked out "
+                "from the totals."
             )
             self.chart.show(None)
             return
@@ -690,7 +742,7 @@ class SegmentsDashboard(_Wired):
             waves = _waves(kpis)
             _set_options(self.wave, waves, keep=False)
             self.wave.value = waves[-1]
-        self.suppressed.value = suppressed_note(self.cells, results.min_cell_size)
+        self.suppressed.value = _withheld_note(self.cells, results.min_cell_size)
         self.update()
 
     def update(self) -> None:

@@ -21,7 +21,9 @@ flagged as stale.
 
 Small cells (segment x wave with fewer than the study's ``min_cell_size``
 respondents) are removed by :func:`suppress_small_cells` before anything is
-drawn or printed.
+drawn or printed, with the next smallest cell of their wave (complementary
+suppression), so that no withheld cell can be worked out from the everyone row
+(``docs/disclosure.md``).
 
 Damaged files never take a page down. A ``published.json`` that cannot be read
 gives its previous publication, flagged (:attr:`PublishedResults.fallback`, with
@@ -738,24 +740,70 @@ def load_published(study: str, runs_dir: str | Path | None = None) -> PublishedR
 
 
 def suppress_small_cells(
-    table: pd.DataFrame | None, min_cell_size: int, *, n_column: str = "n"
+    table: pd.DataFrame | None,
+    min_cell_size: int,
+    *,
+    n_column: str = "n",
+    cells: pd.DataFrame | None = None,
+    waves: list[str] | None = None,
 ) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-    """Drop the rows of small cells; return ``(kept, suppressed cells)``.
+    """Drop the rows of withheld cells; return ``(kept, withheld cells)``.
 
-    A row is suppressed when its ``small_cell`` flag is set or its respondent count
-    is below ``min_cell_size``. The second frame lists the suppressed
-    ``segment, wave`` pairs (no values) for the page's note.
+    A cell is withheld when its ``small_cell`` flag is set or its respondent count is
+    below ``min_cell_size``, and so is the next smallest cell of its wave when the
+    table shows the wave's everyone row (complementary suppression,
+    :func:`cxlib.insights.cells.suppressed_cells`): the everyone row minus the
+    segments shown would otherwise give a withheld cell's size and values back. A
+    kept row's change since the wave before is blanked when that wave's cell is
+    withheld (and a kept ``change`` alert is dropped), since the change would give the
+    withheld value back too.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or None
+        A published table with ``segment`` and ``wave`` columns.
+    min_cell_size : int
+        The study's minimum cell size.
+    n_column : str
+        The respondent count of a row (absent: only ``small_cell`` and ``cells`` decide).
+    cells : pandas.DataFrame, optional
+        Cells withheld in another table the page shows (e.g. the ``kpis`` one for the
+        alerts of the same cells): withheld here too.
+    waves : list of str, optional
+        The waves' order (default: as they first appear in ``table``).
+
+    Returns
+    -------
+    (pandas.DataFrame or None, pandas.DataFrame)
+        The kept rows, and the withheld ``segment, wave`` pairs with their ``reason``
+        (``small`` or ``complementary``; no values) for the page's note.
     """
+    from cxlib.insights.cells import (
+        CHANGE_COLUMNS,
+        after_withheld_wave,
+        suppressed_cells,
+        withheld_rows,
+    )
+
+    columns = ["segment", "wave", "reason"]
     if table is None:
-        return None, pd.DataFrame(columns=["segment", "wave"])
-    small = pd.Series(False, index=table.index)
-    if "small_cell" in table.columns:
-        small |= table["small_cell"].fillna(False).astype(bool)
-    if n_column in table.columns:
-        small |= pd.to_numeric(table[n_column], errors="coerce").fillna(0) < min_cell_size
-    keys = [c for c in ("segment", "wave") if c in table.columns]
-    cells = table.loc[small, keys].drop_duplicates().reset_index(drop=True)
-    return table.loc[~small].reset_index(drop=True), cells
+        return None, pd.DataFrame(columns=columns)
+    found = suppressed_cells(table, min_cell_size, n_column=n_column)
+    found = found[[c for c in columns if c in found.columns]]
+    if cells is not None and len(cells):
+        extra = cells[[c for c in columns if c in cells.columns]]
+        found = pd.concat([found, extra], ignore_index=True)
+    found = found.drop_duplicates([c for c in ("segment", "wave") if c in found.columns])
+    withheld = withheld_rows(table, found)
+    kept = table.loc[~withheld].copy()
+    after = after_withheld_wave(kept, found, waves)
+    if after.any():
+        if "kind" in kept.columns:  # an alert on the change since a withheld wave
+            kept = kept.loc[~(after & (kept["kind"].astype(str) == "change"))]
+            after = after.loc[kept.index]
+        blank = [c for c in CHANGE_COLUMNS if c in kept.columns]
+        kept.loc[after, blank] = float("nan")
+    return kept.reset_index(drop=True), found.reset_index(drop=True)
 
 
 def pointer_path(study: str, runs_dir: str | Path | None = None) -> Path:

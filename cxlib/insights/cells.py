@@ -3,6 +3,11 @@
 KPIs and driver performance are both reported per segment (plus everyone,
 ``config.EVERYONE``) and wave. Every respondent counts twice: in their segment's cell
 and in the everyone cell of their wave.
+
+Disclosure control (:func:`suppressed_cells`): a cell with fewer respondents than the
+study's ``min_cell_size`` is withheld, and with it the next smallest cells of its wave
+(complementary suppression), so that subtracting the shown segments from everyone does
+not give a withheld cell's size or values back (``docs/disclosure.md``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,18 @@ import numpy as np
 
 from cxlib import config
 
-__all__ = ["Cells", "segment_wave_cells", "weighted_mean_draws"]
+__all__ = [
+    "CELL_KEYS",
+    "CHANGE_COLUMNS",
+    "COMPLEMENTARY",
+    "SMALL",
+    "Cells",
+    "after_withheld_wave",
+    "segment_wave_cells",
+    "suppressed_cells",
+    "weighted_mean_draws",
+    "withheld_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -107,3 +123,147 @@ def weighted_mean_draws(
     draws = mean[:, None] + se[:, None] * rng.standard_t(df[:, None], size=(n_cells, n_draws))
     draws[n < 2] = np.nan
     return draws, n, n_eff
+
+
+# ----------------------------------------------------------------------------- disclosure control
+#: Why a cell is withheld: too few respondents, or withheld with a small cell of its split.
+SMALL, COMPLEMENTARY = "small", "complementary"
+#: The columns that say which cell a row of a published table describes (those it has).
+CELL_KEYS = ("segment_column", "segment", "wave")
+#: The columns of a row that compare a cell with the wave before it.
+CHANGE_COLUMNS = ("change", "change_sd", "change_hdi_low", "change_hdi_high", "p_change_negative")
+
+
+def suppressed_cells(
+    table,
+    min_cell_size: int,
+    *,
+    n_column: str = "n",
+    complement: str = "with_total",
+):
+    """The cells a published table must withhold, with why (primary and complementary).
+
+    A cell (one ``segment`` in one ``wave``, per ``segment_column`` where the table has
+    one) is *small* when any of its rows has the ``small_cell`` flag or fewer than
+    ``min_cell_size`` respondents in ``n_column``. Withholding a small cell alone does
+    not hide it: the everyone row of its wave minus the segments shown gives its
+    respondents exactly, and with them its mean. So whenever a split (the segments of
+    one wave) has a small cell, the next smallest cells of the split are withheld too
+    (*complementary*), until at least two are withheld and together they hold at least
+    ``min_cell_size`` respondents (or none is left to withhold). The everyone row
+    itself is never withheld for its segments' sake, and an empty cell (no respondent
+    in any row, e.g. a segment before the wave it was introduced) is withheld without a
+    complement: there is nothing in it to give away. A cell's size is its smallest
+    count over its rows (e.g. over KPIs).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or None
+        Rows labelled ``segment`` and ``wave`` (and ``segment_column``); counts in
+        ``n_column``, a ``small_cell`` flag, or both.
+    min_cell_size : int
+        The study's minimum cell size.
+    n_column : str
+        The respondent count of a row (absent: only the flag decides, and no
+        complementary cell is chosen).
+    complement : {"with_total", "always", "never"}
+        When to add complementary cells: when the split's everyone row is in the table
+        (default: the total that differencing needs is right there), always (the total
+        is published elsewhere), or never.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per withheld cell: the table's cell keys and ``reason``
+        (:data:`SMALL` or :data:`COMPLEMENTARY`), small cells first.
+    """
+    import pandas as pd
+
+    if complement not in ("with_total", "always", "never"):
+        raise ValueError(f"complement must be with_total, always or never, not {complement!r}")
+    if table is None or len(table) == 0 or "segment" not in table.columns:
+        keys = [c for c in CELL_KEYS if table is not None and c in table.columns] or [
+            "segment",
+            "wave",
+        ]
+        return pd.DataFrame(columns=[*keys, "reason"])
+    keys = [c for c in CELL_KEYS if c in table.columns]
+    frame = table[keys].astype(str)
+    small = pd.Series(False, index=table.index)
+    if "small_cell" in table.columns:
+        small |= table["small_cell"].fillna(False).astype(bool)
+    has_n = n_column in table.columns
+    n = pd.to_numeric(table[n_column], errors="coerce") if has_n else pd.Series(0, table.index)
+    if has_n:
+        small |= n.fillna(0) < min_cell_size
+    per_cell = (
+        frame.assign(small=small.to_numpy(), n=n.fillna(0).to_numpy())
+        .groupby(keys, sort=False)
+        .agg(small=("small", "any"), n=("n", "min"), most=("n", "max"))
+        .reset_index()
+    )
+    per_cell["reason"] = per_cell["small"].map({True: SMALL, False: ""})
+    split = [k for k in keys if k != "segment"]
+    if has_n and complement != "never":
+        groups = per_cell.groupby(split, sort=False).groups if split else {(): per_cell.index}
+        for rows in groups.values():
+            cells = per_cell.loc[rows]
+            segments = cells[cells["segment"] != config.EVERYONE]
+            if not (segments["small"] & (segments["most"] > 0)).any():
+                continue  # no small cell, or only empty ones (nothing to give away)
+            if complement == "with_total" and len(segments) == len(cells):
+                continue  # no everyone row here to subtract from
+            withheld = segments[segments["small"] & (segments["most"] > 0)]
+            rest = segments[~segments["small"]].sort_values(["n", "segment"])
+            count, total = len(withheld), float(withheld["n"].sum())
+            for index, n_cell in zip(rest.index, rest["n"], strict=True):
+                if count >= 2 and total >= min_cell_size:
+                    break
+                per_cell.loc[index, "reason"] = COMPLEMENTARY
+                count, total = count + 1, total + float(n_cell)
+    out = per_cell[per_cell["reason"] != ""]
+    order = out["reason"].map({SMALL: 0, COMPLEMENTARY: 1})
+    return (
+        out.assign(_order=order)
+        .sort_values("_order", kind="stable")[[*keys, "reason"]]
+        .reset_index(drop=True)
+    )
+
+
+def withheld_rows(table, cells, *, segment: str = "segment"):
+    """Which rows of ``table`` describe a withheld cell (a boolean Series on its index).
+
+    ``cells`` is :func:`suppressed_cells`' frame; rows match it on the cell keys both
+    have, the row's ``segment`` read from the column ``segment`` names (e.g.
+    ``segment_a`` of a table of differences).
+    """
+    import pandas as pd
+
+    if table is None or len(table) == 0 or cells is None or len(cells) == 0:
+        return pd.Series(False, index=getattr(table, "index", None), dtype=bool)
+    keys = [
+        c
+        for c in CELL_KEYS
+        if c in cells.columns and (c if c != "segment" else segment) in table.columns
+    ]
+    if "segment" not in keys:
+        return pd.Series(False, index=table.index, dtype=bool)
+    withheld = set(cells[keys].astype(str).itertuples(index=False, name=None))
+    columns = [segment if k == "segment" else k for k in keys]
+    rows = table[columns].astype(str).itertuples(index=False, name=None)
+    return pd.Series([r in withheld for r in rows], index=table.index, dtype=bool)
+
+
+def after_withheld_wave(table, cells, waves=None):
+    """Rows whose previous wave's cell is withheld (their change would give its value away).
+
+    ``waves`` is the waves' order (default: the order they first appear in ``table``).
+    """
+    import pandas as pd
+
+    if table is None or len(table) == 0 or "wave" not in table.columns:
+        return pd.Series(False, index=getattr(table, "index", None), dtype=bool)
+    order = [str(w) for w in (waves if waves is not None else dict.fromkeys(table["wave"]))]
+    previous = {w: order[i - 1] for i, w in enumerate(order) if i > 0}
+    shifted = table.assign(wave=[previous.get(str(w), "\0none") for w in table["wave"]])
+    return withheld_rows(shifted, cells)

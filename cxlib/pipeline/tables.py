@@ -12,6 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cxlib import config
+from cxlib.insights.cells import (
+    CHANGE_COLUMNS,
+    after_withheld_wave,
+    suppressed_cells,
+    withheld_rows,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -28,6 +34,8 @@ __all__ = [
     "sem_tables",
     "sem_warnings",
     "study_overview",
+    "withhold_cells",
+    "withhold_small_cells",
 ]
 
 
@@ -49,7 +57,10 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
         ``data_quality_summary`` (one row), ``data_quality_items`` (one row per
         item: missing share, floor and ceiling shares, flag) and
         ``data_quality_cells`` (respondents per segment x wave cell, with a flag
-        for cells below the study's minimum cell size).
+        for cells below the study's minimum cell size; a cell withheld by
+        disclosure control, :func:`withhold_small_cells`, has 0 respondents: the
+        wave's total is published elsewhere, so with each small cell the next
+        smallest of its split is withheld too).
     """
     import pandas as pd
 
@@ -103,6 +114,12 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
         rows, columns=["study", "segment_column", "segment", "wave", "n_respondents"]
     )
     cells["below_min_cell_size"] = cells["n_respondents"] < study.min_cell_size
+    small_cells = int(cells["below_min_cell_size"].sum())
+    cells = withhold_cells(
+        cells,
+        suppressed_cells(cells, study.min_cell_size, n_column="n_respondents", complement="always"),
+        counts=("n_respondents",),
+    )
 
     n = max(report.n_respondents, 1)
     mr = report.missing_by_respondent
@@ -119,7 +136,7 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
                 "straightliners": report.straightliners,
                 "straightliner_share": report.straightliners / n,
                 "floor_ceiling_items": len(report.flagged_items),
-                "small_cells": int(cells["below_min_cell_size"].sum()),
+                "small_cells": small_cells,
             }
         ]
     )
@@ -276,7 +293,8 @@ def driver_tables(
     -------
     dict of str to pandas.DataFrame
         ``driver_priorities`` (one row per driver x segment x wave, ``level``
-        ``construct`` or ``item``) and ``what_if_examples`` (each driver raised by
+        ``construct`` or ``item``; a withheld cell's numbers blanked, see
+        :func:`withhold_small_cells`) and ``what_if_examples`` (each driver raised by
         5 score points, per segment).
     """
     import pandas as pd
@@ -292,6 +310,9 @@ def driver_tables(
         ignore_index=True,
     )
     name = data.study.name
+    priorities = withhold_cells(
+        priorities, suppressed_cells(priorities, data.study.min_cell_size), counts=("n",)
+    )
     return {
         "driver_priorities": label_table(priorities, study=name, segment=segment, wave=wave),
         "what_if_examples": label_table(
@@ -366,12 +387,15 @@ def study_overview(
         priorities=priorities,
         diagnostics=diagnostics,
     )
+    protected = withhold_small_cells(
+        {"kpis": kpis.table, "alerts": alerts, "segment_differences": segment_differences(kpis)},
+        study.min_cell_size,
+        waves=list(kpis.waves),
+    )
+    alerts = protected["alerts"]
     tables = {
-        "kpis": label_table(kpis.table, study=study.name, segment=segment, wave=wave),
-        "alerts": label_table(alerts, study=study.name, segment=segment, wave=wave),
-        "segment_differences": label_table(
-            segment_differences(kpis), study=study.name, segment=segment, wave=wave
-        ),
+        name: label_table(table, study=study.name, segment=segment, wave=wave)
+        for name, table in protected.items()
     }
     overview = {
         "study": study.name,
@@ -394,6 +418,96 @@ def study_overview(
     }
     json.dumps(overview)  # plain data only
     return tables, overview
+
+
+def withhold_cells(frame, cells, *, rows=None, counts=(), columns=None):
+    """A copy of ``frame`` with the numbers of its withheld cells' rows blanked.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A table with cell labels (``segment``, ``wave``, ...).
+    cells : pandas.DataFrame
+        :func:`cxlib.insights.cells.suppressed_cells`' frame.
+    rows : pandas.Series of bool, optional
+        The rows to blank (default: those of ``cells``).
+    counts : tuple of str
+        Integer columns set to 0 (respondent counts).
+    columns : list of str, optional
+        The columns set to NaN (default: every float column, and ``small_cell`` set).
+    """
+    rows = withheld_rows(frame, cells) if rows is None else rows
+    frame = frame.copy()
+    if not rows.any():
+        return frame
+    floats = columns or [c for c in frame.columns if frame[c].dtype.kind == "f"]
+    frame.loc[rows, floats] = float("nan")
+    for column in counts:
+        frame.loc[rows, column] = 0
+    if "small_cell" in frame.columns and columns is None:
+        frame.loc[rows, "small_cell"] = True
+    return frame
+
+
+#: What a withheld alert says instead of its message (which names the cell's estimate and n).
+WITHHELD_MESSAGE = "withheld: a cell with too few respondents, or withheld with one"
+
+
+def withhold_small_cells(tables: dict, min_cell_size: int, *, waves=None) -> dict:
+    """The overview's tables with every withheld cell's numbers blanked (disclosure control).
+
+    The cells to withhold are decided on ``kpis`` by
+    :func:`cxlib.insights.cells.suppressed_cells`: the small cells and, in each wave
+    with one, the next smallest (complementary), so that the everyone row minus the
+    segments published gives no withheld cell's size or values back. A withheld row
+    keeps its labels; its numbers are blanked (floats NaN, counts 0), its
+    ``small_cell`` flag is set, and its alert does not fire. A row comparing with a
+    withheld cell — a change since a withheld wave, a difference with a withheld
+    segment — is blanked the same way (``docs/disclosure.md``).
+
+    Parameters
+    ----------
+    tables : dict of str to pandas.DataFrame
+        ``kpis`` and, when there, ``alerts`` and ``segment_differences`` (unlabelled or
+        labelled).
+    min_cell_size : int
+        The study's minimum cell size.
+    waves : list of str, optional
+        The waves in order (default: as they first appear in ``kpis``).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        The same tables, protected (copies).
+    """
+    kpis = tables["kpis"]
+    cells = suppressed_cells(kpis, min_cell_size, n_column="n")
+    out = dict(tables)
+    table = withhold_cells(kpis, cells, counts=("n",))
+    after = after_withheld_wave(table, cells, waves)
+    changes = [c for c in CHANGE_COLUMNS if c in table.columns]
+    out["kpis"] = withhold_cells(table, cells, rows=after, columns=changes)
+    differences = tables.get("segment_differences")
+    if differences is not None:
+        rows = withheld_rows(differences, cells, segment="segment_a") | withheld_rows(
+            differences, cells, segment="segment_b"
+        )
+        out["segment_differences"] = withhold_cells(
+            differences, cells, rows=rows, counts=("n_a", "n_b")
+        )
+    alerts = tables.get("alerts")
+    if alerts is not None and len(alerts):
+        rows = withheld_rows(alerts, cells)
+        if "kind" in alerts.columns:
+            rows |= after_withheld_wave(alerts, cells, waves) & (alerts["kind"] == "change")
+        # the threshold is the rule's, not the cell's
+        alerts = withhold_cells(alerts, cells, rows=rows, columns=["probability"])
+        if rows.any():
+            alerts.loc[rows, "small_cell"] = True
+            alerts.loc[rows, "fired"] = False
+            alerts.loc[rows, "message"] = WITHHELD_MESSAGE
+        out["alerts"] = alerts
+    return out
 
 
 def journey_tables(

@@ -58,8 +58,13 @@ def test_pointer_outside_the_study_folder_is_ignored(sample, tmp_path):
 
 def test_small_cells_are_suppressed(sample):
     kept, cells = suppress_small_cells(sample.kpis, sample.min_cell_size)
-    assert cells.to_dict("records") == [{"segment": "Enterprise", "wave": "2025-Q4"}]
+    assert cells.to_dict("records") == [
+        {"segment": "Enterprise", "wave": "2025-Q4", "reason": "small"},
+        # withheld with it, so that everyone minus the segments shown does not give it back
+        {"segment": "Small business", "wave": "2025-Q4", "reason": "complementary"},
+    ]
     assert not ((kept.segment == "Enterprise") & (kept.wave == "2025-Q4")).any()
+    assert not ((kept.segment == "Small business") & (kept.wave == "2025-Q4")).any()
 
 
 def test_status_flags_stale_and_failed(sample, tmp_path):

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxlib.cli import main
 from cxlib.data import load_responses
 from cxlib.errors import DataValidationError
 from cxlib.study import load_study
+from tests.data import test_own_exports as own_exports
+from tests.data.test_own_exports import run_cli
 
 EXPORT = """\
 region,w,COMP1,COMP2,COMP3,NPS
@@ -43,17 +44,11 @@ items:
 
 
 def write_study(tmp_path, export=EXPORT, spec=SPEC, name="export.csv"):
-    if export is not None:
-        (tmp_path / name).write_text(export)
-    path = tmp_path / "study.yaml"
-    path.write_text(spec)
-    return load_study(path)
-
-
-def run_cli(capsys, *args):
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """The spec (and the export unless None) written to ``tmp_path``, loaded."""
+    if export is None:
+        (tmp_path / "study.yaml").write_text(spec)
+        return load_study(tmp_path / "study.yaml")
+    return own_exports.write_study(tmp_path, export, spec, name)
 
 
 def frame_of(export=EXPORT) -> pd.DataFrame:
