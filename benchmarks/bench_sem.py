@@ -254,24 +254,30 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
     t_import = time.perf_counter()
     frame = pd.read_parquet(path)
     t_data = time.perf_counter()
-    if method in ("cxlib", "cxlib-2nd", "cxlib-ordinal") or method.startswith("kind:"):
-        if method == "cxlib-ordinal":
+    # "<method>@<sampler>": the same method with another NUTS ("pymc" or "nutpie")
+    base, _, sampler = method.partition("@")
+    if base in ("cxlib", "cxlib-2nd", "cxlib-ordinal", "cxlib-refit") or base.startswith("kind:"):
+        if base == "cxlib-ordinal":
             frame = frame.apply(lambda col: 1 + np.searchsorted(CUTS, col.to_numpy()))
-        sem = BayesianSEM(kind_model(method[5:]) if method.startswith("kind:") else MODEL)
-        result = sem.fit(
-            frame,
-            draws=draws,
-            tune=tune,
-            chains=2,
-            cores=2,
-            ordinal=method == "cxlib-ordinal",
-            random_seed=1,
-        )
+        text = kind_model(base[5:]) if base.startswith("kind:") else MODEL
+        options = dict(draws=draws, tune=tune, chains=2, cores=2, random_seed=1)
+        if sampler:
+            options["nuts_sampler"] = sampler
+        result = BayesianSEM(text).fit(frame, ordinal=base == "cxlib-ordinal", **options)
         t_fit = time.perf_counter()
+        if base == "cxlib-refit":
+            # the same structure on another dataset of the same size, in the same process:
+            # the row's compile and sampling seconds are this refit's
+            other = simulate(len(frame), seed=2)
+            t_data = time.perf_counter()
+            result = BayesianSEM(text).fit(other, **options)
+            t_fit = time.perf_counter()
+            out["refit_s"] = t_fit - t_data
+            out["refit_compiled"] = result.idata.posterior.attrs.get("compiled", "")
         sampling = float(result.idata.posterior.attrs.get("sampling_time", np.nan))
         d = result.diagnostics
         out.update(max_r_hat=d.max_r_hat, min_ess=d.min_ess_bulk, divergences=d.divergences)
-    elif method == "latent":
+    elif base == "latent":
         y = frame.to_numpy()
         n = y.shape[0]
         with pm.Model(
@@ -373,7 +379,9 @@ def main() -> None:
         "--kinds",
         nargs="*",
         default=["composite", "composite-twin", "interaction", "second-order", "covariate"],
-        help="model kinds fitted by cxlib at --kind-sizes (none: '--kinds' alone)",
+        help="model kinds fitted by cxlib at --kind-sizes (none: '--kinds' alone); "
+        "'KIND@SAMPLER' fits it with nuts_sampler=SAMPLER ('pymc' or 'nutpie'), as "
+        "'--methods cxlib@nutpie' does; 'cxlib-refit' times a second fit in the same process",
     )
     parser.add_argument("--kind-sizes", type=int, nargs="+", default=[2500, 250_000])
     parser.add_argument(
@@ -423,7 +431,7 @@ def main() -> None:
         for n in args.kind_sizes:
             for kind in args.kinds:
                 path = os.path.join(tmp, f"sem_{kind}_{n}.parquet")
-                simulate_kind(kind, n).to_parquet(path)
+                simulate_kind(kind.partition("@")[0], n).to_parquet(path)
                 res = run_child(f"kind:{kind}", path, args.draws, args.tune, args.timeout)
                 res["n"] = n
                 rows.append(res)

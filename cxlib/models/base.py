@@ -29,7 +29,7 @@ import pandas as pd
 from cxlib import __version__, config
 from cxlib.errors import ConvergenceWarning, ModelFileError, ModelSpecificationError
 from cxlib.models.diagnostics import Diagnostics, diagnose_posterior
-from cxlib.models.sampling import nuts_start, one_blas_thread
+from cxlib.models.sampling import nuts_start, one_blas_thread, sample_nutpie
 from cxlib.study import Study, study_from_dict
 
 __all__ = [
@@ -346,9 +346,6 @@ class CxModel(ABC):
         if random_seed is not None:
             kwargs["random_seed"] = random_seed
         kwargs.setdefault("random_seed", config.DEFAULT_SEED)
-        if kwargs.setdefault("nuts_sampler", "pymc") != "pymc":
-            for key in ("init", "compute_convergence_checks", "cores"):
-                kwargs.pop(key, None)
         return kwargs
 
     def start_values(self) -> dict[str, np.ndarray] | None:
@@ -356,15 +353,28 @@ class CxModel(ABC):
         return None
 
     def sample(self, kwargs: dict[str, Any]):
-        """``pymc.sample(**kwargs)`` over :attr:`model`, NUTS started as ``mass_matrix`` says.
+        """Sample :attr:`model` with the NUTS of ``kwargs["nuts_sampler"]`` (default PyMC's).
 
-        NUTS starts from the Laplace approximation by default
+        ``"nutpie"``: :func:`cxlib.models.sampling.sample_nutpie` (compiled, its own
+        adaptation). PyMC's (``"pymc"``, or another of ``pymc.sample``'s external
+        samplers): ``pymc.sample(**kwargs)``, where NUTS starts from the Laplace
+        approximation by default
         (:func:`cxlib.models.sampling.nuts_start`); ``idata.attrs["nuts_start"]``
         records how it started. :meth:`fit` calls this under one BLAS thread.
         """
         import pymc as pm
 
         kwargs = dict(kwargs)
+        sampler = kwargs.pop("nuts_sampler", None) or "pymc"
+        if sampler == "nutpie":
+            initvals = kwargs.get("initvals") or self.start_values()
+            idata = sample_nutpie(self.model, kwargs | {"initvals": initvals})
+            idata.attrs["nuts_start"] = "adapt"
+            return idata
+        if sampler != "pymc":
+            kwargs["nuts_sampler"] = sampler
+            for key in ("init", "compute_convergence_checks", "cores"):
+                kwargs.pop(key, None)
         with self.model:
             start = nuts_start(self.model, kwargs, weight=self._laplace_weight)
             if kwargs.get("initvals") is None:

@@ -17,6 +17,7 @@ from cxlib.errors import ModelSpecificationError
 
 __all__ = [
     "MASS_MATRIX_STARTS",
+    "NUTS_SAMPLERS",
     "maximize_logp",
     "one_blas_thread",
     "constrained_point",
@@ -24,6 +25,8 @@ __all__ = [
     "laplace_approximation",
     "laplace_nuts",
     "nuts_start",
+    "nutpie_seed",
+    "sample_nutpie",
 ]
 
 
@@ -291,3 +294,118 @@ def nuts_start(model, kwargs: dict, weight: float = 1.0) -> str:
     kwargs.pop("init", None)
     kwargs.pop("target_accept", None)
     return "laplace"
+
+
+#: The NUTS implementations of the models' ``sampler_config["nuts_sampler"]``: PyMC's
+#: (Python, every model; the Laplace start) and nutpie's (Rust, over the graph compiled
+#: by PyTensor's numba backend; :func:`sample_nutpie`).
+NUTS_SAMPLERS = ("pymc", "nutpie")
+
+#: ``pymc.sample`` arguments that nutpie has no use for (its own adaptation and start).
+_PYMC_ONLY = ("init", "compute_convergence_checks", "mass_matrix", "step", "idata_kwargs")
+
+
+def nutpie_seed(seed) -> int:
+    """The integer seed of nutpie from any seed ``pymc.sample`` accepts (an int is kept)."""
+    if isinstance(seed, int | np.integer):
+        return int(seed)
+    return int(_start_rng(seed).integers(2**31 - 1))
+
+
+def sample_nutpie(model, kwargs: dict):
+    """Sample ``model`` with nutpie's NUTS over its numba-compiled graph.
+
+    The likelihood Ops' kernels are registered for PyTensor's numba backend first
+    (:func:`cxlib.models.compiled.register_numba`), so nothing runs in object mode and
+    the chains run in parallel threads without the GIL. nutpie adapts a diagonal mass
+    matrix (``nuts_sampler_kwargs`` reach ``nutpie.sample``, e.g.
+    ``{"low_rank_modified_mass_matrix": True}``); each chain starts from the caller's
+    ``initvals`` (or the model's initial point) jittered by U(-1, 1) on the unconstrained
+    scale, as PyMC's ``jitter+`` starts (:func:`_initial_point_func`). The model is
+    compiled once per structure in the process
+    (:func:`cxlib.models.compiled.compile_nutpie`): ``posterior.attrs["compiled"]`` says
+    whether this fit reused a compiled model (``"hit"``); ``"sampling_time"`` is the
+    sampling alone.
+
+    Parameters
+    ----------
+    model : pymc.Model
+    kwargs : dict
+        ``pymc.sample``'s arguments (``draws``, ``tune``, ``chains``, ``cores``,
+        ``target_accept``, ``random_seed``, ``initvals``, ``var_names``,
+        ``nuts_sampler_kwargs``); PyMC-only ones are ignored.
+
+    Returns
+    -------
+    arviz.InferenceData
+    """
+    import dataclasses
+    import time
+
+    import nutpie
+
+    from cxlib.models.compiled import compile_nutpie, last_compile
+
+    initvals = kwargs.get("initvals")
+    if isinstance(initvals, list | tuple):
+        initvals = initvals[0] if initvals else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
+        compiled = compile_nutpie(model, var_names=kwargs.get("var_names"))
+    compiled = dataclasses.replace(
+        compiled, initial_point_func=_initial_point_func(model, initvals, compiled)
+    )
+    options = {"save_warmup": False}  # tuning draws are not kept (as PyMC's default)
+    start = time.perf_counter()
+    idata = nutpie.sample(
+        compiled,
+        draws=int(kwargs.get("draws", 1000)),
+        tune=int(kwargs.get("tune", 1000)),
+        chains=int(kwargs.get("chains") or 2),
+        cores=int(kwargs.get("cores") or kwargs.get("chains") or 2),
+        target_accept=float(kwargs.get("target_accept", 0.8)),
+        seed=nutpie_seed(kwargs.get("random_seed")),
+        progress_bar=bool(kwargs.get("progressbar", False)),
+        **(options | dict(kwargs.get("nuts_sampler_kwargs") or {})),
+    )
+    idata.posterior.attrs["sampling_time"] = time.perf_counter() - start
+    idata.posterior.attrs["nuts_sampler"] = "nutpie"
+    idata.posterior.attrs["compiled"] = last_compile.get("status", "")
+    return idata
+
+
+def _initial_point_func(model, initvals: dict | None, compiled):
+    """``seed -> flat start``: ``model``'s starts jittered as PyMC's, in the compiled layout.
+
+    Each chain starts from ``initvals`` (the model's own starting values) plus U(-1, 1)
+    on the unconstrained scale, as PyMC's ``jitter+`` starts do, laid out as the compiled
+    model lays out its free variables (its ``shape_info``), which need not be
+    ``model``'s order. This model's function, not the one compiled with a cached
+    structure's first model. nutpie calls it from its chains' threads: locked.
+    """
+    import threading
+
+    from pymc.initial_point import make_initial_point_fn
+
+    point_fn = make_initial_point_fn(
+        model=model,
+        overrides=initvals or None,
+        jitter_rvs=set(model.free_RVs),
+        return_transformed=True,
+    )
+    layout = [
+        (name, where)
+        for name, where, _ in zip(*compiled.shape_info, strict=True)
+        if where.stop <= compiled.n_dim
+    ]
+    lock = threading.Lock()
+
+    def initial_point(seed=None) -> np.ndarray:
+        with lock:
+            point = point_fn(seed)
+        flat = np.empty(compiled.n_dim, dtype="float64")
+        for name, where in layout:
+            flat[where] = np.ravel(point[name])
+        return flat
+
+    return initial_point

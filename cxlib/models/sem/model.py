@@ -842,7 +842,9 @@ class BayesianSEM(CxModel):
             )
         if graph.gamma is not None:
             pm.Deterministic("Gamma", graph.gamma, dims="interaction_term")
-        pm.Deterministic("loglik", ll)
+        # a variable of its own: the Potential holds ``ll`` itself, and PyMC's conversion
+        # to a function graph (the compiled sampler's) would merge the two names
+        pm.Deterministic("loglik", ll + 0.0)
 
     def _defined_tensor(self, pt, Lambda, B, Psi, Theta, *, gamma=None):
         st = self.structure
@@ -929,6 +931,10 @@ class BayesianSEM(CxModel):
             partially pooled group-specific loadings.
         **sample_kwargs
             Passed on to ``pymc.sample`` (override ``sampler_config``).
+            ``nuts_sampler="nutpie"`` samples with nutpie's compiled NUTS instead
+            (:func:`cxlib.models.sampling.sample_nutpie`; compiled once per model
+            structure in the process), the default of models with interactions;
+            ``nuts_sampler="pymc"`` is PyMC's, the default of the others.
 
         Returns
         -------

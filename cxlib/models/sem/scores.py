@@ -64,6 +64,7 @@ values in an observed variable, residual covariances of an observed outcome.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numba
@@ -73,11 +74,19 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 from cxlib.errors import ModelSpecificationError
+from cxlib.models import compiled
 from cxlib.models.base import make_prior
 from cxlib.models.sem.data import SEMData
 from cxlib.models.sem.graph import SEMGraph
 
-__all__ = ["ItemLogLik", "LatentScoreLikelihood", "ScorePlan", "score_plan"]
+__all__ = [
+    "ItemData",
+    "ItemLogLik",
+    "LatentScoreLikelihood",
+    "ScorePlan",
+    "item_log_lik",
+    "score_plan",
+]
 
 LOG2PI = float(np.log(2 * np.pi))
 #: Fewest distinct values of an observed moderator used as a number (2 = a dummy is fine).
@@ -132,13 +141,8 @@ def _item_loglik_kernel(y_t, wm_t, wsum, eta, lam, nu, sd, load_ptr, load_lat):
     return value, np.ascontiguousarray(g_eta_t.T), g_lam, g_nu, g_sd
 
 
-class ItemLogLik(Op):
-    """Normal log-likelihood of the items given the latent scores, with its gradients.
-
-    One compiled pass over respondents computes the value and the gradients with
-    respect to the scores ``eta (N, m)``, loadings ``lam (p, m)``, intercepts ``nu
-    (p,)`` and residual SDs ``sd (p,)`` (standardized item scale); the gradient reuses
-    them (as :class:`~cxlib.models.sem.likelihood.GaussianPatternLogLik` does).
+class ItemData:
+    """The items' data as :class:`ItemLogLik` takes them (item-major, zero where missing).
 
     Parameters
     ----------
@@ -150,8 +154,6 @@ class ItemLogLik(Op):
         Per item, the latents it loads on (the loading matrix's non-zero pattern).
     """
 
-    __props__ = ("key",)
-
     def __init__(self, y: np.ndarray, weights: np.ndarray, loads: list[list[int]]):
         mask = ~np.isnan(y)
         self.y_t = np.ascontiguousarray(np.where(mask, y, 0.0).T)
@@ -159,30 +161,75 @@ class ItemLogLik(Op):
         self.wsum = self.wm_t.sum(1)
         self.load_ptr = np.concatenate([[0], np.cumsum([len(v) for v in loads])]).astype(np.int64)
         self.load_lat = np.asarray([k for v in loads for k in v], dtype=np.int64)
-        self.key = hash((self.y_t.tobytes(), self.wm_t.tobytes(), self.load_lat.tobytes()))
 
-    def make_node(self, eta, lam, nu, sd):
-        """Inputs: scores ``(N, m)``, loadings ``(p, m)``, intercepts and SDs ``(p,)``."""
+    def arrays(self) -> list[np.ndarray]:
+        """The kernel's data arguments: ``y_t, wm_t, wsum, load_ptr, load_lat``."""
+        return [self.y_t, self.wm_t, self.wsum, self.load_ptr, self.load_lat]
+
+
+@numba.njit(cache=True, nogil=True)
+def item_loglik(eta, lam, nu, sd, y_t, wm_t, wsum, load_ptr, load_lat):
+    """Value and gradients, ``-inf`` and zeros for a non-positive SD or a non-finite score."""
+    ok = True
+    for j in range(sd.size):
+        if not sd[j] > 0.0:
+            ok = False
+    for x in eta.ravel():
+        if not np.isfinite(x):
+            ok = False
+    if not ok:
+        return -np.inf, np.zeros_like(eta), np.zeros_like(lam), np.zeros_like(nu), sd * 0.0
+    return _item_loglik_kernel(y_t, wm_t, wsum, eta, lam, nu, sd, load_ptr, load_lat)
+
+
+@compiled.declare
+class ItemLogLik(Op):
+    """Normal log-likelihood of the items given the latent scores, with its gradients.
+
+    One compiled pass over respondents computes the value and the gradients with
+    respect to the scores ``eta (N, m)``, loadings ``lam (p, m)``, intercepts ``nu
+    (p,)`` and residual SDs ``sd (p,)`` (standardized item scale); the gradient reuses
+    them (as :class:`~cxlib.models.sem.likelihood.GaussianPatternLogLik` does). The
+    data (:meth:`ItemData.arrays`) are inputs, so the Op holds none and one
+    compiled kernel serves PyTensor's C backend and its numba backend (nutpie,
+    :func:`cxlib.models.compiled.register_numba`).
+    """
+
+    __props__ = ()
+    kernel = staticmethod(item_loglik)
+
+    def make_node(self, eta, lam, nu, sd, *arrays):
+        """Inputs: scores ``(N, m)``, loadings ``(p, m)``, intercepts and SDs ``(p,)``, data."""
         ins = [pt.as_tensor_variable(x).astype("float64") for x in (eta, lam, nu, sd)]
-        return Apply(self, ins, [pt.dscalar()] + [x.type() for x in ins])
+        data = [pt.as_tensor_variable(a) for a in arrays]
+        if len(data) != 5:
+            raise TypeError("ItemLogLik takes the 5 arrays of ItemData.arrays()")
+        return Apply(self, ins + data, [pt.dscalar()] + [x.type() for x in ins])
 
     def perform(self, node, inputs, outputs):
         """Evaluate value and gradients (``-inf`` for a non-positive SD)."""
-        eta, lam, nu, sd = (np.ascontiguousarray(x, dtype=float) for x in inputs)
-        if not np.all(sd > 0) or not np.all(np.isfinite(eta)):
-            res = (-np.inf, np.zeros_like(eta), np.zeros_like(lam), np.zeros_like(nu), sd * 0)
-        else:
-            res = _item_loglik_kernel(
-                self.y_t, self.wm_t, self.wsum, eta, lam, nu, sd, self.load_ptr, self.load_lat
-            )
+        eta, lam, nu, sd = (np.ascontiguousarray(x, dtype=float) for x in inputs[:4])
+        res = item_loglik(eta, lam, nu, sd, *inputs[4:])
         outputs[0][0] = np.asarray(res[0])
         for k in range(4):
             outputs[k + 1][0] = res[k + 1]
 
+    def connection_pattern(self, node):
+        """The outputs depend on the four parameters' inputs; the data are constants."""
+        return [[True] * 5 for _ in range(4)] + [[False] * 5 for _ in range(5)]
+
     def L_op(self, inputs, outputs, output_grads):
         """Gradients of the value output, reusing the computed gradient outputs."""
+        from pytensor.gradient import disconnected_type
+
         g = output_grads[0]
-        return [g * outputs[k] for k in range(1, 5)]
+        return [g * outputs[k] for k in range(1, 5)] + [disconnected_type() for _ in range(5)]
+
+
+def item_log_lik(eta, lam, nu, sd, data: ItemData):
+    """The items' log-likelihood (a tensor) given scores and measurement parameters."""
+    arrays = [_data(a, dtype=a.dtype) for a in data.arrays()]
+    return ItemLogLik()(eta, lam, nu, sd, *arrays)[0]
 
 
 class ScorePlan:
@@ -523,7 +570,7 @@ class LatentScoreLikelihood:
         for j, value in nu_known.items():
             nu_z = pt.set_subtensor(nu_z[j], value)
         nu_y = ctr + s * nu_z
-        ll_items = ItemLogLik(y[:, items], w, plan.loads)(eta, lam_z, nu_items, sd_z)[0]
+        ll_items = item_log_lik(eta, lam_z, nu_items, sd_z, ItemData(y[:, items], w, plan.loads))
         ll = ll_items + ll_known
         pm.Potential("likelihood", ll)
         self._start_scores(graph, known_items)
@@ -557,12 +604,21 @@ class LatentScoreLikelihood:
         return initvals
 
     def sampler_kwargs(self, model, kwargs: dict[str, Any], *, weight: float) -> dict[str, Any]:
-        """NUTS with a diagonal mass matrix adapted in tuning, the scores not stored.
+        """NUTS of nutpie, a diagonal mass matrix adapted in tuning, the scores not stored.
 
         The Laplace start's dense Hessian over thousands of scores would cost more than
-        the sampling; a caller's ``mass_matrix``, ``step`` or ``var_names`` is kept.
+        the sampling; a caller's ``nuts_sampler`` (``"pymc"`` is the fallback),
+        ``mass_matrix``, ``step`` or ``var_names`` is kept. nutpie because the cost is
+        the sampler's: thousands of scores take long trees, and PyMC's Python tree
+        building cost 3-4 times the gradient (measured in ``benchmarks/RESULTS.md``).
         """
         kwargs = dict(kwargs)
+        kwargs.setdefault("nuts_sampler", "nutpie")
+        if kwargs["nuts_sampler"] == "nutpie":
+            # the draws' variance, not nutpie's gradient-based estimate: min bulk ESS 511
+            # vs 359 of 2 x 1,000 draws at N = 2,500 (the interaction benchmark), same cost
+            extra = {"use_grad_based_mass_matrix": False}
+            kwargs["nuts_sampler_kwargs"] = extra | dict(kwargs.get("nuts_sampler_kwargs") or {})
         if kwargs.get("mass_matrix", "laplace") == "laplace":
             kwargs["mass_matrix"] = "adapt"
             if str(kwargs.get("init", "")).startswith("jitter+"):
@@ -612,14 +668,19 @@ def marginal_outcome_logp(y, w, a, lam, d, psi, pred_c):
     return -0.5 * pt.sum(_data(w) * (logdet + quad)) - 0.5 * LOG2PI * float(w @ n_obs)
 
 
-def _data(values: np.ndarray):
+_DATA_NAMES = itertools.count()
+
+
+def _data(values: np.ndarray, dtype=float):
     """Respondent-level data as a shared variable, not a graph constant.
 
-    A constant of N values is hashed and folded by the graph rewrites at every compile.
+    A constant of N values is hashed and folded by the graph rewrites at every compile,
+    and is code in a compiled numba graph. Named uniquely (nutpie requires it).
     """
     import pytensor
 
-    return pytensor.shared(np.ascontiguousarray(values, dtype=float), borrow=True)
+    values = np.ascontiguousarray(values, dtype=dtype)
+    return pytensor.shared(values, name=f"cx_data_{next(_DATA_NAMES)}", borrow=True)
 
 
 def _mvn_logp(values: list[Any], cov, idx: list[int], w, wsum: float):

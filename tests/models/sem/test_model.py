@@ -23,7 +23,7 @@ from cxlib.errors import (
 from cxlib.models.base import merge_config
 from cxlib.models.sem import BayesianSEM, SEMResult
 from cxlib.models.sem.data import prepare_data, saturated_em
-from cxlib.models.sem.likelihood import GaussianPatternLogLik
+from cxlib.models.sem.likelihood import PatternStatistics
 from tests.models.sem.builders import (
     MODEL,
     TRUE_A,
@@ -187,14 +187,14 @@ def test_patterns_and_weighted_moments():
 def test_saturated_em_is_the_maximum_likelihood_under_missingness():
     # the (batched) EM must land where the observed-data likelihood has zero gradient, and
     # above any nearby point: checked with the pattern likelihood, an independent code path
-    from cxlib.models.sem.likelihood import GaussianPatternLogLik
+    from cxlib.models.sem.likelihood import PatternStatistics
 
     frame = simulate_small(n=500, missing=0.15, seed=4)
     w = np.random.default_rng(1).uniform(0.5, 2, len(frame))
     d = prepare_data(frame, list(frame.columns), weights=w)
     assert d.n_patterns > 20 and (~d.pat_mask).sum(1).max() >= 3
     mu, sigma = saturated_em(d)
-    op = GaussianPatternLogLik(d.moments_dict())
+    op = PatternStatistics(d.moments_dict())
     value, gmu, gsig = op.evaluate_direct(mu[None], sigma[None])
     assert np.abs(gmu).max() < 1e-5 * d.pat_w.sum()
     assert np.abs(gsig).max() < 1e-5 * d.pat_w.sum()
@@ -209,7 +209,7 @@ def test_saturated_em_is_the_maximum_likelihood_under_missingness():
 
 def test_saturated_em_per_group_with_a_complete_group():
     # two groups, one of them without any missing answer: each group's EM is its own maximum
-    from cxlib.models.sem.likelihood import GaussianPatternLogLik
+    from cxlib.models.sem.likelihood import PatternStatistics
 
     frame = simulate_small(n=600, missing=0.12, seed=6)
     frame["segment"] = np.where(np.arange(600) < 400, "Consumer", "Enterprise")
@@ -222,7 +222,7 @@ def test_saturated_em_per_group_with_a_complete_group():
     est = [saturated_em(d, group=g) for g in range(len(d.groups))]
     mu = np.array([m for m, _ in est])
     sigma = np.array([s for _, s in est])
-    _, gmu, gsig = GaussianPatternLogLik(d.moments_dict()).evaluate_direct(mu, sigma)
+    _, gmu, gsig = PatternStatistics(d.moments_dict()).evaluate_direct(mu, sigma)
     assert np.abs(gmu).max() < 1e-5 * d.pat_w.sum()
     assert np.abs(gsig).max() < 1e-5 * d.pat_w.sum()
     # the complete group's EM is its sample moments in one step
@@ -271,7 +271,7 @@ def test_likelihood_equals_sum_of_respondent_densities(groups):
     assert d.n_patterns > 100
     assert (~d.pat_mask).sum(1).max() == len(d.items) - 1
     mu, sigma = _random_moments(np.random.default_rng(3), len(d.items), len(d.groups))
-    op = GaussianPatternLogLik(d.moments_dict())
+    op = PatternStatistics(d.moments_dict())
     value, gmu, gsig = op.evaluate(mu, sigma)
     assert value == pytest.approx(_respondent_loglik(d, mu, sigma), rel=1e-10)
     # the one-Cholesky-per-pattern reference agrees, value and gradients
@@ -311,7 +311,7 @@ def test_complete_data_likelihood_is_unchanged(groups):
     d = prepare_data(frame, items, group="segment" if groups else None)
     assert d.pat_mask.all() and d.n_patterns == len(d.groups)
     mu, sigma = _random_moments(np.random.default_rng(5), len(items), len(d.groups))
-    op = GaussianPatternLogLik(d.moments_dict())
+    op = PatternStatistics(d.moments_dict())
     assert op.n_incomplete == 0
     value, gmu, gsig = op.evaluate(mu, sigma)
     v2, gmu2, gsig2 = op.evaluate_direct(mu, sigma)
