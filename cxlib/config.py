@@ -31,8 +31,13 @@ __all__ = [
     "STRAIGHTLINE_MIN_ITEMS",
 ]
 
-#: The repository root (where ``data/``, ``notebooks/`` and ``pipelines/`` live).
-REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+#: The repository root (where ``data/``, ``notebooks/`` and ``pipelines/`` live): the
+#: checkout cxlib runs from, or the working directory when cxlib is an installed package
+#: (never the installation's own folder, e.g. ``site-packages``).
+REPO_ROOT = (
+    _PACKAGE_PARENT if (_PACKAGE_PARENT / "pyproject.toml").is_file() else Path.cwd().resolve()
+)
 #: Where studies and their data live.
 DATA_DIR = REPO_ROOT / "data"
 #: The sample study shipped with the workbench (a telecom operator's CX tracker).

@@ -79,3 +79,35 @@ def test_no_sample_study_says_how_to_build_one(tmp_path, monkeypatch):
     with pytest.raises(CxError, match="cx sample"):
         sample_study_path()
     assert os.getcwd() == str(tmp_path)
+
+
+def test_an_installed_package_resolves_paths_from_the_working_directory(tmp_path):
+    """Outside a checkout (no pyproject.toml beside the package) runs and data are under cwd."""
+    import shutil
+    import subprocess
+    import sys
+
+    from cxlib import config
+
+    site = tmp_path / "site-packages" / "cxlib"
+    site.mkdir(parents=True)
+    shutil.copy(Path(config.__file__), site / "config.py")
+    work = tmp_path / "work"
+    work.mkdir()
+    probe = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('cfg', {str(site / 'config.py')!r}); "
+        "cfg = importlib.util.module_from_spec(spec); spec.loader.exec_module(cfg); "
+        "print(cfg.RUNS_DIR); print(cfg.SAMPLE_STUDY)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CX_RUNS_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=work, capture_output=True, text=True, env=env
+    )
+    runs, sample = out.stdout.split()
+    assert Path(runs) == work.resolve() / "runs"
+    assert Path(sample) == work.resolve() / "data" / "telecom" / "study.yaml"
+    # in the checkout they stay the checkout's
+    checkout = Path(config.__file__).resolve().parent.parent
+    assert config.REPO_ROOT == checkout
+    assert "CX_RUNS_DIR" in os.environ or config.RUNS_DIR == checkout / "runs"
