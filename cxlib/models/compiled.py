@@ -86,8 +86,6 @@ def register_numba(*op_types: type) -> None:
 #: Compiled nutpie models kept in this process (least recently used dropped first).
 CACHE_SIZE = 8
 _CACHE: OrderedDict[str, Any] = OrderedDict()
-#: How the last :func:`compile_nutpie` call went: ``"hit"``, ``"miss"`` or ``"uncached"``.
-last_compile: dict[str, Any] = {}
 
 
 def _round_scalar(value: float) -> bool:
@@ -242,19 +240,20 @@ def compile_nutpie(model, *, var_names=None):
     the same structure compiled before (same key, and the same PyTensor, nutpie and
     cxlib kernels) is reused with this model's data, so a refit on another segment,
     wave or simulated dataset of the same shapes pays no compile. The graph's initial
-    values are left out (the sampler's ``init_mean`` sets the start).
+    values are left out (the sampler sets the chains' starts).
 
     Returns
     -------
-    nutpie.compiled_pyfunc.CompiledModel
-        ``last_compile`` records ``status`` (``"hit"``, ``"miss"``, ``"uncached"``).
+    (nutpie.compiled_pyfunc.CompiledModel, str)
+        The compiled model and how it was obtained: ``"hit"`` (reused), ``"miss"``
+        (compiled and kept) or ``"uncached"`` (compiled, its graph has no stable key).
     """
     import nutpie
 
     register_numba()
     names = tuple(var_names) if var_names is not None else None
-    # the starts are the sampler's (``init_mean``), not the graph's: PyMC's conversion to
-    # a function graph refuses models with initial values
+    # the starts are the sampler's, not the graph's: PyMC's conversion to a function graph
+    # refuses models with initial values
     saved = dict(model.rvs_to_initial_values)
     try:
         model.rvs_to_initial_values.update(dict.fromkeys(saved))
@@ -265,17 +264,17 @@ def compile_nutpie(model, *, var_names=None):
         key = hashlib.sha256(repr((key, names)).encode()).hexdigest()
         if key in _CACHE:
             _CACHE.move_to_end(key)
-            last_compile.update(status="hit", key=key)
             cached = _CACHE[key]
             # a pack the compiled functions do not read (e.g. dimension lengths only) is not theirs
-            return cached.with_data(**{k: v for k, v in data.items() if k in cached.shared_data})
+            data = {k: v for k, v in data.items() if k in cached.shared_data}
+            return cached.with_data(**data), "hit"
     compiled = nutpie.compile_pymc_model(lifted, backend="numba", var_names=var_names)
-    last_compile.update(status="miss" if key else "uncached", key=key)
-    if key is not None:
-        _CACHE[key] = compiled
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return compiled
+    if key is None:
+        return compiled, "uncached"
+    _CACHE[key] = compiled
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return compiled, "miss"
 
 
 def clear_cache() -> None:

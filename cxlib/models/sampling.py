@@ -17,7 +17,6 @@ from cxlib.errors import ModelSpecificationError
 
 __all__ = [
     "MASS_MATRIX_STARTS",
-    "NUTS_SAMPLERS",
     "maximize_logp",
     "one_blas_thread",
     "constrained_point",
@@ -296,14 +295,6 @@ def nuts_start(model, kwargs: dict, weight: float = 1.0) -> str:
     return "laplace"
 
 
-#: The NUTS implementations of the models' ``sampler_config["nuts_sampler"]``: PyMC's
-#: (Python, every model; the Laplace start) and nutpie's (Rust, over the graph compiled
-#: by PyTensor's numba backend; :func:`sample_nutpie`).
-NUTS_SAMPLERS = ("pymc", "nutpie")
-
-#: ``pymc.sample`` arguments that nutpie has no use for (its own adaptation and start).
-_PYMC_ONLY = ("init", "compute_convergence_checks", "mass_matrix", "step", "idata_kwargs")
-
 
 def nutpie_seed(seed) -> int:
     """The integer seed of nutpie from any seed ``pymc.sample`` accepts (an int is kept)."""
@@ -344,14 +335,14 @@ def sample_nutpie(model, kwargs: dict):
 
     import nutpie
 
-    from cxlib.models.compiled import compile_nutpie, last_compile
+    from cxlib.models.compiled import compile_nutpie
 
     initvals = kwargs.get("initvals")
     if isinstance(initvals, list | tuple):
         initvals = initvals[0] if initvals else None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*")
-        compiled = compile_nutpie(model, var_names=kwargs.get("var_names"))
+        compiled, status = compile_nutpie(model, var_names=kwargs.get("var_names"))
     compiled = dataclasses.replace(
         compiled, initial_point_func=_initial_point_func(model, initvals, compiled)
     )
@@ -370,7 +361,7 @@ def sample_nutpie(model, kwargs: dict):
     )
     idata.posterior.attrs["sampling_time"] = time.perf_counter() - start
     idata.posterior.attrs["nuts_sampler"] = "nutpie"
-    idata.posterior.attrs["compiled"] = last_compile.get("status", "")
+    idata.posterior.attrs["compiled"] = status
     return idata
 
 
