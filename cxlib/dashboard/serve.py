@@ -19,6 +19,17 @@ Every page view starts a kernel, so the kernels are bounded here (:func:`voila_a
 - past ``CxVoila.max_kernels`` kernels (the preheated ones included) a page view gets a
   small "busy, retry in a minute" page (HTTP 503, ``Retry-After``) instead of a kernel.
 
+A preheated kernel runs its page's notebook up to the cell that waits for its viewer's
+request (:func:`cxlib.dashboard.query_string`) and waits there until a viewer comes; that
+cell has no execution timeout (:class:`WaitingCellTimeout`), the others
+``VoilaExecutor.timeout`` (else a kernel preheated more than that before its viewer logs
+"Timeout waiting for execute reply" and its page's rendering stops at that cell).
+
+A kernel's errors stay in the server log: the kernels start with
+:mod:`cxlib.dashboard.kernel` (:func:`voila_app`'s kernel spec manager adds its
+arguments), so a hostile page's failing ``comm_open`` or widget message sends the viewer
+no traceback and no server path.
+
 ``CX_VOILA_CONFIG_DIR`` names a folder whose ``voila.json`` overrides the repository's,
 key by key (a larger machine's ``max_kernels``, a test server's short cull timings).
 """
@@ -26,6 +37,7 @@ key by key (a larger machine's ``max_kernels``, a test server's short cull timin
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -40,6 +52,7 @@ __all__ = [
     "KernelAdmission",
     "VOILA_CONFIG",
     "ServeError",
+    "WaitingCellTimeout",
     "dashboard_url",
     "serve",
     "trust_dashboards",
@@ -124,7 +137,9 @@ class KernelAdmission:
     def kernel_ids(kernel_manager) -> set[str]:
         """Kernels running or starting (a starting kernel has a process already)."""
         ids = set(kernel_manager.list_kernel_ids())
-        ids.update(getattr(kernel_manager, "_pending_kernels", {}))  # jupyter_client's starts
+        # jupyter_client lists a starting kernel only here (no public API in 8.10; a test
+        # fails when an upgrade renames it: test_kernel_bounds.py, private names)
+        ids.update(getattr(kernel_manager, "_pending_kernels", {}))
         return ids
 
     def kernels_held(self, kernel_manager) -> int:
@@ -147,6 +162,32 @@ class KernelAdmission:
         return True
 
 
+class WaitingCellTimeout:
+    """Each cell's execution timeout: none for the cell that waits for the viewer's request.
+
+    nbclient's ``timeout_func``: in a preheated kernel the cell calling ``query_string()``
+    (or Voila's ``wait_for_request()``) runs until a viewer requests the page, for minutes
+    or hours; every other cell gets ``timeout``.
+
+    Parameters
+    ----------
+    timeout : int or None
+        Seconds (``VoilaExecutor.timeout``); None: no timeout.
+    """
+
+    #: A cell that waits for the request.
+    WAITS = re.compile(r"\b(?:query_string|wait_for_request)\(")
+
+    def __init__(self, timeout: int | None):
+        self.timeout = timeout
+
+    def __call__(self, cell) -> int | None:
+        """The cell's timeout in seconds (None: none)."""
+        if self.WAITS.search(cell.get("source", "")):
+            return None
+        return self.timeout
+
+
 @cache
 def voila_app():
     """Voila's application class with the kernel bounds (imports Voila, hence a function).
@@ -156,9 +197,24 @@ def voila_app():
     serves the busy page past the maximum.
     """
     import tornado.web
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from traitlets import Int
     from voila.app import Voila
     from voila.tornado.handler import TornadoVoilaHandler
+
+    from cxlib.dashboard.kernel import KERNEL_ARGUMENTS
+
+    class DashboardKernelSpecManager(KernelSpecManager):
+        """Python kernels start with :mod:`cxlib.dashboard.kernel` (errors to the server log)."""
+
+        def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+            spec = super().get_kernel_spec(kernel_name)
+            if any("ipykernel" in part for part in spec.argv):
+                spec = KernelSpec(
+                    **{**spec.to_dict(), "argv": [*spec.argv, *KERNEL_ARGUMENTS]},
+                    resource_dir=spec.resource_dir,
+                )
+            return spec
 
     class BoundedPageHandler(TornadoVoilaHandler):
         """A dashboard page: the xsrf cookie set, a kernel only below the maximum."""
@@ -196,6 +252,24 @@ def voila_app():
             help="The most kernels the server holds, the preheated ones included; "
             "past it a page view gets the busy page (HTTP 503).",
         )
+
+        #: The kernel spec manager the kernels start from (unless one is configured).
+        dashboard_kernel_spec_manager = DashboardKernelSpecManager
+
+        def init_settings(self):
+            executor = self.config.VoilaExecutor
+            if executor.get("timeout_func") is None:
+                executor.timeout_func = WaitingCellTimeout(executor.get("timeout"))
+            configured = self.voila_configuration.kernel_spec_manager_class
+            if configured is KernelSpecManager:
+                self.voila_configuration.kernel_spec_manager_class = DashboardKernelSpecManager
+            else:
+                self.log.warning(
+                    "VoilaConfiguration.kernel_spec_manager_class = %s: the kernels start "
+                    "without cxlib.dashboard.kernel (their errors may reach the viewers)",
+                    configured.__name__,
+                )
+            return super().init_settings()
 
         def init_handlers(self):
             admission = KernelAdmission(self.max_kernels)
