@@ -256,7 +256,9 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
     t_data = time.perf_counter()
     # "<method>@<sampler>": the same method with another NUTS ("pymc" or "nutpie")
     base, _, sampler = method.partition("@")
-    if base in ("cxlib", "cxlib-2nd", "cxlib-ordinal", "cxlib-refit") or base.startswith("kind:"):
+    if base in ("cxlib", "cxlib-2nd", "cxlib-ordinal", "cxlib-refit", "cxlib-newprocess") or (
+        base.startswith("kind:")
+    ):
         if base == "cxlib-ordinal":
             frame = frame.apply(lambda col: 1 + np.searchsorted(CUTS, col.to_numpy()))
         text = kind_model(base[5:]) if base.startswith("kind:") else MODEL
@@ -275,6 +277,7 @@ def child(method: str, path: str, draws: int, tune: int) -> dict:
             out["refit_s"] = t_fit - t_data
             out["refit_compiled"] = result.idata.posterior.attrs.get("compiled", "")
         sampling = float(result.idata.posterior.attrs.get("sampling_time", np.nan))
+        out["compiled"] = result.idata.posterior.attrs.get("compiled", "")
         d = result.diagnostics
         out.update(max_r_hat=d.max_r_hat, min_ess=d.min_ess_bulk, divergences=d.divergences)
     elif base == "latent":
@@ -381,7 +384,9 @@ def main() -> None:
         default=["composite", "composite-twin", "interaction", "second-order", "covariate"],
         help="model kinds fitted by cxlib at --kind-sizes (none: '--kinds' alone); "
         "'KIND@SAMPLER' fits it with nuts_sampler=SAMPLER ('pymc' or 'nutpie'), as "
-        "'--methods cxlib@nutpie' does; 'cxlib-refit' times a second fit in the same process",
+        "'--methods cxlib@nutpie' does; 'cxlib-refit' times a second fit in the same process; "
+        "'cxlib-newprocess@nutpie' after 'cxlib@nutpie' is a new process of a structure "
+        "compiled before (its sampler callbacks from the disk cache, which starts empty)",
     )
     parser.add_argument("--kind-sizes", type=int, nargs="+", default=[2500, 250_000])
     parser.add_argument(
@@ -416,6 +421,8 @@ def main() -> None:
         return
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
+        # the compiled-callback cache of this run only: the first nutpie fit compiles
+        os.environ["CX_CACHE_DIR"] = os.path.join(tmp, "cache")
         for n in args.sizes:
             path = os.path.join(tmp, f"sem_{n}.parquet")
             simulate(n).to_parquet(path)

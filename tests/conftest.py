@@ -15,6 +15,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
+def compiled_callbacks_cache(tmp_path_factory):
+    """The session's own disk cache of compiled sampler callbacks: every test run starts cold."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cx-cache")
+    before = os.environ.get("CX_CACHE_DIR")
+    os.environ["CX_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("CX_CACHE_DIR", None)
+    else:
+        os.environ["CX_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def sample_data() -> Path:
     """The sample study's responses, simulated from its truth when missing (fresh clones)."""
     from cxlib import config

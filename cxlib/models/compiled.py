@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cxlib.models.callbacks import compile_cached
+
 __all__ = [
     "CACHE_SIZE",
     "clear_cache",
@@ -240,13 +242,18 @@ def compile_nutpie(model, *, var_names=None):
     the same structure compiled before (same key, and the same PyTensor, nutpie and
     cxlib kernels) is reused with this model's data, so a refit on another segment,
     wave or simulated dataset of the same shapes pays no compile. The graph's initial
-    values are left out (the sampler sets the chains' starts).
+    values are left out (the sampler sets the chains' starts). In a new process, the
+    C callbacks of a structure compiled before are loaded from the disk cache of
+    :mod:`cxlib.models.callbacks` (only PyTensor's graph functions are prepared again,
+    from PyTensor's own cache).
 
     Returns
     -------
     (nutpie.compiled_pyfunc.CompiledModel, str)
-        The compiled model and how it was obtained: ``"hit"`` (reused), ``"miss"``
-        (compiled and kept) or ``"uncached"`` (compiled, its graph has no stable key).
+        The compiled model and how it was obtained: ``"hit"`` (reused in this process),
+        ``"disk"`` (its callbacks loaded from the disk cache), ``"miss"`` (compiled and
+        kept; ``"miss (unwritable)"`` / ``"miss (unsupported)"`` when the disk cache
+        could not be used), or ``"uncached"`` (compiled, its graph has no stable key).
     """
     import nutpie
 
@@ -268,13 +275,13 @@ def compile_nutpie(model, *, var_names=None):
             # a pack the compiled functions do not read (e.g. dimension lengths only) is not theirs
             data = {k: v for k, v in data.items() if k in cached.shared_data}
             return cached.with_data(**data), "hit"
-    compiled = nutpie.compile_pymc_model(lifted, backend="numba", var_names=var_names)
     if key is None:
-        return compiled, "uncached"
+        return nutpie.compile_pymc_model(lifted, backend="numba", var_names=var_names), "uncached"
+    compiled, origin = compile_cached(lifted, key, var_names=var_names)
     _CACHE[key] = compiled
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return compiled, "miss"
+    return compiled, {"disk": "disk", "compiled": "miss"}.get(origin, f"miss ({origin})")
 
 
 def clear_cache() -> None:

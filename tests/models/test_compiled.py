@@ -149,8 +149,8 @@ def test_a_refit_of_the_same_structure_reuses_the_compiled_model():
     hit = fit(other)
     assert hit.idata.posterior.attrs["compiled"] == "hit"
     clear_cache()
-    fresh = fit(other)
-    assert fresh.idata.posterior.attrs["compiled"] == "miss"
+    fresh = fit(other)  # a new process would do this: the callbacks come from the disk cache
+    assert fresh.idata.posterior.attrs["compiled"] == "disk"
     est = {
         k: r.estimates().set_index(["lhs", "op", "rhs"])
         for k, r in (("hit", hit), ("fresh", fresh))
@@ -170,3 +170,100 @@ def test_a_refit_of_the_same_structure_reuses_the_compiled_model():
     relabeled = fit(renamed, TINY_MODEL.replace("CX", "EXP"))
     assert relabeled.idata.posterior.attrs["compiled"] == "miss"
     assert "EXP1" in relabeled.estimates()["rhs"].tolist()
+
+
+_FIT_IN_A_PROCESS = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+from cxlib.models.sem import BayesianSEM
+from tests.models.test_compiled import TINY_MODEL, _tiny
+fit = BayesianSEM(TINY_MODEL).fit(_tiny(300, seed=1), draws=200, tune=200, chains=2,
+                                  nuts_sampler="nutpie", random_seed=5)
+path = fit.estimates().set_index(["lhs", "op", "rhs"]).loc[("Loyalty", "~", "Experience"), "mean"]
+print(json.dumps({"compiled": fit.idata.posterior.attrs["compiled"], "path": float(path)}))
+"""
+
+
+def _fit_in_a_new_process(cache) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "CX_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIT_IN_A_PROCESS],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_new_process_loads_the_compiled_callbacks_from_disk(tmp_path):
+    """The sampler's C callbacks survive the process: cold, warm, damaged, unwritable."""
+    cold = _fit_in_a_new_process(tmp_path)
+    assert cold["compiled"] == "miss"
+    warm = _fit_in_a_new_process(tmp_path)
+    assert warm["compiled"] == "disk"
+    assert warm["path"] == pytest.approx(cold["path"], abs=1e-12)  # the same function, seeded
+    # damaged cache files (a full disk, a crash while numba wrote them) are compiled again
+    for index in (tmp_path / "nutpie" / "__pycache__").glob("*.nbc"):
+        index.write_bytes(index.read_bytes()[:1000])
+    damaged = _fit_in_a_new_process(tmp_path)
+    assert damaged["compiled"] == "miss"
+    assert damaged["path"] == pytest.approx(cold["path"], abs=1e-12)
+    assert _fit_in_a_new_process(tmp_path)["compiled"] == "disk"
+    # a cache folder that cannot be created: nutpie's own compile, and the fit goes on
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    unwritable = _fit_in_a_new_process(blocker)
+    assert unwritable["compiled"] == "miss (unwritable)"
+    assert unwritable["path"] == pytest.approx(cold["path"], abs=1e-12)
+
+
+def test_the_cache_folder_keeps_the_most_recently_used_structures(tmp_path):
+    import os
+
+    from cxlib.models import callbacks
+
+    for k in range(5):
+        module = tmp_path / f"cx_nutpie_{k}.py"
+        module.write_text("")
+        (tmp_path / "__pycache__").mkdir(exist_ok=True)
+        (tmp_path / "__pycache__" / f"cx_nutpie_{k}.logp-1.py311.nbi").write_text("")
+        module.with_suffix(".used").touch()
+        os.utime(module.with_suffix(".used"), (1000 + k, 1000 + k))
+    callbacks.prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == ["cx_nutpie_3.py", "cx_nutpie_4.py"]
+    assert sorted(p.name for p in (tmp_path / "__pycache__").iterdir()) == [
+        "cx_nutpie_3.logp-1.py311.nbi",
+        "cx_nutpie_4.logp-1.py311.nbi",
+    ]
+
+
+def test_the_disk_cache_uses_the_nutpie_helpers_it_was_checked_with():
+    """nutpie's compile helpers are private: an upgrade must be checked, and says so here."""
+    import nutpie
+    from nutpie import compile_pymc
+
+    from cxlib.models import callbacks
+
+    assert nutpie.__version__ in callbacks.NUTPIE_VERSIONS, (
+        f"nutpie {nutpie.__version__} is not among the versions cxlib.models.callbacks was "
+        "checked with: check its use of nutpie.compile_pymc._make_functions, "
+        "_prepare_dims_and_coords and CompiledPyMCModel, then add the version"
+    )
+    for name in (
+        "_make_functions",
+        "_prepare_dims_and_coords",
+        "CompiledPyMCModel",
+        "address_as_void_pointer",
+    ):
+        assert hasattr(compile_pymc, name), name
