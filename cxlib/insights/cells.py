@@ -29,6 +29,7 @@ __all__ = [
     "suppressed_cells",
     "weighted_mean_draws",
     "withheld_rows",
+    "withheld_segments",
 ]
 
 
@@ -228,6 +229,47 @@ def suppressed_cells(
         .sort_values("_order", kind="stable")[[*keys, "reason"]]
         .reset_index(drop=True)
     )
+
+
+def withheld_segments(sizes, min_cell_size: int) -> dict[str, str]:
+    """The segments of one split to withhold, with why: the small ones and their complements.
+
+    For what is published per segment without waves (e.g. a what-if baseline, a
+    model's per-segment tables): :func:`suppressed_cells` on the split, its total
+    (``config.EVERYONE``) counted as published, so a complement is always chosen.
+    When the total itself has fewer than ``min_cell_size`` respondents (a run on a
+    small subset of the study), every segment and the total are withheld.
+
+    Parameters
+    ----------
+    sizes : mapping of str to int
+        Segment -> respondents; ``config.EVERYONE`` -> the split's total, when known
+        (else the segments' sum).
+    min_cell_size : int
+        The study's minimum cell size.
+
+    Returns
+    -------
+    dict of str to str
+        Withheld segment -> :data:`SMALL` or :data:`COMPLEMENTARY` (small ones first);
+        empty when nothing is withheld.
+
+    Examples
+    --------
+    >>> withheld_segments({"all": 1634, "A": 20, "B": 500, "C": 1114}, 30)
+    {'A': 'small', 'B': 'complementary'}
+    """
+    import pandas as pd
+
+    sizes = {str(k): float(v or 0) for k, v in dict(sizes).items()}
+    total = sizes.get(config.EVERYONE, sum(v for k, v in sizes.items() if k != config.EVERYONE))
+    if 0 < total < min_cell_size:
+        return dict.fromkeys(sizes | {config.EVERYONE: total}, SMALL)
+    frame = pd.DataFrame(
+        {"segment": list(sizes), "n": list(sizes.values())}, columns=["segment", "n"]
+    )
+    cells = suppressed_cells(frame, min_cell_size, complement="always")
+    return dict(zip(cells["segment"].astype(str), cells["reason"], strict=True))
 
 
 def withheld_rows(table, cells, *, segment: str = "segment"):

@@ -64,7 +64,7 @@ from scipy.special import ndtr, ndtri
 
 from cxlib import config
 from cxlib.errors import DriverError
-from cxlib.insights.cells import segment_wave_cells, weighted_mean_draws
+from cxlib.insights.cells import segment_wave_cells, weighted_mean_draws, withheld_segments
 from cxlib.stats import interval_columns, summarize_draws
 
 __all__ = [
@@ -1215,7 +1215,9 @@ def _current_levels(
     return out
 
 
-def what_if_baseline(model: DriverModel, data, *, target: str | None = None) -> dict:
+def what_if_baseline(
+    model: DriverModel, data, *, target: str | None = None, min_cell_size: int | None = None
+) -> dict:
     """Current levels a what-if starts from, per segment: what dashboards show beside sliders.
 
     Parameters
@@ -1226,6 +1228,12 @@ def what_if_baseline(model: DriverModel, data, *, target: str | None = None) -> 
         The responses (weights respected).
     target : str, optional
         The target construct (default: the study's target).
+    min_cell_size : int, optional
+        Disclosure control (default: the study's ``min_cell_size``): a segment with
+        fewer respondents is withheld, and with it the next smallest segments
+        (complementary, :func:`cxlib.insights.cells.withheld_segments`), so that
+        the everyone entry minus the segments shown gives no withheld segment's size
+        or levels back.
 
     Returns
     -------
@@ -1236,7 +1244,9 @@ def what_if_baseline(model: DriverModel, data, *, target: str | None = None) -> 
         ``n`` (respondents), ``drivers`` (driver -> current 0-100 score),
         ``top2_box`` (mean top-2-box share of the target's items other than NPS,
         0-1) and, when the study's NPS item measures the target, ``promoters`` and
-        ``detractors`` (shares, 0-1). Aggregates only.
+        ``detractors`` (shares, 0-1). Aggregates only. A withheld segment's entry
+        has ``n`` 0, every level None and ``withheld`` (``"small"`` or
+        ``"complementary"``).
     """
     target = model.resolve_target(target, data.study)
     drivers = model.drivers_of(target)
@@ -1271,6 +1281,18 @@ def what_if_baseline(model: DriverModel, data, *, target: str | None = None) -> 
         if nps is not None:
             entry["promoters"], entry["detractors"] = levels["promoters"], levels["detractors"]
         out["segments"][seg] = entry
+    limit = data.study.min_cell_size if min_cell_size is None else min_cell_size
+    sizes = {seg: entry["n"] for seg, entry in out["segments"].items()}
+    for seg, why in withheld_segments(sizes, limit).items():
+        entry = out["segments"].get(seg)
+        if entry is None:
+            continue
+        entry["n"] = 0
+        entry["drivers"] = dict.fromkeys(entry["drivers"])
+        for key in ("top2_box", "promoters", "detractors"):
+            if key in entry:
+                entry[key] = None
+        entry["withheld"] = why
     return out
 
 

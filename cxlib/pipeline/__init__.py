@@ -10,6 +10,8 @@ The pieces, one module each:
 - :mod:`~cxlib.pipeline.gates`, :mod:`~cxlib.pipeline.publish`,
   :mod:`~cxlib.pipeline.lock` — quality gates, the atomic published pointer, the
   per-study lock;
+- :mod:`~cxlib.pipeline.retention` — which frozen data versions a study keeps
+  (the rest are pruned after a publish);
 - :mod:`~cxlib.pipeline.store` — the DuckDB results store;
 - :mod:`~cxlib.pipeline.schedule` — ``cx schedule``: cron and data-change triggers;
 - :mod:`~cxlib.pipeline.artifacts`, :mod:`~cxlib.pipeline.inputs`,

@@ -482,7 +482,8 @@ def freeze_study_data(study: PlannedStudy, runs: Path) -> PlannedStudy:
 
     The copy is ``<runs>/<study>/.data/<sha256>/<file name>`` (read-only; the file
     name kept, so formats and messages stay as they were). A version already
-    frozen is reused; else the file is cloned (copy-on-write where the file system
+    frozen is reused (the copy's time set to now: the newest versions are kept
+    when old ones are pruned, :mod:`cxlib.pipeline.retention`); else the file is cloned (copy-on-write where the file system
     can) or copied, hashed as it is copied. Not a hard link: a hard link shares the
     file, so a program that rewrites the export in place (``DataFrame.to_csv``, a
     spreadsheet's save) would change the frozen version too.
@@ -503,6 +504,10 @@ def freeze_study_data(study: PlannedStudy, runs: Path) -> PlannedStudy:
     known = file_sha256(source)
     frozen = store / known / source.name
     if frozen.is_file():
+        try:  # this version is the newest in use again (what pruning keeps)
+            os.utime(frozen)
+        except OSError:
+            pass
         return replace(study, data_file=frozen, data_hash=known, data_source=source)
     store.mkdir(parents=True, exist_ok=True)
     tmp = store / f".{source.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"

@@ -24,12 +24,17 @@ tests call. For each study it:
    into the results store — unless a file the runs were planned on (the data, the
    study spec, a side table) changed during the refresh: then the publication stays
    as it was and :attr:`PipelineResult.inputs_changed` says so (``cx schedule``
-   refreshes the study again at once, on the new version).
+   refreshes the study again at once, on the new version). After a publish, the
+   frozen data versions nothing needs any more are removed
+   (:func:`~cxlib.pipeline.retention.prune_data_versions`: kept are those of the live
+   and the previous publication, of running runs, of waiting runners, and the newest
+   :data:`~cxlib.pipeline.retention.DATA_VERSIONS_KEPT`).
 
 Each kernel runs in a process group of its own with everything it starts (PyMC's
 chain processes); when a kernel stops — shut down, killed, or dead of its own
 (the OOM killer) — the runner kills what is left of its group, so nothing
-outlives a run.
+outlives a run. When the runner itself is killed (SIGKILL, the OOM killer), each
+kernel's guard (:func:`start_kernel_guard`) kills the kernel's group.
 
 :func:`run_pipeline` reads as these steps: :func:`check_run_options`,
 :func:`~cxlib.pipeline.plan.plan_runs`, :func:`lock_studies`, :func:`prepare_studies`,
@@ -78,6 +83,11 @@ from cxlib.pipeline.provenance import (
     write_json_atomic,
 )
 from cxlib.pipeline.publish import read_pointer, switch_pointer
+from cxlib.pipeline.retention import (
+    claim_data_versions,
+    prune_data_versions,
+    release_data_claims,
+)
 from cxlib.pipeline.spec import PipelineSpec, load_pipeline
 from cxlib.pipeline.store import ResultsStore
 
@@ -141,6 +151,7 @@ def _tracked_kernel_manager() -> type:
 
             async def start_kernel(self, **kwargs):
                 await super().start_kernel(**kwargs)
+                self.cx_guard = start_kernel_guard(getattr(self.provisioner, "pgid", None))
                 owner = getattr(_WORKER, "pool", None)
                 with _RUNNING_LOCK:
                     _RUNNING_KERNELS[id(self)] = (self, owner)
@@ -166,6 +177,8 @@ def _tracked_kernel_manager() -> type:
                 with _RUNNING_LOCK:
                     _RUNNING_KERNELS.pop(id(self), None)
                 _kill_group(group)
+                stop_kernel_guard(getattr(self, "cx_guard", None))
+                self.cx_guard = None
 
             async def _async_interrupt_kernel(self):
                 # jupyter_client interrupts every kernel before shutting it down. The
@@ -178,6 +191,86 @@ def _tracked_kernel_manager() -> type:
 
         _TRACKED_MANAGER = TrackedKernelManager
     return _TRACKED_MANAGER
+
+
+#: The kernel guard (:func:`start_kernel_guard`): run as ``python -I -S -c GUARD runner group``.
+#: It waits for the runner to exit (a pidfd where the OS has them, else its parent pid
+#: changing) and then SIGKILLs the kernel's group; it exits by itself once the group is empty.
+_GUARD = """
+import os, select, signal, sys, time
+runner, group = int(sys.argv[1]), int(sys.argv[2])
+try:
+    fd = os.pidfd_open(runner)
+except (AttributeError, OSError):
+    fd = None
+poller = select.poll()
+if fd is not None:
+    poller.register(fd, select.POLLIN)
+
+def runner_alive():
+    if fd is not None:
+        return not poller.poll(500)
+    time.sleep(0.2)
+    return os.getppid() == runner
+
+while runner_alive():
+    try:
+        os.killpg(group, 0)
+    except OSError:
+        sys.exit(0)  # the kernel and all it started are gone
+try:  # the runner is gone (killed): nothing it started may outlive it
+    os.killpg(group, signal.SIGKILL)
+except OSError:
+    pass
+"""
+
+
+def start_kernel_guard(pgid: int | None):
+    """Start the guard that kills a kernel's process group if this process dies.
+
+    A runner SIGKILLed (the OOM killer) cannot stop its kernels; ipykernel notices
+    its parent is gone within a second and exits, but the processes the kernel
+    started (PyMC's chain processes) would live on. The guard is a tiny Python
+    process (no site, no imports beyond the standard library's) in a session of its
+    own, so a Ctrl-C or hang-up of the runner's terminal does not end it first. It
+    waits on the runner (a Linux pidfd; elsewhere it polls its parent pid) and, when
+    the runner exits without stopping the kernel, SIGKILLs the kernel's whole group.
+    It exits by itself once that group is empty, and the runner stops it when the
+    kernel stops (:func:`stop_kernel_guard`).
+
+    Returns
+    -------
+    subprocess.Popen or None
+        The guard, or None where there is no process group to guard (not POSIX) or
+        it could not start (logged; the kernel runs unguarded).
+    """
+    import subprocess
+    import sys
+
+    if not pgid or not hasattr(os, "killpg"):
+        return None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), str(pgid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        logger.warning("could not start the guard of kernel group %s: %s", pgid, exc)
+        return None
+
+
+def stop_kernel_guard(guard) -> None:
+    """Stop (and reap) a kernel's guard once its kernel stopped; never fails."""
+    if guard is None:
+        return
+    try:
+        guard.kill()
+        guard.wait(timeout=5)
+    except Exception:  # noqa: BLE001 - a guard that is gone already
+        pass
 
 
 def _kill_kernel(km) -> bool:
@@ -807,6 +900,8 @@ def run_pipeline(
     from tqdm.auto import tqdm
 
     with ExitStack() as stack:
+        # the frozen versions this refresh reads: no other runner's prune removes them
+        stack.callback(release_data_claims, claim_data_versions(tasks))
         lock_studies(stack, runs_root, studies, wait_s=wait_s, holder=f"cx run {spec.name}")
         signals = stack.enter_context(_StopSignals())
         prepare_studies(spec, store, runs_root, studies)
@@ -1474,6 +1569,12 @@ def _publish_study(
     except Exception as exc:  # noqa: BLE001 - reported; the previous publication stays live
         result.publish_errors[study] = f"{type(exc).__name__}: {exc}"
         logger.error("publishing %s failed: %s", study, exc)
+        return
+    if entries or na_entries:  # published: drop the data versions nothing needs any more
+        try:
+            prune_data_versions(study_dir)
+        except OSError as exc:
+            logger.warning("could not prune the old data versions of %s: %s", study, exc)
 
 
 def _study_summary(study_path: str | None, study: str) -> dict[str, Any]:

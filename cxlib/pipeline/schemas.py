@@ -327,6 +327,13 @@ _DECLARED = [
             "straightliner_share": _FLOAT,
             "floor_ceiling_items": _INT,
             "small_cells": _INT,
+            # rows of the file left out on load (Qualtrics), in all and per reason
+            **dict.fromkeys(
+                ("excluded_rows", "excluded_preview", "excluded_test", "excluded_unfinished"),
+                _INT,
+            ),
+            # cells a "no answer" text ("NA", "#N/A", "null" ...) turned missing
+            "missing_text_cells": _INT,
         },
     ),
     _table(
@@ -335,10 +342,19 @@ _DECLARED = [
         "one item: missing answers and floor and ceiling shares",
         {
             **_strs("item", "construct", "scale"),
-            **_floats("missing", "floor", "ceiling"),
+            "missing": _FLOAT,
+            "missing_text_cells": _INT,
+            **_floats("floor", "ceiling"),
             "flag": _STR,
         },
         keys=("item",),
+    ),
+    _table(
+        "data_quality_missing_texts",
+        "01-data-quality",
+        'one column and one text read as missing ("NA", "#N/A", "null" ...): how many cells',
+        {**_strs("column", "text"), "cells": _INT},
+        keys=("column", "text"),
     ),
     PublishedTable(
         "data_quality_cells",

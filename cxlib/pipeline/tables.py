@@ -17,6 +17,7 @@ from cxlib.insights.cells import (
     after_withheld_wave,
     suppressed_cells,
     withheld_rows,
+    withheld_segments,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxlib.insights.delivery_gap import DeliveryGap
 
 __all__ = [
+    "EXCLUDED_REASONS",
     "data_quality_tables",
     "driver_tables",
     "expectations_tables",
@@ -35,8 +37,14 @@ __all__ = [
     "sem_warnings",
     "study_overview",
     "withhold_cells",
+    "withhold_segment_rows",
     "withhold_small_cells",
 ]
+
+#: Why rows of a file are left out on load (``SurveyData.excluded_rows``), each a
+#: ``data_quality_summary`` column ``excluded_<reason>``: Qualtrics preview, test and
+#: unfinished responses.
+EXCLUDED_REASONS = ("preview", "test", "unfinished")
 
 
 def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> dict:
@@ -54,13 +62,20 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
     Returns
     -------
     dict of str to pandas.DataFrame
-        ``data_quality_summary`` (one row), ``data_quality_items`` (one row per
-        item: missing share, floor and ceiling shares, flag) and
-        ``data_quality_cells`` (respondents per segment x wave cell, with a flag
-        for cells below the study's minimum cell size; a cell withheld by
-        disclosure control, :func:`withhold_small_cells`, has 0 respondents: the
-        wave's total is published elsewhere, so with each small cell the next
-        smallest of its split is withheld too).
+        ``data_quality_summary`` (one row; with the rows of the file left out on
+        load, ``excluded_rows`` and per reason ``excluded_preview``,
+        ``excluded_test``, ``excluded_unfinished`` (Qualtrics), and
+        ``missing_text_cells``, the cells a "no answer" text such as ``"NA"`` turned
+        missing), ``data_quality_items`` (one row per item: missing share, the
+        cells of it read as missing from a text, floor and ceiling shares, flag),
+        ``data_quality_missing_texts`` (one row per column and text read as missing:
+        how many cells) and ``data_quality_cells`` (respondents per segment x wave
+        cell, with a flag for cells below the study's minimum cell size; a cell
+        withheld by disclosure control, :func:`withhold_small_cells`, has 0
+        respondents: the wave's total is published elsewhere, so with each small cell
+        the next smallest of its split is withheld too). The excluded rows and the
+        missing texts are counted over the whole file, before a segment or wave
+        filter.
     """
     import pandas as pd
 
@@ -68,6 +83,7 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
     everyone = config.EVERYONE
     label = {"study": study.name, "segment": segment or everyone, "wave": wave or everyone}
     fc = report.floor_ceiling
+    tokens = report.missing_tokens or {}
     items = pd.DataFrame(
         {
             **label,
@@ -75,6 +91,7 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
             "construct": [study.construct_of(i) or "" for i in fc.index],
             "scale": fc["scale"].to_numpy(),
             "missing": report.missing_by_item.reindex(fc.index).to_numpy(dtype=float),
+            "missing_text_cells": [int(sum(tokens.get(i, {}).values())) for i in fc.index],
             "floor": fc["floor"].to_numpy(dtype=float),
             "ceiling": fc["ceiling"].to_numpy(dtype=float),
             "flag": fc["flag"].to_numpy(),
@@ -121,6 +138,15 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
         counts=("n_respondents",),
     )
 
+    excluded = report.excluded_rows or {}
+    texts = pd.DataFrame(
+        [
+            {**label, "column": str(column), "text": str(text), "cells": int(n)}
+            for column, counts in tokens.items()
+            for text, n in counts.items()
+        ],
+        columns=[*label, "column", "text", "cells"],
+    ).astype({"cells": "int64"})
     n = max(report.n_respondents, 1)
     mr = report.missing_by_respondent
     summary = pd.DataFrame(
@@ -137,12 +163,16 @@ def data_quality_tables(data, report, *, segment: str = "", wave: str = "") -> d
                 "straightliner_share": report.straightliners / n,
                 "floor_ceiling_items": len(report.flagged_items),
                 "small_cells": small_cells,
+                "excluded_rows": int(sum(excluded.values())),
+                **{f"excluded_{why}": int(excluded.get(why, 0)) for why in EXCLUDED_REASONS},
+                "missing_text_cells": int(texts["cells"].sum()),
             }
         ]
     )
     return {
         "data_quality_summary": summary,
         "data_quality_items": items,
+        "data_quality_missing_texts": texts,
         "data_quality_cells": cells,
     }
 
@@ -263,7 +293,12 @@ def expectations_tables(result, *, study: str, segment: str = "", wave: str = ""
         ``expectations_dimension_weights``, ``expectations_emotional_share``,
         ``expectations_penalty_reward`` (per attribute and segment),
         ``expectations_gap_closing`` and ``expectations_gaps``; rows keep the
-        model's own ``segment`` column.
+        model's own ``segment`` column. Disclosure control: the rows of a segment
+        with fewer respondents than the study's ``min_cell_size``, and of the next
+        smallest segments withheld with it (:func:`withhold_segment_rows`), have their
+        numbers blanked (floats NaN, counts 0, ``kano_class`` ``undetermined``) and
+        ``small_segment`` set, so that the everyone rows minus the segments shown give
+        no withheld segment's size or values back.
     """
     tables = {
         "expectations_dimension_weights": result.dimension_weights(),
@@ -272,7 +307,58 @@ def expectations_tables(result, *, study: str, segment: str = "", wave: str = ""
         "expectations_gap_closing": result.gap_closing(),
         "expectations_gaps": result.gap_table(),
     }
-    return {k: label_table(v, study=study, segment=segment, wave=wave) for k, v in tables.items()}
+    gaps = tables["expectations_gaps"]
+    sizes = gaps.groupby(gaps["segment"].astype(str), sort=False)["n_respondents"].min()
+    withheld = withheld_segments(sizes.to_dict(), result.model.study.min_cell_size)
+    return {
+        k: label_table(withhold_segment_rows(v, withheld), study=study, segment=segment, wave=wave)
+        for k, v in tables.items()
+    }
+
+
+#: Respondent counts of the per-segment tables, set to 0 in a withheld segment's rows.
+SEGMENT_COUNTS = ("n", "n_respondents", "n_gap_answered", "n_reference_imputed",
+                  "n_perception_missing")  # fmt: skip
+
+
+def withhold_segment_rows(frame, withheld: dict[str, str]):
+    """A copy of a per-segment table with the withheld segments' numbers blanked.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows with a ``segment`` column (a model's per-segment results).
+    withheld : dict of str to str
+        :func:`cxlib.insights.cells.withheld_segments`. When it withholds everyone
+        (``config.EVERYONE``: the run's respondents are a small cell themselves),
+        every row is blanked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Floats NaN, :data:`SEGMENT_COUNTS` 0, a ``kano_class`` ``undetermined``, the
+        ``*_identified`` flags False and ``small_segment`` True in the withheld rows.
+    """
+    import pandas as pd
+
+    if not withheld or frame is None or len(frame) == 0 or "segment" not in frame.columns:
+        return frame
+    if config.EVERYONE in withheld:
+        rows = pd.Series(True, index=frame.index)
+    else:
+        rows = frame["segment"].astype(str).isin(list(withheld))
+    counts = tuple(c for c in SEGMENT_COUNTS if c in frame.columns)
+    out = withhold_cells(frame, None, rows=rows, counts=counts)
+    if not rows.any():
+        return out
+    if "kano_class" in out.columns:
+        out.loc[rows, "kano_class"] = "undetermined"
+    for column in ("penalty_identified", "reward_identified"):
+        if column in out.columns:
+            out.loc[rows, column] = False
+    if "small_segment" in out.columns:
+        out.loc[rows, "small_segment"] = True
+    return out
 
 
 def driver_tables(
@@ -295,11 +381,12 @@ def driver_tables(
         ``driver_priorities`` (one row per driver x segment x wave, ``level``
         ``construct`` or ``item``; a withheld cell's numbers blanked, see
         :func:`withhold_small_cells`) and ``what_if_examples`` (each driver raised by
-        5 score points, per segment).
+        5 score points, per segment; the segments the what-if baseline withholds,
+        :func:`cxlib.insights.drivers.what_if_baseline`, blanked the same way).
     """
     import pandas as pd
 
-    from cxlib.insights.drivers import driver_priorities, what_if_examples
+    from cxlib.insights.drivers import driver_priorities, what_if_baseline, what_if_examples
 
     seed = config.DEFAULT_SEED if seed is None else seed
     priorities = pd.concat(
@@ -313,11 +400,13 @@ def driver_tables(
     priorities = withhold_cells(
         priorities, suppressed_cells(priorities, data.study.min_cell_size), counts=("n",)
     )
+    # a what-if starts from the segment's current levels: withheld as the baseline is
+    baseline = what_if_baseline(model, data, target=target)
+    withheld = {s: e["withheld"] for s, e in baseline["segments"].items() if e.get("withheld")}
+    examples = withhold_segment_rows(what_if_examples(model, data, target=target), withheld)
     return {
         "driver_priorities": label_table(priorities, study=name, segment=segment, wave=wave),
-        "what_if_examples": label_table(
-            what_if_examples(model, data, target=target), study=name, segment=segment, wave=wave
-        ),
+        "what_if_examples": label_table(examples, study=name, segment=segment, wave=wave),
     }
 
 

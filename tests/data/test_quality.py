@@ -59,3 +59,51 @@ def test_report_counts_segments_and_waves(data):
         "email": "declared as personal data in the study spec"
     }
     assert "R000001" not in report.to_json()  # aggregates only
+
+
+def test_published_tables_count_rows_left_out_and_texts_read_as_missing(tmp_path):
+    """Issue #22: the excluded Qualtrics rows and the "NA"-like texts reach the tables."""
+    from cxlib.pipeline.schemas import validate_table
+    from cxlib.pipeline.tables import data_quality_tables
+    from tests.data.test_silent_inputs import QUALTRICS_SPEC, qualtrics_export, write_study
+
+    qualtrics_export(
+        tmp_path,
+        ["anonymous", "preview", "anonymous", "test", "anonymous", "email"],
+        ["True", "True", "False", "True", "True", "True"],
+        na_at=(0, 4),
+    )
+    data = load_responses(write_study(tmp_path, export=None, spec=QUALTRICS_SPEC))
+    report = data.quality_report()
+    text = report.to_text()
+    assert "left out     1 preview, 1 test, 1 unfinished response(s)" in text
+    assert "texts read as missing: 'NA' 2 in 1 column(s) (COMP2 2)" in text
+
+    tables = data_quality_tables(data, report)
+    summary = tables["data_quality_summary"].iloc[0]
+    assert summary["n_respondents"] == 3
+    assert summary["excluded_rows"] == 3
+    assert (summary["excluded_preview"], summary["excluded_test"]) == (1, 1)
+    assert summary["excluded_unfinished"] == 1
+    assert summary["missing_text_cells"] == 2
+    items = tables["data_quality_items"].set_index("item")["missing_text_cells"]
+    assert items.to_dict() == {"COMP1": 0, "COMP2": 2, "COMP3": 0, "NPS": 0}
+    texts = tables["data_quality_missing_texts"]
+    assert texts[["column", "text", "cells"]].to_dict(orient="records") == [
+        {"column": "COMP2", "text": "NA", "cells": 2}
+    ]
+    for name, table in tables.items():
+        validate_table(name, table, notebook="01-data-quality")  # as published
+
+
+def test_published_tables_of_a_clean_file_count_zero(data):
+    from cxlib.pipeline.schemas import validate_table
+    from cxlib.pipeline.tables import data_quality_tables
+
+    tables = data_quality_tables(data, data.quality_report())
+    summary = tables["data_quality_summary"].iloc[0]
+    assert summary["excluded_rows"] == summary["missing_text_cells"] == 0
+    assert tables["data_quality_missing_texts"].empty
+    assert (tables["data_quality_items"]["missing_text_cells"] == 0).all()
+    for name, table in tables.items():
+        validate_table(name, table, notebook="01-data-quality")

@@ -245,3 +245,226 @@ def test_the_rule():
         ["b", "w1"],
         ["b", "w2"],
     ]
+
+
+# ------------------------------------------- per-segment artifacts without waves (03, 04)
+def test_the_rule_for_one_split_without_waves():
+    from cxlib.insights.cells import withheld_segments
+
+    sizes = {EVERYONE: 1634, "a": 20, "b": 500, "c": 1114}
+    assert withheld_segments(sizes, 30) == {"a": SMALL, "b": COMPLEMENTARY}
+    # the total is counted as published: a complement even when it is not in sizes
+    assert withheld_segments({"a": 20, "b": 500, "c": 1114}, 30) == {
+        "a": SMALL,
+        "b": COMPLEMENTARY,
+    }
+    assert withheld_segments({EVERYONE: 90, "a": 40, "b": 50}, 30) == {}
+    # a run on a small subset: everything, the total too
+    assert withheld_segments({EVERYONE: 25, "a": 25}, 30) == {EVERYONE: SMALL, "a": SMALL}
+
+
+def three_segment_survey(sizes=(("A", 258), ("B", 130), ("C", 12)), seed=1):
+    """The drivers tests' survey with segments A, B and a small C (12 respondents)."""
+    from cxlib.data import SurveyData
+    from cxlib.study import study_from_dict
+
+    from .test_drivers import ITEMS
+
+    names = [s for s, _ in sizes]
+    items = {
+        lat: {"items": {i: {"text": i, "scale": [0, 10] if i == "NPS" else [1, 5]} for i in its}}
+        for lat, its in ITEMS.items()
+    }
+    study = study_from_dict(
+        {
+            "name": "drivers",
+            "columns": {"respondent_id": "id", "wave": "wave", "segments": {"segment": names}},
+            "source": {"wave_order": ["W1", "W2"]},
+            "constructs": items,
+            "kpis": {"nps": "NPS"},
+        }
+    )
+    n = sum(k for _, k in sizes)
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(n)]})
+    frame["segment"] = pd.Categorical(np.repeat(names, [k for _, k in sizes]), categories=names)
+    frame["wave"] = pd.Categorical(rng.choice(["W1", "W2"], n), categories=["W1", "W2"])
+    for lat, its in ITEMS.items():
+        for i in its:
+            hi = 10 if i == "NPS" else 5
+            low = {"Experience": 1, "Image": 3, "Loyalty": 2}[lat]
+            values = rng.integers(low, hi + 1, n).astype(float)
+            values[frame["segment"].to_numpy() == "C"] = hi  # the small segment stands out
+            frame[i] = values
+    return SurveyData(frame=frame, study=study, source="memory", format="memory", data_hash="")
+
+
+def numbers_in(value) -> list[float]:
+    """Every number in a JSON-like value (bools left out)."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in numbers_in(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in numbers_in(v)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [float(value)]
+    return []
+
+
+def test_the_what_if_baseline_holds_no_number_of_a_small_segment():
+    import json
+
+    from cxlib.insights.drivers import what_if_baseline
+    from cxlib.pipeline.schemas import validate_table
+    from cxlib.pipeline.tables import driver_tables
+
+    from .test_drivers import path_model
+
+    model, data = path_model(), three_segment_survey()
+    min_cell = data.study.min_cell_size
+    assert min_cell > 12
+    unprotected = what_if_baseline(model, data, min_cell_size=0)["segments"]
+    assert unprotected["C"]["n"] == 12  # what leaked before
+    base = what_if_baseline(model, data)
+    json.dumps(base)
+    segments = base["segments"]
+    assert {s: e.get("withheld") for s, e in segments.items()} == {
+        EVERYONE: None,
+        "A": None,
+        "B": COMPLEMENTARY,
+        "C": SMALL,
+    }
+    for seg in ("B", "C"):
+        assert numbers_in(segments[seg]) == [0.0]  # n 0, every level None
+        assert set(segments[seg]["drivers"]) == set(unprotected[seg]["drivers"])
+    assert segments["A"] == unprotected["A"] and segments[EVERYONE] == unprotected[EVERYONE]
+    # the subtraction: everyone minus the segments shown is B and C together, not C
+    shown = [s for s, e in segments.items() if s != EVERYONE and not e.get("withheld")]
+    rest = segments[EVERYONE]["n"] - sum(segments[s]["n"] for s in shown)
+    assert rest == 130 + 12 >= min_cell
+    for driver, level in unprotected["C"]["drivers"].items():
+        combined = (
+            segments[EVERYONE]["drivers"][driver] * segments[EVERYONE]["n"]
+            - sum(segments[s]["drivers"][driver] * segments[s]["n"] for s in shown)
+        ) / rest
+        assert abs(combined - level) > 1.0  # B and C mixed, far from C's own level
+
+    examples = driver_tables(model, data)["what_if_examples"]
+    validate_table("what_if_examples", examples, notebook="04-drivers-and-what-if")
+    withheld = examples[examples["segment"].isin(["B", "C"])]
+    assert len(withheld) and withheld.select_dtypes("float").isna().all().all()
+    kept = examples[examples["segment"].isin([EVERYONE, "A"])]
+    assert kept["change"].notna().all()
+
+
+class FakeExpectationsResult:
+    """What expectations_tables reads of a fitted result: five per-segment tables."""
+
+    def __init__(self, study, sizes: dict[str, int]):
+        from types import SimpleNamespace
+
+        self.model = SimpleNamespace(study=study)
+        self.sizes = sizes  # with everyone
+        rng = np.random.default_rng(0)
+        self.means = {s: float(rng.uniform(2, 5)) for s in sizes}
+        self.means[EVERYONE] = sum(self.means[s] * n for s, n in sizes.items() if s != EVERYONE)
+        self.means[EVERYONE] /= sizes[EVERYONE]
+
+    def _rows(self, everyone: bool, **extra):
+        segs = [s for s in self.sizes if everyone or s != EVERYONE]
+        return pd.DataFrame(
+            {
+                "segment": segs,
+                "attribute": "reliability",
+                **{k: [v(s) for s in segs] for k, v in extra.items()},
+                "small_segment": [s != EVERYONE and self.sizes[s] < 30 for s in segs],
+            }
+        )
+
+    def dimension_weights(self):
+        return self._rows(
+            False, technical=lambda s: 1.0 + self.means[s], n_respondents=lambda s: self.sizes[s]
+        )
+
+    def emotional_share(self):
+        return self._rows(True, emotional_share=lambda s: self.means[s] / 10)
+
+    def penalty_reward(self, by_segment=False):
+        return self._rows(
+            False,
+            penalty=lambda s: self.means[s] / 2,
+            kano_class=lambda s: "must-be",
+            penalty_identified=lambda s: True,
+            reward_identified=lambda s: True,
+        )
+
+    def gap_closing(self):
+        return self._rows(True, outcome_change=lambda s: self.means[s] / 3)
+
+    def gap_table(self):
+        return self._rows(
+            True,
+            n_respondents=lambda s: self.sizes[s],
+            mean_perception=lambda s: self.means[s],
+            n_gap_answered=lambda s: self.sizes[s] - 1,
+        )
+
+
+def test_the_expectations_tables_hold_no_number_of_a_small_segment():
+    from cxlib.pipeline.tables import expectations_tables
+
+    study = load_study(config.SAMPLE_STUDY)
+    sizes = {EVERYONE: 530, "Consumer": 387, "Small business": 131, "Enterprise": 12}
+    tables = expectations_tables(FakeExpectationsResult(study, sizes), study=study.name)
+    for name, table in tables.items():
+        withheld = table[table["segment"].isin(["Enterprise", "Small business"])]
+        assert len(withheld) and withheld["small_segment"].all(), name
+        assert withheld.select_dtypes("float").isna().all().all(), name
+        for count in ("n_respondents", "n_gap_answered"):
+            if count in table.columns:
+                assert (withheld[count] == 0).all(), name
+        shown = table[table["segment"].isin(["Consumer", EVERYONE])]
+        assert shown.select_dtypes("float").notna().all().all(), name
+    pr = tables["expectations_penalty_reward"].set_index("segment")
+    assert pr.loc["Enterprise", "kano_class"] == "undetermined"
+    assert not pr.loc["Enterprise", "penalty_identified"]
+    # the subtraction on the gap table gives Small business and Enterprise together
+    gaps = tables["expectations_gaps"].set_index("segment")
+    rest = gaps.loc[EVERYONE, "n_respondents"] - gaps.loc["Consumer", "n_respondents"]
+    assert rest == 131 + 12 >= study.min_cell_size
+
+    # a run on a small subset (segment filter): nothing of it is published
+    tiny = expectations_tables(
+        FakeExpectationsResult(study, {EVERYONE: 12, "Enterprise": 12}), study=study.name
+    )
+    for name, table in tiny.items():
+        assert table.select_dtypes("float").isna().all().all(), name
+
+
+@pytest.mark.slow
+def test_a_fitted_expectations_model_publishes_no_number_of_a_small_segment(tmp_path):
+    """Through the real model (50 draws): 03's tables for a study with 12 Enterprise rows."""
+    from cxlib.models import ExpectationsModel
+    from cxlib.pipeline.schemas import validate_table
+    from cxlib.pipeline.tables import expectations_tables
+    from cxlib.simulate import Truth, simulate_responses, write_responses
+
+    study = load_study(config.SAMPLE_STUDY)
+    frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH), n=600, seed=5)
+    small = frame["segment"] == "Enterprise"
+    frame = frame[~small | (small.cumsum() <= 12)]
+    data = load_responses(study, write_responses(frame, tmp_path / "responses.parquet"))
+    model = ExpectationsModel(study, outcome=study.expectations_outcome, segment="segment")
+    with pytest.warns(Warning):
+        result = model.fit(data, draws=50, tune=50, chains=1, random_seed=1)
+    tables = expectations_tables(result, study=study.name)
+    sizes = frame["segment"].value_counts()
+    assert sizes["Enterprise"] == 12 and sizes["Small business"] < sizes["Consumer"]
+    for name, table in tables.items():
+        validate_table(name, table, notebook="03-technical-vs-emotional")
+        withheld = table[table["segment"].isin(["Enterprise", "Small business"])]
+        assert len(withheld) and withheld.select_dtypes("float").isna().all().all(), name
+        assert (withheld.select_dtypes("int") == 0).all().all(), name
+        assert table.loc[table["segment"] == "Consumer"].select_dtypes("float").notna().any().any()
+    gaps = tables["expectations_gaps"]
+    n = gaps.groupby("segment")["n_respondents"].min()
+    assert n[EVERYONE] - n["Consumer"] >= study.min_cell_size  # two segments together

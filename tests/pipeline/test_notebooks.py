@@ -120,3 +120,40 @@ def test_data_quality_is_published_to_the_store(tmp_path, small_study):
     assert rules.to_dict("records") == [
         {"pipeline": "demo", "name": "nps-drop", "rule": "P(change(NPS) < -5) > 0.95"}
     ]
+
+
+def test_data_quality_publishes_rows_left_out_and_texts_read_as_missing(tmp_path):
+    """Issue #22: 01's published tables count the Qualtrics rows left out and the "NA" texts."""
+    from cxlib.pipeline.store import ResultsStore
+    from tests.data.test_silent_inputs import QUALTRICS_SPEC, qualtrics_export
+
+    qualtrics_export(
+        tmp_path,
+        ["anonymous", "preview", "anonymous", "test", "anonymous", "email"],
+        ["True", "True", "False", "True", "True", "True"],
+        na_at=(0, 4),
+    )
+    (tmp_path / "study.yaml").write_text(QUALTRICS_SPEC)
+    raw = {
+        "name": "quality",
+        "studies": [{"spec": str(tmp_path / "study.yaml")}],
+        "notebooks": [{"path": str(REPO / "notebooks" / "01-data-quality.ipynb")}],
+        "runs_dir": str(tmp_path / "runs"),
+        "execution": {"export_html": False, "timeout_s": 120},
+    }
+    result = run_pipeline(pipeline_from_dict(raw, path=tmp_path / "p.yaml"), progress=False)
+    assert result.ok and all(r.published for r in result.records), result.summary_table()
+    out = Path(result.records[0].manifest["output_dir"])
+    summary = pd.read_parquet(out / "tables" / "data_quality_summary.parquet").iloc[0]
+    assert summary["n_respondents"] == 3 and summary["excluded_rows"] == 3
+    assert [summary[f"excluded_{k}"] for k in ("preview", "test", "unfinished")] == [1, 1, 1]
+    assert summary["missing_text_cells"] == 2
+    texts = pd.read_parquet(out / "tables" / "data_quality_missing_texts.parquet")
+    assert texts[["column", "text", "cells"]].values.tolist() == [["COMP2", "NA", 2]]
+    report = json.loads((out / "quality_report.json").read_text())
+    assert report["excluded_rows"] == {"preview": 1, "test": 1, "unfinished": 1}
+    store = ResultsStore(tmp_path / "runs" / "results.duckdb")
+    live = store.query(
+        "select excluded_rows, missing_text_cells from published_data_quality_summary"
+    )
+    assert live.values.tolist() == [[3, 2]]

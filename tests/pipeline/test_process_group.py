@@ -132,3 +132,70 @@ def test_a_normal_run_never_interrupts_its_kernel(make_spec, monkeypatch):
     result = run_pipeline(make_spec(), progress=False)
     assert result.ok, result.summary_table()
     assert signal.SIGINT not in sent
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group."""
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_nothing_outlives_a_sigkilled_runner(fork_spec, tmp_path):
+    """`cx run` killed by SIGKILL (the OOM killer): its kernel, the kernel's child, all go."""
+    import subprocess
+    import sys
+
+    spec = fork_spec("wait")
+    runner = subprocess.Popen(
+        [sys.executable, "-c", "from cxlib.cli import main; main()", "run", str(spec)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not in pytest's group, as a runner started from a shell
+    )
+    pids: dict[str, int] = {}
+    try:
+        pids = wait_for_pids(tmp_path)
+        group = os.getpgid(pids["kernel"])
+        assert group == pids["kernel"] and os.getpgid(pids["child"]) == group
+        runner.kill()
+        runner.wait(10)
+        assert gone_within(pids["kernel"], 5), "the kernel outlived its runner"
+        assert gone_within(pids["child"], 5), "the kernel's child outlived its runner"
+        end = time.monotonic() + 5
+        while group_members(group) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert group_members(group) == [], "processes of the kernel's group outlived the runner"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in pids.values():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_kernel_guard_leaves_with_its_kernel(fork_spec, tmp_path, monkeypatch):
+    """The guard stops with its kernel: a finished refresh leaves no guard behind."""
+    from cxlib.pipeline import runner as runner_module
+
+    guards = []
+    start = runner_module.start_kernel_guard
+
+    def spy(pgid):
+        guards.append(start(pgid))
+        return guards[-1]
+
+    monkeypatch.setattr(runner_module, "start_kernel_guard", spy)
+    result = run_pipeline(fork_spec("finish"), progress=False)
+    assert result.ok, result.summary_table()
+    assert len(guards) == 1 and guards[0] is not None
+    assert guards[0].poll() is not None  # stopped and reaped
