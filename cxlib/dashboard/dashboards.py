@@ -629,14 +629,18 @@ class WhatIfDashboard(_Wired):
             return
         segment = self.segment.value
         n = self.baseline[segment].get("n")
+        # the published baseline says why a segment is withheld (older ones: its n)
+        withheld = self.baseline[segment].get("withheld")
         levels = self.levels(segment)
-        if n is not None and n < self.results.min_cell_size:
+        if withheld == "small" or (
+            withheld is None and n is not None and n < self.results.min_cell_size
+        ):
             self.outcomes.value = note(
                 f"{segment} has fewer than {self.results.min_cell_size} respondents: suppressed."
             )
             self.chart.show(None)
             return
-        if segment in self.withheld_segments():
+        if withheld == "complementary" or segment in self.withheld_segments():
             self.outcomes.value = note(
                 f"{segment} is withheld with a segment of fewer than "
                 f"{self.results.min_cell_size} respondents, so that it cannot be worked out "

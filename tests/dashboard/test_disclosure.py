@@ -86,3 +86,20 @@ def test_what_if_withholds_the_complement_of_a_small_segment(sample):
     page.segment.value = next(s for s in sizes if s not in (EVERYONE, "Enterprise", complement))
     page.update()
     assert "Predicted change" in page.outcomes.value and page.error.value == ""
+
+
+def test_what_if_reads_why_the_published_baseline_withholds_a_segment(sample):
+    """A baseline published by notebook 04 says why (n 0, no levels): the page says the same."""
+    page = WhatIfDashboard.from_runs(sample.runs_dir)
+    segments = [s for s in page.baseline if s != EVERYONE]
+    small, complement = segments[0], segments[1]
+    for seg, why in ((small, "small"), (complement, "complementary")):
+        entry = page.baseline[seg]
+        page.baseline[seg] = {**entry, "n": 0, "withheld": why}
+    page.segment.value = small
+    page.update()
+    assert "has fewer than" in page.outcomes.value
+    page.segment.value = complement
+    page.update()
+    assert "withheld with a segment of fewer than" in page.outcomes.value
+    assert page.error.value == ""
