@@ -16,7 +16,9 @@ hold their other part at its mean.
   ``X -> M -> Y`` and the index of moderated mediation (Hayes, 2015): ``a_3 b`` for a
   moderated first stage, ``a b_3`` for a moderated second stage, ``a_3 b + a b_3`` (the
   derivative at the moderator's mean; the indirect effect is then quadratic in ``w``)
-  for both.
+  for both. A quadratic stage (``M ~ X + X:X`` with ``X`` its own moderator) has
+  ``a(w) = a + 2 a_3 w`` and the index ``2 a_3 b`` (the instantaneous indirect effect
+  of Hayes and Preacher, 2010). A dummy moderator's default values are its two values.
 
 :class:`~cxlib.models.sem.result.SEMResult` has one method per function.
 """
@@ -55,6 +57,8 @@ class JohnsonNeyman:
         Moderator ranges (on the grid) where the slope's interval excludes 0.
     outcome, predictor, moderator : str
     hdi_prob : float
+    discrete : bool
+        The grid is a dummy moderator's two values (regions are then read per value).
     """
 
     table: pd.DataFrame
@@ -63,8 +67,16 @@ class JohnsonNeyman:
     predictor: str
     moderator: str
     hdi_prob: float = config.HDI_PROB
+    discrete: bool = False
 
     def __str__(self) -> str:
+        if self.discrete:
+            hits = self.table.loc[self.table["excludes_zero"], "moderator_value"]
+            where = " and ".join(f"{self.moderator} = {v:g}" for v in hits) or "neither value"
+            return (
+                f"slope of {self.predictor} on {self.outcome} by {self.moderator}: its "
+                f"{self.hdi_prob:.0%} interval excludes 0 for {where}"
+            )
         if self.regions:
             where = ", ".join(f"{lo:.3g} to {hi:.3g}" for lo, hi in self.regions)
         else:
@@ -125,6 +137,19 @@ def _latent(result, name: str, what: str) -> int:
     return st.latents.index(name)
 
 
+def _offset(st, mats, k: int) -> float:
+    """What to add to a variable's model-scale value to report it on its own scale.
+
+    An observed variable's value in the model is its answer minus its intercept (its
+    sample mean when exogenous); a latent's is reported as is (0).
+    """
+    name = st.latents[k]
+    if name not in st.observed:
+        return 0.0
+    j = st.items.index(st.observed[name])
+    return float(mats["nu"][:, :, 0, j].mean())
+
+
 class _Moderation:
     """Draws of the slopes of one predictor in one outcome, as functions of a moderator."""
 
@@ -165,13 +190,20 @@ class _Moderation:
         self.mean = _flat(mats["mean_eta"][:, :, 0, self.w])
         self.sd = np.sqrt(_flat(mats["cov_eta"][:, :, 0, self.w, self.w]))
         name = st.latents[self.w]
-        self.offset = 0.0
-        if name in st.observed:
-            # an observed variable's value in the model is its answer minus its intercept
-            # (its sample mean when exogenous): report and take values on its own scale
-            j = st.items.index(st.observed[name])
-            self.offset = float(mats["nu"][:, :, 0, j].mean())
+        self.offset = _offset(st, mats, self.w)
         self.observed = name in st.observed
+        #: the two values (its own scale) of an observed 0/1 (two-valued) moderator, else None
+        self.levels = self._levels(name) if self.observed else None
+
+    def _levels(self, name: str) -> np.ndarray | None:
+        """The distinct values of a two-valued observed moderator (a dummy), else None."""
+        data = self.result.data
+        if data is None or not data.y.shape[0]:
+            return None
+        j = data.items.index(self.result.structure.observed[name])
+        raw = data.y[:, j] * data.scale[j] + data.center[j]
+        values = np.unique(np.round(raw[np.isfinite(raw)], 9))
+        return values if values.size == 2 else None
 
     def slope(self, outcome: str, w_model: np.ndarray) -> np.ndarray:
         """``(draws, len(w))`` slopes of the predictor on ``outcome`` at model-scale values."""
@@ -197,7 +229,16 @@ class _Moderation:
         return out
 
     def values(self, at) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Labels, model-scale values ``(draws, k)`` and reported values ``(k,)``."""
+        """Labels, model-scale values ``(draws, k)`` and reported values ``(k,)``.
+
+        Default: the two values of a dummy moderator (labelled ``"app = 0"``, ``"app =
+        1"``), else mean - 1 SD, mean and mean + 1 SD.
+        """
+        name = self.result.structure.latents[self.w]
+        if at is None and self.levels is not None:
+            labels = [f"{name} = {v:g}" for v in self.levels]
+            w = np.broadcast_to(self.levels - self.offset, (self.mean.size, self.levels.size))
+            return labels, w, self.levels.copy()
         if at is None:
             labels = ["mean - 1 SD", "mean", "mean + 1 SD"]
             w = self.mean[:, None] + self.sd[:, None] * np.array([-1.0, 0.0, 1.0])
@@ -205,6 +246,7 @@ class _Moderation:
             given = np.atleast_1d(np.asarray(at, dtype=float))
             labels = [f"{v:g}" for v in given]
             w = np.broadcast_to(given - self.offset, (self.mean.size, given.size))
+            return labels, w, given
         return labels, w, w.mean(0) + self.offset
 
 
@@ -229,8 +271,9 @@ def simple_slopes(
         quadratic term: the slope at values of the predictor itself).
     at : sequence of float, optional
         Moderator values on its scale: an observed variable's own values, a latent's
-        values in its units around its mean of 0. Default: mean - 1 SD, mean and
-        mean + 1 SD (the SD per posterior draw).
+        values in its units around its mean of 0. Default: the two values of a dummy
+        (0/1) moderator, else mean - 1 SD, mean and mean + 1 SD (the SD per posterior
+        draw).
     outcome : str, optional
         Restrict to one outcome (default: every outcome with the product term).
     hdi_prob : float
@@ -279,8 +322,9 @@ def johnson_neyman(
     outcome : str, optional
         Which outcome (default: the first with the product term).
     grid : sequence of float, optional
-        Moderator values (its scale). Default: ``n_grid`` values over the observed
-        range of an observed moderator, mean +- 3 SD of a latent one.
+        Moderator values (its scale). Default: the two values of a dummy moderator,
+        ``n_grid`` values over the observed range of another observed moderator, mean
+        +- 3 SD of a latent one.
     n_grid : int
     hdi_prob : float
 
@@ -290,7 +334,11 @@ def johnson_neyman(
     """
     mod = _Moderation(result, predictor, moderator, outcome)
     y = mod.outcomes[0]
-    if grid is None:
+    shown = None
+    if grid is None and mod.levels is not None:
+        shown = mod.levels
+        grid_model = mod.levels - mod.offset
+    elif grid is None:
         data = result.data
         name = result.structure.latents[mod.w]
         if mod.observed and data is not None and data.y.shape[0]:
@@ -303,11 +351,13 @@ def johnson_neyman(
             lo, hi = m - 3 * s, m + 3 * s
         grid_model = np.linspace(lo, hi, int(n_grid))
     else:
-        grid_model = np.asarray(grid, dtype=float) - mod.offset
+        shown = np.asarray(grid, dtype=float)
+        grid_model = shown - mod.offset
     slopes = mod.slope(y, grid_model[None, :])
     sm = _summary(slopes, hdi_prob)
     excludes = (sm["hdi_low"] > 0) | (sm["hdi_high"] < 0)
-    table = pd.DataFrame({"moderator_value": grid_model + mod.offset, **sm})
+    shown = grid_model + mod.offset if shown is None else shown
+    table = pd.DataFrame({"moderator_value": shown, **sm})
     table["excludes_zero"] = excludes
     regions = []
     start = None
@@ -319,7 +369,8 @@ def johnson_neyman(
             end = i if flag else i - 1
             regions.append((float(values[start]), float(values[end])))
             start = None
-    return JohnsonNeyman(table, regions, y, predictor, moderator, hdi_prob)
+    discrete = grid is None and mod.levels is not None
+    return JohnsonNeyman(table, regions, y, predictor, moderator, hdi_prob, discrete)
 
 
 def moderated_mediation(
@@ -391,8 +442,9 @@ def moderated_mediation(
     gamma = _flat(mats["Gamma"][:, :, 0])
 
     def coef(row: int, parts: set[int]) -> np.ndarray:
+        """The coefficient's draws; twice it for a quadratic term (d(g w^2)/dw = 2 g w)."""
         k = next(i for i, p in enumerate(st.interactions) if p.row == row and set(p.parts) == parts)
-        return gamma[:, k]
+        return gamma[:, k] * (2.0 if len(parts) == 1 else 1.0)
 
     a, b = a_fixed[:, 0], b_fixed[:, 0]
     if first and second:
@@ -405,9 +457,13 @@ def moderated_mediation(
     elif first:
         index = coef(m, {x, w}) * b
         note = f"first stage moderated ({mediator} ~ {predictor}:{moderator}): a3*b"
+        if x == w:
+            note = f"first stage quadratic ({mediator} ~ {predictor}:{predictor}): 2*a3*b"
     else:
         index = a * coef(y, {m, w})
         note = f"second stage moderated ({outcome} ~ {mediator}:{moderator}): a*b3"
+        if m == w:
+            note = f"second stage quadratic ({outcome} ~ {mediator}:{mediator}): 2*a*b3"
     sm = _summary(index[:, None], hdi_prob)
     index_table = pd.DataFrame({k: v for k, v in sm.items()})
     index_table.insert(0, "moderator", moderator)
@@ -442,7 +498,10 @@ def simple_slope_lines(
 
     For each moderator value, ``E[Y | X = x, Z = w]`` minus its value at ``X`` and ``Z``
     at their means (other predictors at their means), over ``x`` from mean - 2 SD to
-    mean + 2 SD of the predictor, on the model's scales.
+    mean + 2 SD of the predictor, on the model's scales (an observed variable's on its
+    own). For a quadratic term (``moderator == predictor``) the line labelled ``"fitted
+    curve"`` is the curve itself and each chosen value ``w`` has the curve's tangent
+    there, over ``w`` +- 1 SD: its slope is the simple slope at ``w``.
 
     Returns
     -------
@@ -456,30 +515,44 @@ def simple_slope_lines(
     labels, wv, shown = mod.values(at)
     x_mean = _flat(mats["mean_eta"][:, :, 0, mod.x])
     x_sd = np.sqrt(_flat(mats["cov_eta"][:, :, 0, mod.x, mod.x]))
+    x_offset = _offset(st, mats, mod.x)
     steps = np.linspace(-2, 2, int(n_points))
     yi = st.latents.index(y)
     b_w = _flat(mats["B"][:, :, 0, yi, mod.w]) if mod.w != mod.x else 0.0
     gamma = _flat(mats["Gamma"][:, :, 0])
-    rows = []
-    for i, label in enumerate(labels):
-        w = wv[:, i]
-        x = x_mean[:, None] + x_sd[:, None] * steps[None, :]
-        if mod.w == mod.x:
-            # quadratic: the curve itself, marked at the chosen values
-            dx = x - x_mean[:, None]
-            k = next(
-                j
-                for j, p in enumerate(st.interactions)
-                if p.row == yi and p.parts == (mod.x, mod.x)
+    curves: list[tuple[str, float, np.ndarray, np.ndarray]] = []  # label, value, x, pred
+    if mod.w == mod.x:
+        # quadratic: f(x) = b (x - mean) + g (x^2 - mean^2), other terms at their means
+        k = next(
+            j for j, p in enumerate(st.interactions) if p.row == yi and p.parts == (mod.x, mod.x)
+        )
+        base = _flat(mats["B"][:, :, 0, yi, mod.x])
+
+        def curve(x):
+            return base[:, None] * (x - x_mean[:, None]) + gamma[:, [k]] * (
+                x**2 - x_mean[:, None] ** 2
             )
-            base = _flat(mats["B"][:, :, 0, yi, mod.x])
-            pred = base[:, None] * dx + gamma[:, [k]] * (x**2 - x_mean[:, None] ** 2)
-        else:
+
+        x = x_mean[:, None] + x_sd[:, None] * steps[None, :]
+        curves.append(("fitted curve", float("nan"), x, curve(x)))
+        for i, label in enumerate(labels):
+            w = wv[:, [i]]
+            x = w + x_sd[:, None] * (steps[None, :] / 2)
+            slope = mod.slope(y, w)
+            curves.append((label, float(shown[i]), x, curve(w) + slope * (x - w)))
+    else:
+        x = x_mean[:, None] + x_sd[:, None] * steps[None, :]
+        for i, label in enumerate(labels):
+            w = wv[:, i]
             slope = mod.slope(y, w[:, None])
             shift = np.broadcast_to(b_w, w.shape) * (w - mod.mean)
-            pred = slope * (x - x_mean[:, None]) + shift[:, None]
+            curves.append(
+                (label, float(shown[i]), x, slope * (x - x_mean[:, None]) + shift[:, None])
+            )
+    rows = []
+    for label, value, x, pred in curves:
         sm = summarize_draws(pred.T, hdi_prob)
-        xs = x.mean(0)
+        xs = x.mean(0) + x_offset
         for j in range(steps.size):
             rows.append(
                 {
@@ -487,7 +560,7 @@ def simple_slope_lines(
                     "predictor": predictor,
                     "moderator": moderator,
                     "at": label,
-                    "moderator_value": float(shown[i]),
+                    "moderator_value": value,
                     "predictor_value": float(xs[j]),
                     "mean": float(sm["mean"][j]),
                     "hdi_low": float(sm["hdi_low"][j]),
