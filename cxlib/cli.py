@@ -195,8 +195,11 @@ def sample(force: bool, folder: Path | None) -> None:
     """Build the sample study (a telecom CX tracker) in ./data/telecom if it is missing.
 
     The study spec, its truth and side tables ship with cxlib and are copied where
-    missing (files already there are kept); the responses are simulated from them.
+    missing (files already there are kept); the responses are simulated from them, and
+    so are the web and app sessions' event log and intercept-survey ratings the spec
+    declares under ``source.events``.
     """
+    from cxlib.models.digital.sample import build_sample_sessions
     from cxlib.simulate import build_sample_data
 
     path, rebuilt = build_sample_data(force=force, folder=folder)
@@ -204,6 +207,10 @@ def sample(force: bool, folder: Path | None) -> None:
         click.echo(f"sample study data written: {_shown(path)}")
     else:
         click.echo(f"sample study data up to date: {_shown(path)}")
+    log, rebuilt = build_sample_sessions(path.parent, force=force or rebuilt)
+    if log is not None:
+        state = "written" if rebuilt else "up to date"
+        click.echo(f"sample study sessions {state}: {_shown(log)}")
 
 
 # ----------------------------------------------------------------------------- pipelines

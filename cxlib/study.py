@@ -33,9 +33,14 @@ from cxlib.errors import (
 from cxlib.syntax import ParsedModel, parse_model
 
 __all__ = [
+    "DIGITAL_METRICS",
     "KPI_NAMES",
     "AlertRule",
     "Attribute",
+    "EVENT_COLUMNS",
+    "EVENT_THRESHOLD_NAMES",
+    "EventsSource",
+    "FeedbackSource",
     "Columns",
     "Construct",
     "Item",
@@ -372,7 +377,135 @@ ROLES: dict[str, str] = {
     "touchpoint_costs": "name a CSV of touchpoint costs under `source: {touchpoint_costs: FILE}`",
     "internal_assessment": "name a CSV of the company's own touchpoint ratings under "
     "`source: {internal_assessment: FILE}`",
+    "events": "declare the session event log under `source: {events: {file: ..., pages: {...}}}`",
 }
+
+
+# ------------------------------------------------------------------ session events
+#: The columns of a session event log, by the name cxlib gives them (``columns:`` of
+#: ``source.events`` renames them from the file's names). ``session_id``, ``timestamp``
+#: and ``event`` are required; the others are optional.
+EVENT_COLUMNS = (
+    "session_id",
+    "respondent_id",
+    "timestamp",
+    "event",
+    "page",
+    "element",
+    "x",
+    "y",
+    "touchpoint",
+    "segment",
+)
+
+#: The thresholds of the behaviour signals a spec may override under
+#: ``source.events.thresholds`` (the fields of :class:`cxlib.data.signals.SignalThresholds`,
+#: listed here because the spec is read below the data layer; a test keeps them equal).
+EVENT_THRESHOLD_NAMES = (
+    "rage_click_min_clicks",
+    "rage_click_window_s",
+    "page_loop_min_views",
+    "page_loop_window_s",
+    "dead_click_window_s",
+    "quick_back_window_s",
+    "stillness_min_s",
+)
+
+
+class FeedbackSource(_Strict):
+    """The intercept survey of sessions: one rating per surveyed session.
+
+    ``file`` (CSV or Parquet, resolved against the spec's folder) holds the columns named
+    by ``session_id``, ``rating`` and optionally ``weight``; ``scale`` names one of the
+    study's ``scales:`` the rating is given on (e.g. a 1-5 or 0-10 scale).
+    """
+
+    file: str
+    session_id: str = "session_id"
+    rating: str = "rating"
+    scale: str
+    weight: str | None = None
+
+
+class EventsSource(_Strict):
+    """The session event log of the electronic touchpoints (web and app sessions).
+
+    ``file`` is a Parquet or CSV file with one row per event, resolved against the spec's
+    folder. ``columns`` renames the log's columns to cxlib's names (``{cxlib name: file
+    column}``, names in :data:`EVENT_COLUMNS`). ``pages`` maps page patterns (an exact page
+    such as ``/web/compare`` or a glob such as ``/app/order*``; the query string and
+    fragment are left out before matching) to the study's touchpoints; the first pattern
+    that matches, in spec order, wins. A touchpoint named here must be one an item is
+    tagged with, and an electronic one: a touchpoint whose items are tagged with another
+    channel (``face_to_face``, ``personal_distant``) is refused, since web and app
+    sessions cannot reach it. ``completion`` maps a touchpoint to the pattern of its
+    completion page (the task is done when the session views it). ``feedback`` names
+    the intercept survey's ratings (see :class:`FeedbackSource`). Naive timestamps are
+    read in ``timezone`` (an IANA name, default UTC). ``thresholds`` overrides the
+    signal thresholds (names in :data:`EVENT_THRESHOLD_NAMES`).
+    """
+
+    file: str
+    columns: dict[str, str] = Field(default_factory=dict)
+    pages: dict[str, str] = Field(default_factory=dict)
+    completion: dict[str, str] = Field(default_factory=dict)
+    feedback: FeedbackSource | None = None
+    timezone: str = "UTC"
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        for name in columns:
+            if name not in EVENT_COLUMNS:
+                raise ValueError(
+                    f"columns.{name}: {name!r} is not a column of an event log (use one of "
+                    f"{', '.join(EVENT_COLUMNS)})" + did_you_mean(name, EVENT_COLUMNS)
+                )
+        return columns
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        for name, value in thresholds.items():
+            if name not in EVENT_THRESHOLD_NAMES:
+                raise ValueError(
+                    f"thresholds.{name}: unknown threshold {name!r} (use one of "
+                    f"{', '.join(EVENT_THRESHOLD_NAMES)})"
+                    + did_you_mean(name, EVENT_THRESHOLD_NAMES)
+                )
+            if not value > 0:
+                raise ValueError(f"thresholds.{name}: {value} must be positive")
+        return thresholds
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        from zoneinfo import available_timezones
+
+        zones = available_timezones() | {"UTC"}
+        if timezone not in zones:
+            raise ValueError(
+                f"timezone {timezone!r} is not an IANA time zone name (e.g. 'UTC', "
+                "'Europe/Berlin')" + did_you_mean(timezone, sorted(zones))
+            )
+        return timezone
+
+    def resolved(self, folder: Path | None) -> EventsSource:
+        """The same source with ``file`` (and the feedback file) resolved against ``folder``."""
+        if folder is None:
+            return self
+
+        def resolve(value: str) -> str:
+            file = Path(value)
+            return str(file if file.is_absolute() else folder / file)
+
+        update: dict[str, Any] = {"file": resolve(self.file)}
+        if self.feedback is not None:
+            update["feedback"] = self.feedback.model_copy(
+                update={"file": resolve(self.feedback.file)}
+            )
+        return self.model_copy(update=update)
 
 
 class Source(_Strict):
@@ -410,6 +543,10 @@ class Source(_Strict):
         "'preview' or 'test'; left out by default, and counted in the data-quality report).",
     )
     wave_order: list[str] = Field(default_factory=list)
+    events: EventsSource | None = Field(
+        default=None,
+        description="The session event log of the electronic touchpoints (see EventsSource).",
+    )
     touchpoint_costs: str | None = None
     internal_assessment: str | None = None
     missing_values: list[MissingCode] = Field(
@@ -440,6 +577,18 @@ KPI_NAMES = (
     "satisfaction_top2_box",
     "loyalty_index",
 )
+#: The digital-experience metrics alert rules can name, per touchpoint: a signal's rate
+#: per session (rage clicks, ...), the digital experience score (0-100) and the share of
+#: sessions dissatisfied. 06-digital-experience evaluates these rules.
+DIGITAL_METRICS = (
+    "rage_click_rate",
+    "dead_click_rate",
+    "quick_back_rate",
+    "page_loop_rate",
+    "form_error_rate",
+    "digital_score",
+    "dissatisfied_share",
+)
 _KPI_ALIASES = {
     "satisfaction": "satisfaction_mean",
     "loyalty": "loyalty_index",
@@ -465,7 +614,7 @@ class ParsedRule:
     (``P(change(kpi) op value) op prob``), ``fix_first`` or ``diagnostics``.
     """
 
-    kind: Literal["threshold", "change", "fix_first", "diagnostics"]
+    kind: Literal["threshold", "change", "fix_first", "diagnostics", "digital"]
     kpi: str | None = None
     op: str | None = None
     value: float | None = None
@@ -477,7 +626,8 @@ def _kpi_name(name: str, text: str) -> str:
     key = _KPI_ALIASES.get(name.lower(), name.lower())
     if key not in KPI_NAMES:
         raise AlertRuleError(
-            f"alert rule {text!r}: unknown KPI {name!r}; use one of {', '.join(KPI_NAMES)}"
+            f"alert rule {text!r}: unknown KPI {name!r}; use one of {', '.join(KPI_NAMES)}, "
+            f"or a digital metric: {', '.join(DIGITAL_METRICS)}"
         )
     return key
 
@@ -525,6 +675,14 @@ def parse_rule(text: str) -> ParsedRule:
             f"alert rule {text!r}: inside P(...) write '<kpi> <op> <value>' or "
             f"'change(<kpi>) <op> <value>', got {inner!r}"
         )
+    name = (m["ckpi"] or m["kpi"]).lower()
+    if name in DIGITAL_METRICS:
+        if m["change"]:
+            raise AlertRuleError(
+                f"alert rule {text!r}: change() is for survey KPIs between waves; a digital "
+                f"metric ({name}) is compared with a value, e.g. 'P({name} > 0.3) > 0.9'"
+            )
+        return ParsedRule("digital", name, m["op"], float(m["value"]), match["op"], prob)
     if m["change"]:
         return ParsedRule(
             "change", _kpi_name(m["ckpi"], text), m["op"], float(m["value"]), match["op"], prob
@@ -659,7 +817,69 @@ class Study(_Strict):
             self._check_model(seen)
         self._check_kpis(seen)
         self._check_roles()
+        self._check_events()
         return self
+
+    def _check_events(self) -> None:
+        events = self.source.events
+        if events is None:
+            return
+        channels: dict[str, set[str]] = {}
+        for item in self.all_items.values():
+            if item.tags.get("touchpoint"):
+                channel = item.tags.get("channel")
+                channels.setdefault(item.tags["touchpoint"], set()).update(
+                    [channel] if channel else []
+                )
+        electronic = sorted(t for t, c in channels.items() if not c or "electronic" in c)
+
+        def check(where: str, touchpoint: str) -> None:
+            if touchpoint not in channels:
+                known = ", ".join(sorted(channels)) or "none: no item is tagged with a touchpoint"
+                raise ValueError(
+                    f"source.events.{where}: {touchpoint!r} is not a touchpoint of the study "
+                    f"(touchpoints: {known})" + did_you_mean(touchpoint, channels)
+                )
+            if touchpoint not in electronic:
+                raise ValueError(
+                    f"source.events.{where}: touchpoint {touchpoint!r} is on the "
+                    f"{', '.join(sorted(channels[touchpoint]))} channel; web and app sessions "
+                    "map to electronic touchpoints only (tag its items `channel: electronic`, "
+                    f"or map the page to one of: {', '.join(electronic) or 'none'})"
+                )
+
+        if not events.pages:
+            raise ValueError(
+                "source.events.pages: map the log's pages to the study's electronic "
+                f"touchpoints (e.g. `pages: {{'/app/order*': {electronic[0] if electronic else 'TOUCHPOINT'}}}`)"
+            )
+        for pattern, touchpoint in events.pages.items():
+            check(f"pages.{pattern}", touchpoint)
+        for touchpoint in events.completion:
+            check(f"completion.{touchpoint}", touchpoint)
+        feedback = events.feedback
+        if feedback is not None and feedback.scale not in self.scales:
+            raise ValueError(
+                f"source.events.feedback.scale: unknown scale {feedback.scale!r} (declared "
+                f"scales: {', '.join(self.scales) or 'none'})"
+                + did_you_mean(feedback.scale, self.scales)
+            )
+
+    @property
+    def events_source(self) -> EventsSource | None:
+        """``source.events`` with its files resolved against the spec's folder (None if absent)."""
+        events = self.source.events
+        if events is None:
+            return None
+        return events.resolved(self.path.parent if self.path is not None else None)
+
+    @property
+    def feedback_scale(self) -> Scale | None:
+        """The scale of the session feedback's rating (``source.events.feedback.scale``)."""
+        events = self.source.events
+        if events is None or events.feedback is None:
+            return None
+        return self.scales[events.feedback.scale]
 
     def _check_missing_codes(self) -> None:
         for name, item in self.all_items.items():
@@ -898,7 +1118,8 @@ class Study(_Strict):
         role : str
             One of :data:`ROLES` (``"structural_model"``, ``"target"``, ``"attributes"``,
             ``"touchpoints"``, ``"segments"``, ``"waves"``, ``"nps"``, ``"satisfaction"``,
-            ``"loyalty"``, ``"kpis"``, ``"touchpoint_costs"``, ``"internal_assessment"``).
+            ``"loyalty"``, ``"kpis"``, ``"touchpoint_costs"``, ``"internal_assessment"``,
+            ``"events"``).
 
         Returns
         -------
@@ -925,6 +1146,7 @@ class Study(_Strict):
             ),
             "touchpoint_costs": lambda: self.source.touchpoint_costs is not None,
             "internal_assessment": lambda: self.source.internal_assessment is not None,
+            "events": lambda: self.source.events is not None,
         }[role]()
         if has:
             return None
@@ -941,6 +1163,7 @@ class Study(_Strict):
             "kpis": "no KPIs",
             "touchpoint_costs": "no touchpoint cost table",
             "internal_assessment": "no internal assessment of the touchpoints",
+            "events": "no session event log",
         }[role]
         return f"study {self.name!r} declares {what}; to add it, {ROLES[role]}"
 
@@ -1252,6 +1475,8 @@ def _allowed_keys(loc: tuple) -> list[str]:
         target = {
             "columns": Columns,
             "source": Source,
+            "events": EventsSource,
+            "feedback": FeedbackSource,
             "kpis": Kpis,
             "roles": Roles,
             "constructs": Construct,

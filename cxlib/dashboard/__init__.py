@@ -15,6 +15,7 @@ from cxlib.dashboard.dashboards import (
     SegmentsDashboard,
     WhatIfDashboard,
 )
+from cxlib.dashboard.digital import DigitalDashboard
 from cxlib.dashboard.journey import JourneyDashboard
 from cxlib.dashboard.results import (
     PublishedResults,
@@ -29,6 +30,7 @@ from cxlib.dashboard.widgets import ChartView, Dashboard, query_string
 __all__ = [
     "ChartView",
     "Dashboard",
+    "DigitalDashboard",
     "DriversDashboard",
     "JourneyDashboard",
     "OverviewDashboard",

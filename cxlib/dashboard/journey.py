@@ -25,7 +25,13 @@ from cxlib.dashboard.widgets import (
 )
 from cxlib.stats import interval_columns
 
-__all__ = ["JOURNEY_NOTEBOOK", "JourneyDashboard", "budget_range", "snap_budget"]
+__all__ = [
+    "JOURNEY_NOTEBOOK",
+    "JourneyDashboard",
+    "behaviour_table",
+    "budget_range",
+    "snap_budget",
+]
 
 #: The notebook whose published artifacts the page reads.
 JOURNEY_NOTEBOOK = "05-touchpoints-and-journey"
@@ -69,6 +75,42 @@ def _table(rows: list[list[str]], head: list[str], cls: str) -> str:
     return "".join(out) + "</table>"
 
 
+def behaviour_table(effects: pd.DataFrame | None) -> str:
+    """The web and app touchpoints' survey-based and behaviour-based performance, side by side.
+
+    ``effects`` is the published ``touchpoint_effects``; its behaviour columns come from
+    ``06-digital-experience`` (the satisfaction predicted for every session, 0-100). Empty
+    when there are none.
+    """
+    if effects is None or "behaviour_performance" not in effects.columns:
+        return ""
+    rows = effects[effects["behaviour_performance"].notna()]
+    if rows.empty:
+        return ""
+    body = [
+        [
+            esc(r["label"] if isinstance(r.get("label"), str) and r["label"] else r["touchpoint"]),
+            fmt(r["performance"]),
+            fmt(r["behaviour_performance"]),
+            f"[{fmt(r['behaviour_performance_hdi_low'])}, "
+            f"{fmt(r['behaviour_performance_hdi_high'])}]",
+            f"{int(r['behaviour_sessions']):,}",
+        ]
+        for _, r in rows.iterrows()
+    ]
+    return (
+        "<h4>Web and app touchpoints: what customers say and what their sessions show</h4>"
+        "<div class='cx-muted'>Survey-based performance (0-100) beside the satisfaction "
+        "predicted from the behaviour of every web and app session (Digital experience page)."
+        "</div>"
+        + _table(
+            body,
+            ["touchpoint", "survey", "behaviour", f"{HDI_LABEL} interval", "sessions"],
+            "cx-behaviour",
+        )
+    )
+
+
 class JourneyDashboard(Dashboard):
     """Touchpoints across the journey: what works, where the budget goes, the delivery gap."""
 
@@ -91,6 +133,7 @@ class JourneyDashboard(Dashboard):
             options=[("Expected gain", "expected"), ("10th percentile of gain", "quantile")],
             description="Maximize",
         )
+        self.behaviour_html = widgets.HTML()
         self.plan_html = widgets.HTML()
         self.plan_chart = ChartView()
         self.gap_html = widgets.HTML()
@@ -99,6 +142,7 @@ class JourneyDashboard(Dashboard):
             widgets.HTML("<h3>Touchpoints by stage and channel</h3>"),
             self.matrix_note,
             self.heatmap,
+            self.behaviour_html,
             widgets.HTML(
                 "<h3>Where the budget goes</h3><div class='cx-muted'>Move the budget: the plan "
                 "is re-optimized from the stored posterior draws.</div>"
@@ -157,6 +201,7 @@ class JourneyDashboard(Dashboard):
             if sparse
             else ""
         )
+        self.behaviour_html.value = behaviour_table(effects)
         self.gains = self._gains()
         costs = results.table(JOURNEY_NOTEBOOK, "touchpoint_costs")
         self.costs = None

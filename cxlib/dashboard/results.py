@@ -76,9 +76,10 @@ NOTEBOOKS = {
     "expectations": "03-technical-vs-emotional",
     "drivers": "04-drivers-and-what-if",
     "journey": "05-touchpoints-and-journey",
+    "digital": "06-digital-experience",
 }
 #: The notebooks that publish a fitted model (whose convergence and propriety pages flag).
-MODEL_NOTEBOOKS = ("sem", "expectations", "drivers", "journey")
+MODEL_NOTEBOOKS = ("sem", "expectations", "drivers", "journey", "digital")
 #: A pointer slot's status for a notebook the study's design does not allow.
 NOT_APPLICABLE = "not_applicable"
 #: The parameter set dashboards read first (every respondent); others are fallbacks.

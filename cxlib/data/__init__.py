@@ -22,17 +22,55 @@ from cxlib.errors import DataProblem, DataValidationError
 from cxlib.study import Study, code_number
 
 __all__ = [
+    "EVENT_TYPES",
+    "PERSONAL_DATA_COLUMNS",
+    "SIGNALS",
+    "EventLog",
+    "EventLogReport",
+    "NoSurveyedSessionWarning",
     "QualityReport",
     "RawTable",
+    "SessionSignals",
+    "SignalThresholds",
     "SurveyData",
     "ValidatedTable",
     "build_schema",
+    "compute_signals",
     "file_hash",
+    "load_events",
+    "load_feedback",
     "load_responses",
     "quality_report",
     "read_table",
+    "render_events",
     "validate_table",
 ]
+
+#: The web and app sessions' API (DuckDB): imported on first use, so that reading
+#: survey data does not import DuckDB.
+_SESSIONS_API = {
+    "EVENT_TYPES": "cxlib.data.events",
+    "PERSONAL_DATA_COLUMNS": "cxlib.data.events",
+    "EventLog": "cxlib.data.events",
+    "EventLogReport": "cxlib.data.events",
+    "NoSurveyedSessionWarning": "cxlib.data.events",
+    "load_events": "cxlib.data.events",
+    "load_feedback": "cxlib.data.events",
+    "SIGNALS": "cxlib.data.signals",
+    "SessionSignals": "cxlib.data.signals",
+    "SignalThresholds": "cxlib.data.signals",
+    "compute_signals": "cxlib.data.signals",
+    "render_events": "cxlib.data.event_simulation",
+}
+
+
+def __getattr__(name: str):
+    if name in _SESSIONS_API:
+        import importlib
+
+        return getattr(importlib.import_module(_SESSIONS_API[name]), name)
+    raise AttributeError(f"module 'cxlib.data' has no attribute {name!r}")
+
 
 
 @dataclass

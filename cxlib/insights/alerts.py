@@ -37,7 +37,24 @@ from cxlib.errors import AlertRuleError
 from cxlib.insights.kpis import KPI_LABELS, KpiEstimates
 from cxlib.study import AlertRule, ParsedRule, parse_rule
 
-__all__ = ["AlertRule", "AlertRuleError", "ParsedRule", "evaluate_alerts", "parse_rule"]
+__all__ = [
+    "DIGITAL_SIGNAL_RATES",
+    "AlertRule",
+    "AlertRuleError",
+    "ParsedRule",
+    "digital_alert_draws",
+    "evaluate_alerts",
+    "parse_rule",
+]
+
+#: The digital metrics that are a signal's rate per session, and their signal.
+DIGITAL_SIGNAL_RATES = {
+    "rage_click_rate": "rage_clicks",
+    "dead_click_rate": "dead_clicks",
+    "quick_back_rate": "quick_backs",
+    "page_loop_rate": "page_loops",
+    "form_error_rate": "form_errors",
+}
 
 ALERT_COLUMNS = [
     "rule_name",
@@ -83,6 +100,7 @@ def evaluate_alerts(
     kpis: KpiEstimates | None = None,
     priorities: pd.DataFrame | None = None,
     diagnostics: dict[str, Any] | None = None,
+    digital: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Evaluate alert rules into alert records.
 
@@ -101,6 +119,10 @@ def evaluate_alerts(
     diagnostics : dict, optional
         Model name -> diagnostics (a mapping or object with ``ok`` and optionally
         ``problems``), for ``diagnostics_failed`` rules.
+    digital : dict, optional
+        Digital metric -> touchpoint (and ``config.EVERYONE``) -> posterior draws
+        (:func:`digital_alert_draws`), for rules on a digital metric (e.g.
+        ``P(rage_click_rate > 0.3) > 0.9``), evaluated per touchpoint.
 
     Returns
     -------
@@ -123,6 +145,8 @@ def evaluate_alerts(
             records += _kpi_alerts(rule, parsed, study, kpis)
         elif parsed.kind == "fix_first":
             records += _fix_first_alerts(rule, parsed, study, priorities)
+        elif parsed.kind == "digital":
+            records += _digital_alerts(rule, parsed, study, digital)
         else:
             records += _diagnostics_alerts(rule, study, diagnostics)
     for record in records:
@@ -299,11 +323,14 @@ def rules_needing_missing_inputs(
     kpis: KpiEstimates | None = None,
     priorities: pd.DataFrame | None = None,
     diagnostics: dict[str, Any] | None = None,
+    digital: bool = False,
 ) -> dict[str, str]:
     """The rules :func:`evaluate_alerts` cannot evaluate with these inputs, and why.
 
     A pipeline's overview evaluates what it can: a ``fix_first`` rule needs driver
-    priorities, ``diagnostics_failed`` needs models' diagnostics, the others KPIs.
+    priorities, ``diagnostics_failed`` needs models' diagnostics, a rule on a digital
+    metric the sessions' metrics (``digital``: whether they are given; evaluated by
+    ``06-digital-experience``), the others KPIs.
 
     Returns
     -------
@@ -315,10 +342,106 @@ def rules_needing_missing_inputs(
         "change": ("KPI estimates", kpis is not None),
         "fix_first": ("driver priorities", priorities is not None and len(priorities) > 0),
         "diagnostics": ("models' diagnostics", bool(diagnostics)),
+        "digital": ("the web and app sessions' metrics (06-digital-experience)", digital),
     }
     out = {}
     for rule in rules:
         what, have = needs[rule.parsed.kind]
         if not have:
             out[rule.name] = f"needs {what}"
+    return out
+
+
+def _digital_alerts(rule, parsed: ParsedRule, study, digital) -> list[dict]:
+    if digital is None:
+        raise AlertRuleError(
+            f"alert {rule.name!r} ({rule.rule}) needs the web and app sessions' metrics "
+            "(digital_alert_draws)"
+        )
+    op, pop = _OPS[parsed.op], _OPS[parsed.prob_op]
+    out = []
+    for touchpoint, d in digital.get(parsed.kpi, {}).items():
+        d = np.asarray(d, dtype=float)
+        if not np.isfinite(d).any():
+            continue
+        prob = float(op(d, parsed.value).mean())
+        where = "all sessions" if touchpoint == config.EVERYONE else f"touchpoint {touchpoint}"
+        message = (
+            f"{parsed.kpi} {parsed.op} {_fmt(parsed.value)} in {where}: probability {prob:.2f} "
+            f"{parsed.prob_op} {parsed.prob:.2f} (estimate {_fmt(float(np.nanmean(d)))})"
+        )
+        if rule.message:
+            message = f"{rule.message} — {message}"
+        out.append(
+            dict(
+                rule_name=rule.name,
+                rule=rule.rule,
+                kind="digital",
+                study=study,
+                segment=config.EVERYONE,
+                wave=config.EVERYONE,
+                subject=f"{parsed.kpi}: {touchpoint}",
+                probability=prob,
+                threshold=parsed.prob,
+                fired=bool(pop(prob, parsed.prob)),
+                small_cell=False,
+                message=message,
+            )
+        )
+    return out
+
+
+def digital_alert_draws(
+    result, sessions: pd.DataFrame, *, draws: int = 1000, seed: int = config.DEFAULT_SEED
+) -> dict[str, dict[str, np.ndarray]]:
+    """Posterior draws of each digital metric, for all sessions and per touchpoint.
+
+    A signal's rate per session (:data:`DIGITAL_SIGNAL_RATES`) is Poisson with a
+    Gamma(0.5, 1) prior, so its posterior is Gamma(0.5 + events, 1 + sessions); the
+    digital experience score (0-100) and the share of sessions dissatisfied come from the
+    calibration's draws (:meth:`~cxlib.models.digital.DigitalExperienceResult.group_draws`).
+
+    Parameters
+    ----------
+    result : DigitalExperienceResult
+        The calibration.
+    sessions : pandas.DataFrame
+        The sessions scored (signals, ``touchpoint`` and the rating column).
+    draws : int
+        Draws per metric (the score's are at most the posterior's).
+    seed : int
+        Random seed of the rates' draws.
+
+    Returns
+    -------
+    dict
+        Metric -> ``{touchpoint or config.EVERYONE: draws}``.
+    """
+    rng = np.random.default_rng(seed)
+    frame = sessions.reset_index(drop=True)
+    groups = {config.EVERYONE: np.ones(len(frame), dtype=bool)}
+    for touchpoint in sorted(frame["touchpoint"].dropna().astype(str).unique()):
+        groups[touchpoint] = (frame["touchpoint"].astype(str) == touchpoint).to_numpy()
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for metric, signal in DIGITAL_SIGNAL_RATES.items():
+        counts = pd.to_numeric(frame[signal], errors="coerce").fillna(0).to_numpy()
+        out[metric] = {
+            name: rng.gamma(0.5 + counts[mask].sum(), 1.0 / (1.0 + mask.sum()), size=draws)
+            for name, mask in groups.items()
+        }
+    codes = np.concatenate(
+        [np.zeros(len(frame), dtype=np.int64)]
+        + [
+            np.full(int(mask.sum()), k, dtype=np.int64)
+            for k, mask in enumerate(list(groups.values())[1:], start=1)
+        ]
+    )
+    rows = np.concatenate(
+        [np.arange(len(frame))] + [np.flatnonzero(mask) for mask in list(groups.values())[1:]]
+    )
+    g = result.group_draws(frame, codes, len(groups), rows=rows, draws=draws)
+    lo, hi = result.data.scale_range
+    score = 100.0 * (g["mean"] - lo) / (hi - lo)
+    out["digital_score"] = {name: score[k] for k, name in enumerate(groups)}
+    out["dissatisfied_share"] = {name: g["dissatisfied"][k] for k, name in enumerate(groups)}
     return out

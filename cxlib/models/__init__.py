@@ -13,10 +13,11 @@ from cxlib.models.blas import configure_blas
 
 configure_blas()
 
-__all__ = ["BayesianSEM", "ExpectationsModel", "TouchpointModel"]
+__all__ = ["BayesianSEM", "DigitalExperienceModel", "ExpectationsModel", "TouchpointModel"]
 
 _LAZY = {
     "BayesianSEM": "cxlib.models.sem",
+    "DigitalExperienceModel": "cxlib.models.digital",
     "ExpectationsModel": "cxlib.models.expectations",
     "TouchpointModel": "cxlib.models.touchpoints",
 }

@@ -196,6 +196,9 @@ def side_files(
 ) -> dict[str, dict[str, str]]:
     """The files a run reads besides the study spec and the data file, with their hashes.
 
+    Side tables count when the notebook's code names their key; the event log and its
+    feedback file (``source.events``) when the code names ``source.events``.
+
     Parameters
     ----------
     study : Study
@@ -223,6 +226,17 @@ def side_files(
         if path is None or key not in code:
             continue
         out[f"source.{key}"] = {"path": str(path), "hash": _file_state(path)}
+    events = getattr(study.source, "events", None)
+    if events is not None and "source.events" in code:
+        # the session event log and its intercept-survey ratings (06-digital-experience)
+        named = {"source.events": events.file}
+        if events.feedback is not None:
+            named["source.events.feedback"] = events.feedback.file
+        for key, value in named.items():
+            path = Path(value).expanduser()
+            if not path.is_absolute() and study.path is not None:
+                path = study.path.parent / path
+            out[key] = {"path": str(path), "hash": _file_state(path)}
     for name, value in sorted(parameters.items()):
         if not name.endswith(PATH_PARAMETER_SUFFIX) or not isinstance(value, str) or not value:
             continue

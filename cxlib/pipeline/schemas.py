@@ -601,8 +601,22 @@ _DECLARED = [
             "not_used_shift": _FLOAT,
             "sparse": _BOOL,
             **_strs("outcome", "target"),
+            # web and app touchpoints: the satisfaction 06-digital-experience predicts for
+            # their sessions (0-100), beside the survey-based performance
+            **_floats(
+                "behaviour_performance",
+                "behaviour_performance_hdi_low",
+                "behaviour_performance_hdi_high",
+            ),
+            "behaviour_sessions": _INT,
         },
         keys=("touchpoint",),
+        optional=(
+            "behaviour_performance",
+            "behaviour_performance_hdi_low",
+            "behaviour_performance_hdi_high",
+            "behaviour_sessions",
+        ),
     ),
     _table(
         "journey_matrix",
@@ -689,6 +703,86 @@ _DECLARED = [
             **_estimate("share_overrated"),
             **_floats("share_clearly_overrated", "internal_top2_share", "customer_top2_share"),
         },
+    ),
+]
+
+_DECLARED += [
+    # ------------------------------------------------------------ 06-digital-experience
+    # Scores are the satisfaction the calibrated model predicts for every session (0-100 of
+    # the feedback scale), unsurveyed sessions conditioned on not having answered.
+    _table(
+        "digital_scores",
+        "06-digital-experience",
+        "the digital experience score of all sessions, a touchpoint, a day or a page",
+        {
+            # level: "all", "touchpoint", "day", "touchpoint_day" or "page"; the other
+            # keys are "all" where the level does not split by them
+            **_strs("level", "touchpoint", "day", "page"),
+            **{"sessions": _INT, "surveyed": _INT},
+            **_estimate("score"),
+            **_estimate("dissatisfied_share"),
+            "few_sessions": _BOOL,
+        },
+        keys=("level", "touchpoint", "day", "page"),
+    ),
+    _table(
+        "digital_signals",
+        "06-digital-experience",
+        "one behaviour signal: what one SD more of it costs in satisfaction points",
+        {
+            **_strs("signal", "label", "unit", "definition"),
+            **_estimate("effect"),
+            "p_largest_cost": _FLOAT,
+            **_floats("per_session", "per_surveyed_session"),
+        },
+        keys=("signal",),
+    ),
+    _table(
+        "digital_worst_pages",
+        "06-digital-experience",
+        "one page ranked by one signal's rate per view",
+        {
+            **_strs("signal", "page", "touchpoint"),
+            **{"views": _INT, "sessions": _INT},
+            "rate": _FLOAT,
+            "rank": _INT,
+        },
+        keys=("signal", "page"),
+    ),
+    _table(
+        "digital_surveyed_vs_all",
+        "06-digital-experience",
+        "surveyed, unsurveyed and all sessions: predicted (and stated) satisfaction",
+        {
+            "group": _STR,
+            "sessions": _INT,
+            **_estimate("score"),
+            "stated": _FLOAT,
+            **_estimate("dissatisfied_share"),
+        },
+        keys=("group",),
+    ),
+    _table(
+        "digital_alerts",
+        "06-digital-experience",
+        "one alert rule on a digital metric evaluated for all sessions or one touchpoint",
+        {
+            **_strs("rule_name", "rule", "kind", "subject"),
+            **_floats("probability", "threshold"),
+            "fired": _BOOL,
+            "small_cell": _BOOL,
+            "message": _STR,
+            **_strs("status", "reason"),
+        },
+        keys=("rule_name", "subject"),
+    ),
+    _table(
+        "digital_calibration",
+        "06-digital-experience",
+        "held-out surveyed sessions binned by predicted satisfaction: predicted against stated",
+        # 0-100 of the feedback scale; difference = predicted - stated
+        {"bin": _INT, "sessions": _INT, **_floats("predicted", "stated", "difference")},
+        keys=("bin",),
     ),
 ]
 

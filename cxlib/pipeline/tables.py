@@ -27,8 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from cxlib.insights.delivery_gap import DeliveryGap
 
 __all__ = [
+    "BEHAVIOUR_COLUMNS",
     "EXCLUDED_REASONS",
+    "behaviour_performance",
     "data_quality_tables",
+    "digital_tables",
     "driver_tables",
     "expectations_tables",
     "journey_tables",
@@ -416,6 +419,7 @@ def study_overview(
     rules,
     model_dirs: dict,
     drivers_dir=None,
+    digital_dir=None,
     segment: str = "",
     wave: str = "",
     seed: int | None = None,
@@ -434,6 +438,9 @@ def study_overview(
     drivers_dir : Path, optional
         Output folder of ``04-drivers-and-what-if``: its construct-level
         ``driver_priorities`` feed ``fix_first`` rules.
+    digital_dir : Path, optional
+        Output folder of ``06-digital-experience``: the rules on digital metrics it
+        evaluated (``digital_alerts``) join the alerts.
 
     Returns
     -------
@@ -476,6 +483,13 @@ def study_overview(
         priorities=priorities,
         diagnostics=diagnostics,
     )
+    path = Path(digital_dir) / "tables" / "digital_alerts.parquet" if digital_dir else None
+    if path is not None and path.is_file():
+        digital = pd.read_parquet(path)
+        evaluated = set(digital["rule_name"])
+        digital = digital[[c for c in alerts.columns if c in digital.columns]]
+        alerts = pd.concat([alerts, digital], ignore_index=True) if len(digital) else alerts
+        skipped = {name: why for name, why in skipped.items() if name not in evaluated}
     protected = withhold_small_cells(
         {"kpis": kpis.table, "alerts": alerts, "segment_differences": segment_differences(kpis)},
         study.min_cell_size,
@@ -613,6 +627,7 @@ def journey_tables(
     wave: str = "",
     hdi_prob: float = config.HDI_PROB,
     cost_source: str = "cost table",
+    digital_scores: pd.DataFrame | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Touchpoint table, stage x channel matrix, allocation and delivery gap as tidy tables.
 
@@ -637,6 +652,12 @@ def journey_tables(
         see :func:`cxlib.insights.journey.touchpoint_gains`).
     segment, wave : str
         The filter the notebook applied (labels).
+    digital_scores : pandas.DataFrame, optional
+        ``06-digital-experience``'s published ``digital_scores``: its touchpoint rows
+        become the electronic touchpoints' behaviour-based performance
+        (``behaviour_performance``, the mean satisfaction predicted for all their web and
+        app sessions, 0-100, with its interval, and ``behaviour_sessions``) beside the
+        survey-based ``performance``.
 
     Returns
     -------
@@ -659,6 +680,10 @@ def journey_tables(
         "touchpoint_effects": result.touchpoint_table(driver_model=driver_model, hdi_prob=hdi_prob),
         "journey_matrix": result.journey_matrix(driver_model=driver_model, hdi_prob=hdi_prob),
     }
+    if digital_scores is not None:
+        tables["touchpoint_effects"] = behaviour_performance(
+            tables["touchpoint_effects"], digital_scores
+        )
     gains = touchpoint_gains(result, driver_model, metric=metric, data=data)
     plan: AllocationPlan | None = None
     gap: DeliveryGap | None = None
@@ -680,3 +705,321 @@ def journey_tables(
         for name, t in tables.items()
     }
     return labelled, {"gains": gains, "plan": plan, "gap": gap}
+
+
+#: The behaviour-based columns :func:`behaviour_performance` adds to ``touchpoint_effects``.
+BEHAVIOUR_COLUMNS = (
+    "behaviour_performance",
+    "behaviour_performance_hdi_low",
+    "behaviour_performance_hdi_high",
+    "behaviour_sessions",
+)
+
+
+def behaviour_performance(effects: pd.DataFrame, digital_scores: pd.DataFrame) -> pd.DataFrame:
+    """``effects`` with each electronic touchpoint's behaviour-based performance beside its own.
+
+    Parameters
+    ----------
+    effects : pandas.DataFrame
+        The ``touchpoint_effects`` table (one row per touchpoint).
+    digital_scores : pandas.DataFrame
+        ``digital_scores`` of ``06-digital-experience`` (its ``level == "touchpoint"`` rows).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``effects`` with :data:`BEHAVIOUR_COLUMNS` (NaN, and 0 sessions, for touchpoints
+        without web or app sessions).
+    """
+    import pandas as pd
+
+    from cxlib.stats import interval_columns
+
+    rows = digital_scores[digital_scores["level"] == "touchpoint"]
+    low, high = interval_columns("score")
+    behaviour = pd.DataFrame(
+        {
+            "touchpoint": rows["touchpoint"].astype(str),
+            "behaviour_performance": rows["score"].astype(float),
+            "behaviour_performance_hdi_low": rows[low].astype(float),
+            "behaviour_performance_hdi_high": rows[high].astype(float),
+            "behaviour_sessions": rows["sessions"].astype("int64"),
+        }
+    )
+    out = effects.drop(columns=[c for c in BEHAVIOUR_COLUMNS if c in effects.columns])
+    out = out.merge(behaviour, on="touchpoint", how="left")
+    out["behaviour_sessions"] = out["behaviour_sessions"].fillna(0).astype("int64")
+    return out
+
+
+#: Each signal's own unit (``digital_signals.unit``).
+SIGNAL_UNITS = {
+    "dwell_time_s": "seconds",
+    "hesitation_s": "seconds",
+    "stillness_share": "share of the session",
+    "rage_clicks": "bursts per session",
+    "dead_clicks": "per session",
+    "quick_backs": "per session",
+    "page_loops": "per session",
+    "form_errors": "per session",
+    "completed": "share of sessions",
+    "time_to_complete_s": "seconds",
+}
+#: The count signals ranked per page view in ``digital_worst_pages``.
+PAGE_SIGNALS = ("rage_clicks", "dead_clicks", "quick_backs", "form_errors")
+#: Pages kept per signal in ``digital_worst_pages``.
+WORST_PAGES = 20
+
+
+def digital_tables(
+    result,
+    sessions,
+    pages,
+    *,
+    study: str,
+    thresholds=None,
+    validation=None,
+    min_cell_size: int = config.MIN_CELL_SIZE,
+    segment: str = "",
+    draws: int = 200,
+    hdi_prob: float = config.HDI_PROB,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """A calibrated digital experience model's results as tidy tables (06-digital-experience).
+
+    Parameters
+    ----------
+    result : DigitalExperienceResult
+        The calibration of the signals against the sessions' stated satisfaction.
+    sessions : pandas.DataFrame
+        Every session's signals with its rating (NaN: not surveyed) — the sessions scored.
+    pages : pandas.DataFrame
+        The session x page table of :func:`cxlib.data.signals.compute_signals`.
+    study : str
+        The study's name (the tables' label).
+    thresholds : SignalThresholds, optional
+        The signals' thresholds (for the definitions shown).
+    validation : HoldoutValidation, optional
+        The held-out check (``digital_calibration``; none without it).
+    min_cell_size : int
+        A score of fewer sessions is flagged ``few_sessions``; a page with fewer views is
+        not ranked (unless no page has that many).
+    segment : str
+        The segment the sessions were filtered to (label).
+    draws : int
+        Posterior draws the scores use.
+
+    Returns
+    -------
+    (dict of str to DataFrame, dict)
+        The tables declared for ``06-digital-experience`` in :mod:`cxlib.pipeline.schemas`,
+        and the summary the notebook publishes as ``digital.json``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from cxlib.data.signals import signal_definitions
+    from cxlib.insights.digital import (
+        digital_experience_scores,
+        dissatisfied_share,
+        surveyed_vs_all,
+    )
+
+    everyone = config.EVERYONE
+    rating = result.model.rating
+    frame = sessions.reset_index(drop=True).copy()
+    frame["day"] = pd.to_datetime(frame["day"]).dt.strftime("%Y-%m-%d")
+    frame["level_all"] = everyone
+    frame["touchpoint_day"] = frame["touchpoint"].astype(str) + "\x1f" + frame["day"]
+    answered = pd.to_numeric(frame[rating], errors="coerce").notna()
+
+    def rename(table: pd.DataFrame) -> pd.DataFrame:
+        return table.rename(
+            columns={
+                "n_sessions": "sessions",
+                "hdi_low": "score_hdi_low",
+                "hdi_high": "score_hdi_high",
+                "share_dissatisfied": "dissatisfied_share",
+                "share_dissatisfied_sd": "dissatisfied_share_sd",
+                "share_dissatisfied_hdi_low": "dissatisfied_share_hdi_low",
+                "share_dissatisfied_hdi_high": "dissatisfied_share_hdi_high",
+            }
+        )
+
+    levels = []
+    for level, by in (
+        ("all", "level_all"),
+        ("touchpoint", "touchpoint"),
+        ("day", "day"),
+        ("touchpoint_day", "touchpoint_day"),
+        ("page", "page"),
+    ):
+        if by == "page":
+            table = digital_experience_scores(
+                result, frame, by="page", pages=pages, draws=draws, hdi_prob=hdi_prob
+            )
+            viewed = pages[["session_id", "page"]].drop_duplicates()
+            surveyed_ids = set(frame.loc[answered, "session_id"])
+            counts = viewed.assign(s=viewed["session_id"].isin(surveyed_ids)).groupby("page")["s"]
+            table["surveyed"] = table["page"].map(counts.sum()).fillna(0).astype("int64")
+            table = table.assign(
+                touchpoint=table["page"]
+                .map(pages.drop_duplicates("page").set_index("page")["touchpoint"])
+                .fillna(everyone),
+                day=everyone,
+            )
+        else:
+            table = digital_experience_scores(result, frame, by=by, draws=draws, hdi_prob=hdi_prob)
+            key = table[by].astype(str)
+            if by == "day":
+                key = pd.to_datetime(table[by]).dt.strftime("%Y-%m-%d")
+            table["surveyed"] = key.map(answered.groupby(frame[by]).sum()).fillna(0)
+            table["surveyed"] = table["surveyed"].astype("int64")
+            if by == "touchpoint_day":
+                parts = key.str.split("\x1f", expand=True)
+                table["touchpoint"], table["day"] = parts[0], parts[1]
+            elif by == "day":
+                table["day"], table["touchpoint"] = key, everyone
+            elif by == "touchpoint":
+                table["touchpoint"], table["day"] = key, everyone
+            else:
+                table["touchpoint"], table["day"] = everyone, everyone
+            table["page"] = everyone
+        table["level"] = level
+        levels.append(rename(table))
+    scores = pd.concat(levels, ignore_index=True)
+    scores["sessions"] = scores["sessions"].astype("int64")
+    scores["few_sessions"] = scores["sessions"] < min_cell_size
+    keep = [
+        "level", "touchpoint", "day", "page", "sessions", "surveyed",
+        "score", "score_sd", "score_hdi_low", "score_hdi_high",
+        "dissatisfied_share", "dissatisfied_share_sd",
+        "dissatisfied_share_hdi_low", "dissatisfied_share_hdi_high", "few_sessions",
+    ]  # fmt: skip
+    scores = scores[keep]
+
+    definitions = signal_definitions(thresholds)
+    effects = result.signal_effects(hdi_prob=hdi_prob)
+    to100 = 100.0 / result.data.width
+    signals = pd.DataFrame(
+        {
+            "signal": effects["signal"],
+            "label": effects["signal"].map(lambda s: definitions.get(s, (s, ""))[0]),
+            # the signal's own unit (of per_session and per_surveyed_session); the effect is
+            # in 0-100 points per SD of the signal
+            "unit": effects["signal"].map(SIGNAL_UNITS).fillna(""),
+            "definition": effects["signal"].map(lambda s: definitions.get(s, (s, ""))[1]),
+            "effect": effects["effect_per_sd"] * to100,
+            "effect_sd": effects["effect_per_sd_sd"] * to100,
+            "effect_hdi_low": effects["effect_per_sd_hdi_low"] * to100,
+            "effect_hdi_high": effects["effect_per_sd_hdi_high"] * to100,
+            "p_largest_cost": effects["p_largest_cost"],
+            "per_session": [float(pd.to_numeric(frame[s]).mean()) for s in effects["signal"]],
+            "per_surveyed_session": [
+                float(pd.to_numeric(frame.loc[answered, s]).mean()) for s in effects["signal"]
+            ],
+        }
+    )
+
+    worst = []
+    page_rows = pages.groupby("page", as_index=False).agg(
+        touchpoint=("touchpoint", "first"),
+        views=("views", "sum"),
+        sessions=("session_id", "nunique"),
+        **{s: (s, "sum") for s in PAGE_SIGNALS if s in pages.columns},
+    )
+    ranked = page_rows[page_rows["views"] >= min_cell_size]
+    if ranked.empty:
+        ranked = page_rows
+    for signal in PAGE_SIGNALS:
+        if signal not in ranked.columns:
+            continue
+        table = ranked.assign(signal=signal, rate=ranked[signal] / ranked["views"])
+        table = table.sort_values(["rate", "views"], ascending=[False, False]).head(WORST_PAGES)
+        table["rank"] = np.arange(1, len(table) + 1, dtype=np.int64)
+        worst.append(table[["signal", "page", "touchpoint", "views", "sessions", "rate", "rank"]])
+    worst_pages = pd.concat(worst, ignore_index=True)
+    worst_pages["touchpoint"] = worst_pages["touchpoint"].fillna(everyone).astype(str)
+    worst_pages[["views", "sessions"]] = worst_pages[["views", "sessions"]].astype("int64")
+
+    named = {"surveyed": "surveyed", "unsurveyed": "unsurveyed", "all": "all"}
+    groups = surveyed_vs_all(result, frame, draws=draws, hdi_prob=hdi_prob).rename(
+        columns={"sessions": "group", "hdi_low": "score_hdi_low", "hdi_high": "score_hdi_high"}
+    )
+    shares = dissatisfied_share(result, frame, draws=draws, hdi_prob=hdi_prob).rename(
+        columns={
+            "sessions": "group",
+            "n_sessions": "sessions",
+            "share_dissatisfied": "dissatisfied_share",
+            "share_dissatisfied_sd": "dissatisfied_share_sd",
+            "share_dissatisfied_hdi_low": "dissatisfied_share_hdi_low",
+            "share_dissatisfied_hdi_high": "dissatisfied_share_hdi_high",
+        }
+    )
+    versus = groups[groups["group"].isin(list(named))].merge(shares, on="group", how="left")
+    versus["group"] = versus["group"].map(named)
+    surveyed_vs = versus[
+        ["group", "sessions", "score", "score_sd", "score_hdi_low", "score_hdi_high", "stated",
+         "dissatisfied_share", "dissatisfied_share_sd", "dissatisfied_share_hdi_low",
+         "dissatisfied_share_hdi_high"]
+    ].copy()  # fmt: skip
+    surveyed_vs["sessions"] = surveyed_vs["sessions"].astype("int64")
+
+    tables = {
+        "digital_scores": scores,
+        "digital_signals": signals,
+        "digital_worst_pages": worst_pages,
+        "digital_surveyed_vs_all": surveyed_vs,
+    }
+    lo = result.data.scale_range[0]
+    if validation is not None:
+        deciles = validation.deciles
+        tables["digital_calibration"] = pd.DataFrame(
+            {
+                "bin": deciles["decile"].astype("int64"),
+                "sessions": deciles["n"].astype("int64"),
+                "predicted": (deciles["predicted"] - lo) * to100,
+                "stated": (deciles["stated"] - lo) * to100,
+                "difference": deciles["difference"] * to100,
+            }
+        )
+    labelled = {name: label_table(t, study=study, segment=segment) for name, t in tables.items()}
+    selection = result.selection(frame, draws=draws, hdi_prob=hdi_prob)
+    slope = selection[selection["quantity"] == "response_slope_per_sd"]
+    summary = {
+        "sessions": int(len(frame)),
+        "surveyed": int(answered.sum()),
+        "response_rate": float(answered.mean()) if len(frame) else float("nan"),
+        "scale": {
+            "min": float(result.data.scale_range[0]),
+            "max": float(result.data.scale_range[1]),
+        },
+        "dissatisfied_at": float(result.dissatisfied_below()),
+        "selection": (
+            {
+                "modelled": True,
+                "coefficient": float(slope["mean"].iloc[0]),
+                "hdi_low": float(slope["hdi_low"].iloc[0]),
+                "hdi_high": float(slope["hdi_high"].iloc[0]),
+                "p_positive": float(slope["p_positive"].iloc[0]),
+                "meaning": (
+                    "Answering the survey rises with satisfaction (the probit of answering "
+                    "per SD of satisfaction is above 0 when it does): frustrated sessions "
+                    "answer less often, so the survey alone overstates satisfaction, and the "
+                    "unsurveyed sessions' scores allow for it."
+                ),
+            }
+            if len(slope)
+            else {
+                "modelled": False,
+                "meaning": "survey response taken as unrelated to satisfaction",
+            }
+        ),
+        "elpd_holdout": float(validation.elpd) if validation is not None else None,
+        "elpd_holdout_se": float(validation.elpd_se) if validation is not None else None,
+        "holdout_sessions": int(validation.n_held_out) if validation is not None else 0,
+        "period": {"start": str(frame["day"].min()), "end": str(frame["day"].max())},
+        "min_cell_size": int(min_cell_size),
+        "thresholds": dict(vars(thresholds)) if thresholds is not None else {},
+    }
+    return labelled, summary

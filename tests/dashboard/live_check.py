@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.dashboard.live_check [http://127.0.0.1:8866] [--shots DIR]
 
-Opens the five dashboards one after another, waits for their widgets and charts, and
+Opens the six dashboards one after another, waits for their widgets and charts, and
 reports for each: the study and publication shown, the number of chart marks drawn,
 any notes about missing, stale or failed results, the time to the first chart, and
 problems (an error note, a Python traceback, a request that left the server's origin,
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 
-DASHBOARDS = ("overview", "drivers", "what-if", "segments", "journey")
+DASHBOARDS = ("overview", "drivers", "what-if", "segments", "journey", "digital")
 LOCAL = ("data:", "blob:", "about:")
 
 

@@ -325,6 +325,175 @@ def publish_sample(runs_dir: Path, work: Path) -> SampleStudy:
     )
 
 
+# ------------------------------------------------------------------ 06-digital-experience
+# Test fixtures only: hand-set numbers in the shape 06 publishes, no model fitted.
+DIGITAL_NOTEBOOK = "06-digital-experience"
+#: The fixture's touchpoints; the last has fewer sessions than the minimum (flagged).
+DIGITAL_TOUCHPOINTS = ("web_compare", "app_order", "app_selfservice")
+DIGITAL_SESSIONS = {"web_compare": 5200, "app_order": 3100, "app_selfservice": 14}
+DIGITAL_DAYS = 14
+DIGITAL_SIGNALS = {
+    # signal: (label, unit, effect in points per SD, P(largest cost))
+    "rage_clicks": ("Rage clicks", "bursts", -6.1, 0.71),
+    "form_errors": ("Form errors", "errors", -4.2, 0.22),
+    "dead_clicks": ("Dead clicks", "clicks", -2.0, 0.05),
+    "quick_backs": ("Quick backs", "backs", -1.1, 0.02),
+    "hesitation_s": ("Hesitation", "s", -0.4, 0.0),
+}
+#: The signals with a per-page rate (worst pages).
+DIGITAL_PAGE_SIGNALS = ("rage_clicks", "dead_clicks", "quick_backs", "form_errors")
+#: A page name a page must escape.
+DIGITAL_ODD_PAGE = "/compare?plan=<b>bold</b>&x=1"
+
+
+def _estimate(name: str, mean, half) -> dict:
+    mean = np.asarray(mean, dtype=float)
+    low, high = (f"{name}_hdi_low", f"{name}_hdi_high")
+    return {name: mean, f"{name}_sd": half / 2, low: mean - half, high: mean + half}
+
+
+def digital_tables(study: str, seed: int = 6) -> dict:
+    """The five 06 tables and ``digital.json`` for ``study`` (test fixture, declared columns)."""
+    rng = np.random.default_rng(seed)
+    days = [str(d.date()) for d in pd.date_range("2026-11-01", periods=DIGITAL_DAYS, freq="D")]
+    base = {"web_compare": 71.0, "app_order": 64.0, "app_selfservice": 55.0}
+    rows = []
+
+    def add(level, touchpoint, day, page, sessions, score, half, share):
+        rows.append(
+            {"level": level, "touchpoint": touchpoint, "day": day, "page": page,
+             "sessions": int(sessions), "surveyed": max(int(sessions) // 30, 0),
+             "score": score, "score_sd": half / 2, "score_hdi_low": score - half,
+             "score_hdi_high": score + half, "dissatisfied_share": share,
+             "dissatisfied_share_sd": 0.01, "dissatisfied_share_hdi_low": max(share - 0.02, 0),
+             "dissatisfied_share_hdi_high": share + 0.02,
+             "few_sessions": bool(sessions < 100)}
+        )  # fmt: skip
+
+    total = sum(DIGITAL_SESSIONS.values())
+    add("all", "all", "all", "all", total, 67.4, 0.8, 0.182)
+    for tp in DIGITAL_TOUCHPOINTS:
+        n = DIGITAL_SESSIONS[tp]
+        add("touchpoint", tp, "all", "all", n, base[tp], 1.0 if n > 100 else 9.0, 0.15)
+    for k, day in enumerate(days):
+        add("day", "all", day, "all", total // DIGITAL_DAYS, 67 + 2 * np.sin(k / 2), 2.0, 0.18)
+        for tp in DIGITAL_TOUCHPOINTS:
+            n = DIGITAL_SESSIONS[tp] // DIGITAL_DAYS
+            add("touchpoint_day", tp, day, "all", n, base[tp] + rng.normal(0, 2), 3.0, 0.2)
+    pages = [(f"/{tp}/step-{i}", tp) for tp in DIGITAL_TOUCHPOINTS for i in range(1, 5)]
+    pages.append((DIGITAL_ODD_PAGE, "web_compare"))
+    for page, tp in pages:
+        add("page", "all", "all", page, 300, base[tp] - 3, 4.0, 0.2)
+    scores = pd.DataFrame(rows)
+
+    names = list(DIGITAL_SIGNALS)
+    signals = pd.DataFrame(
+        {"signal": names, "label": [DIGITAL_SIGNALS[s][0] for s in names],
+         "unit": [DIGITAL_SIGNALS[s][1] for s in names],
+         "definition": [f"<i>{DIGITAL_SIGNALS[s][0]}</i> as cxlib.data.signals defines it"
+                        for s in names],
+         **_estimate("effect", [DIGITAL_SIGNALS[s][2] for s in names], 0.9),
+         "p_largest_cost": [DIGITAL_SIGNALS[s][3] for s in names],
+         "per_session": [0.4, 0.2, 0.6, 0.3, 1.8], "per_surveyed_session": [0.2, 0.1, 0.5, 0.2, 1.5]}
+    )  # fmt: skip
+
+    worst = []
+    for signal in DIGITAL_PAGE_SIGNALS:
+        rates = rng.uniform(0.001, 0.2, len(pages))
+        order = np.argsort(-rates)
+        for rank, j in enumerate(order, start=1):
+            page, tp = pages[j]
+            worst.append(
+                {"signal": signal, "page": page, "touchpoint": tp, "views": 900 + 10 * j,
+                 "sessions": 400 + j, "rate": float(rates[j]), "rank": rank}
+            )  # fmt: skip
+    worst_pages = pd.DataFrame(worst)
+
+    groups = pd.DataFrame(
+        {"group": ["surveyed", "unsurveyed", "all"], "sessions": [276, total - 276, total],
+         **_estimate("score", [72.9, 67.2, 67.4], 1.2), "stated": [74.0, np.nan, np.nan],
+         **_estimate("dissatisfied_share", [0.11, 0.186, 0.182], 0.02)}
+    )  # fmt: skip
+    calibration = pd.DataFrame(
+        {"bin": [1, 2, 3, 4, 5], "sessions": [20, 20, 20, 20, 19],
+         "predicted": [40.0, 55.0, 65.0, 75.0, 88.0], "stated": [42.0, 53.0, 66.0, 77.0, 86.0]}
+    )  # fmt: skip
+    calibration["difference"] = calibration["predicted"] - calibration["stated"]
+    summary = {
+        "sessions": total,
+        "surveyed": 276,
+        "response_rate": 276 / total,
+        "scale": {"min": 1, "max": 5},
+        "dissatisfied_at": 2,
+        "selection": {
+            "coefficient": 0.42,
+            "hdi_low": 0.21,
+            "hdi_high": 0.63,
+            "p_positive": 0.999,
+            "meaning": "The more satisfied a session, the likelier it answers the survey",
+        },
+        "elpd_holdout": -131.7,
+        "holdout_sessions": 99,
+        "period": {"start": days[0], "end": days[-1]},
+        "min_cell_size": 100,
+    }
+    tables = {
+        "digital_scores": scores,
+        "digital_signals": signals,
+        "digital_worst_pages": worst_pages,
+        "digital_surveyed_vs_all": groups,
+        "digital_calibration": calibration,
+    }
+    return {"tables": {k: label_table(v, study=study) for k, v in tables.items()},
+            "summary": summary}  # fmt: skip
+
+
+def publish_digital(
+    runs_dir: Path, study: str, *, diagnostics=None, stamp: str = "20261120T060000Z"
+) -> dict:
+    """Publish a 06 run for ``study`` under ``runs_dir`` (test fixture); return what it wrote."""
+    published = digital_tables(study)
+    diagnostics = diagnostics or {"max_r_hat": 1.004, "min_ess_bulk": 800.0, "divergences": 0}
+
+    def write(out):
+        for name, table in published["tables"].items():
+            out.table(name, table)
+        out.json("digital", published["summary"])
+
+    publish_run(
+        runs_dir / study, study, DIGITAL_NOTEBOOK, write, stamp=stamp, diagnostics=diagnostics
+    )
+    return published
+
+
+def publish_overview_only(
+    runs_dir: Path, study: str, *, summary=None, not_applicable=None, stamp="20261120T060000Z"
+) -> None:
+    """Publish only an overview document for ``study`` (test fixture), with its pointer summary.
+
+    ``not_applicable`` (slot -> reason) records slots the pipeline found not applicable.
+    """
+    overview = {"study": study, "title": f"{study} (test)", "min_cell_size": 30}
+    publish_run(
+        runs_dir / study,
+        study,
+        "00-study-overview",
+        lambda out: out.json("overview", overview),
+        stamp=stamp,
+    )
+    if summary is not None or not_applicable:
+        switch_pointer(
+            runs_dir / study,
+            study,
+            {},
+            not_applicable={
+                slot: {"status": "not_applicable", "reason": reason}
+                for slot, reason in (not_applicable or {}).items()
+            },
+            summary=summary,
+        )
+
+
 if __name__ == "__main__":  # build one by hand: python -m tests.dashboard.sample DIR
     import sys
     import time

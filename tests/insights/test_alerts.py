@@ -152,3 +152,29 @@ def test_sample_study_alerts(study):
     )
     fired = alerts[alerts["fired"]]
     assert ("nps_drop", EVERYONE) in set(zip(fired["rule_name"], fired["segment"], strict=True))
+
+
+def test_a_rule_on_a_digital_metric_parses_and_is_evaluated_per_touchpoint():
+    from cxlib.insights.alerts import rules_needing_missing_inputs
+
+    parsed = parse_rule("P(rage_click_rate > 0.3) > 0.9")
+    assert (parsed.kind, parsed.kpi, parsed.op, parsed.value) == ("digital", "rage_click_rate", ">", 0.3)
+    with pytest.raises(AlertRuleError, match="change\\(\\) is for survey KPIs"):
+        parse_rule("P(change(digital_score) < -3) > 0.9")
+    with pytest.raises(AlertRuleError, match="digital metric: rage_click_rate"):
+        parse_rule("P(rage_clicks > 0.3) > 0.9")  # the signal, not its rate
+    rule = AlertRule(name="rage", rule="P(rage_click_rate > 0.3) > 0.9", message="Too many")
+    digital = {
+        "rage_click_rate": {
+            EVERYONE: draws_with_share_below(0.5, 0.3),  # P(> 0.3) = 0.5: no alert
+            "app_order": draws_with_share_below(0.05, 0.3),  # P(> 0.3) = 0.95: alert
+        }
+    }
+    alerts = evaluate_alerts([rule], study="s", digital=digital)
+    fired = alerts.set_index("subject")["fired"]
+    assert fired.to_dict() == {"rage_click_rate: all": False, "rage_click_rate: app_order": True}
+    assert alerts.loc[alerts["fired"], "message"].iloc[0].startswith("Too many — rage_click_rate")
+    # the overview (no sessions' metrics) names what the rule needs instead of evaluating it
+    assert "06-digital-experience" in rules_needing_missing_inputs([rule])["rage"]
+    with pytest.raises(AlertRuleError, match="sessions' metrics"):
+        evaluate_alerts([rule], study="s")

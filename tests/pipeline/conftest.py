@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cxlib import config
+from cxlib.models.digital.sample import build_sample_sessions
 from cxlib.pipeline.spec import pipeline_from_dict
 from cxlib.simulate import Truth, simulate_responses, write_responses
 from cxlib.study import load_study
@@ -81,6 +82,10 @@ def _never_the_repository_runs(tmp_path, monkeypatch):
     monkeypatch.delenv("CX_RESULTS_DB", raising=False)
 
 
+#: Web and app sessions of the simulated copies (2% of them rated).
+SESSIONS = 20_000
+
+
 def _simulated_copy(folder: Path, n: int) -> Path:
     """A copy of the sample study spec in ``folder`` with ``n`` simulated respondents."""
     spec = folder / "study.yaml"
@@ -88,6 +93,8 @@ def _simulated_copy(folder: Path, n: int) -> Path:
     study = load_study(spec)
     frame = simulate_responses(study, Truth.from_yaml(config.SAMPLE_TRUTH), n=n, seed=5)
     write_responses(frame, folder / "responses.parquet")
+    # its web and app sessions (06-digital-experience), fewer than the sample's 200,000
+    build_sample_sessions(folder, n_sessions=SESSIONS)
     return spec
 
 

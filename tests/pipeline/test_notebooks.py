@@ -118,7 +118,8 @@ def test_data_quality_is_published_to_the_store(tmp_path, small_study):
     assert items == 2 * len(load_study(small_study).item_names)
     rules = store.query("select pipeline, name, rule from alert_rules")
     assert rules.to_dict("records") == [
-        {"pipeline": "demo", "name": "nps-drop", "rule": "P(change(NPS) < -5) > 0.95"}
+        {"pipeline": "demo", "name": "nps-drop", "rule": "P(change(NPS) < -5) > 0.95"},
+        {"pipeline": "demo", "name": "rage-clicks", "rule": "P(rage_click_rate > 0.25) > 0.9"},
     ]
 
 
