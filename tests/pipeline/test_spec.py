@@ -50,7 +50,8 @@ def test_demo_pipeline_is_valid_and_lists_every_notebook():
     assert spec.per_segment_sets == ["each_segment"]  # one set per segment of each study
     assert spec.alerts[0].segments is None  # every segment the study has
     assert spec.schedule.cron == "0 6 * * 1"
-    assert [a.name for a in spec.alerts] == ["nps-drop"]
+    assert [a.name for a in spec.alerts] == ["nps-drop", "rage-clicks"]
+    assert spec.alerts[1].parsed.kind == "digital"
     assert spec.alerts[0].parsed.kind == "change"
     assert spec.gates.max_r_hat == 1.01
 

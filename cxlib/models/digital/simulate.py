@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from cxlib import config
+from cxlib.data import signals as data_signals
 from cxlib.errors import ModelSpecificationError
 
 __all__ = [
@@ -52,35 +53,14 @@ __all__ = [
     "simulate_sessions",
 ]
 
-#: The behaviour signals of the session signal table, in the contract's order (the same
-#: tuple as ``cxlib.data.signals.SIGNALS``; a test checks that the two agree).
-SIGNALS: tuple[str, ...] = (
-    "dwell_time_s",
-    "hesitation_s",
-    "stillness_share",
-    "rage_clicks",
-    "dead_clicks",
-    "quick_backs",
-    "page_loops",
-    "form_errors",
-    "completed",
-    "time_to_complete_s",
-)
+#: The behaviour signals of the session signal table (:data:`cxlib.data.signals.SIGNALS`).
+SIGNALS: tuple[str, ...] = data_signals.SIGNALS
 #: Signals that count events (transformed with ``log1p``).
 COUNT_SIGNALS = ("rage_clicks", "dead_clicks", "quick_backs", "page_loops", "form_errors")
 #: Signals in seconds (transformed with ``log1p``).
 DURATION_SIGNALS = ("dwell_time_s", "hesitation_s", "time_to_complete_s")
 #: The identifying columns of the session signal table, before the signals.
-SESSION_COLUMNS = (
-    "session_id",
-    "respondent_id",
-    "touchpoint",
-    "segment",
-    "day",
-    "start",
-    "n_events",
-    "n_pages",
-)
+SESSION_COLUMNS = data_signals.SESSION_COLUMNS[: -len(SIGNALS)]
 
 
 def default_digital_truth(scale: tuple[int, int] = (1, 5)) -> dict[str, Any]:
