@@ -27,6 +27,7 @@ from cxlib.dashboard.widgets import (
     Dashboard,
     esc,
     fmt,
+    html_table,
     interval,
     not_applicable,
     note,
@@ -109,13 +110,6 @@ def _withheld_note(cells: pd.DataFrame, min_cell_size: int) -> str:
             f"totals: {esc(', '.join(labels))}.</div>"
         )
     return note_html
-
-
-def _html_table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
-    """A table from already-escaped cells."""
-    out = [f'<table class="cx-table {cls}"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
-    return "".join(out) + "</table>"
 
 
 class _Quiet:
@@ -299,7 +293,7 @@ class OverviewDashboard(_Wired):
         ]
         return (
             "<h3>Open alerts</h3>"
-            + _html_table(rows, ["alert", "segment", "wave", "probability", "message"], "cx-alerts")
+            + html_table(rows, ["alert", "segment", "wave", "probability", "message"], "cx-alerts")
             + skipped
         )
 
@@ -398,7 +392,7 @@ class DriversDashboard(_Wired):
             ]
             for r in rows.to_dict("records")
         ]
-        self.table.value = _html_table(
+        self.table.value = html_table(
             body,
             [
                 "driver",
@@ -671,7 +665,7 @@ class WhatIfDashboard(_Wired):
         )
         self.outcomes.value = (
             f"<h3>Predicted change for {esc(segment)} ({moved})</h3>"
-            + _html_table(
+            + html_table(
                 rows, ["outcome", "change", f"{HDI_LABEL} interval", "P(increase)"], "cx-whatif"
             )
         )
@@ -782,6 +776,6 @@ class SegmentsDashboard(_Wired):
             ]
             for r in d.to_dict("records")
         ]
-        return "<h3>Do the segments differ?</h3>" + _html_table(
+        return "<h3>Do the segments differ?</h3>" + html_table(
             rows, ["difference", "mean", f"{HDI_LABEL} interval", "P(first > second)"], "cx-pairs"
         )

@@ -38,6 +38,7 @@ from cxlib.dashboard.widgets import (
     Dashboard,
     esc,
     fmt,
+    html_table,
     interval,
     not_applicable,
     not_measured,
@@ -114,14 +115,6 @@ def worst_pages(pages: pd.DataFrame, signal: str, top: int = TOP_PAGES) -> pd.Da
     rows = pages[pages["signal"] == signal]
     rows = rows.sort_values(["rank", "rate", "page"], ascending=[True, False, True])
     return rows.head(top).reset_index(drop=True)
-
-
-def _table(rows: list[list[str]], head: list[str], cls: str, row_attrs=None) -> str:
-    out = [f'<table class="cx-table {cls}"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    for i, row in enumerate(rows):
-        attrs = row_attrs[i] if row_attrs else ""
-        out.append(f"<tr{attrs}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    return "".join(out) + "</table>"
 
 
 def _share(row, quantity: str = "dissatisfied_share") -> str:
@@ -481,7 +474,7 @@ class DigitalDashboard(Dashboard):
             if rows["few_sessions"].astype(bool).any()
             else ""
         )
-        self.touchpoints_html.value = few_note + _table(
+        self.touchpoints_html.value = few_note + html_table(
             cells,
             [
                 "touchpoint",
@@ -524,7 +517,7 @@ class DigitalDashboard(Dashboard):
                     f"{_rate(r['per_session'])} / {_rate(r['per_surveyed_session'])} {esc(unit)}",
                 ]
             )
-        self.signals_html.value = _table(
+        self.signals_html.value = html_table(
             cells,
             [
                 "signal",
@@ -580,7 +573,7 @@ class DigitalDashboard(Dashboard):
             ]
             for r in rows.to_dict("records")
         ]
-        self.pages_html.value = _table(
+        self.pages_html.value = html_table(
             cells,
             ["rank", "page", "touchpoint", "rate per view", "views", "sessions"],
             "cx-pages",
@@ -610,7 +603,7 @@ class DigitalDashboard(Dashboard):
             parts.append(
                 "<div class='cx-muted'>Held-out surveyed sessions binned by predicted "
                 "satisfaction: predicted against stated (0-100).</div>"
-                + _table(
+                + html_table(
                     cells,
                     ["bin", "sessions", "predicted", "stated", "predicted - stated"],
                     "cx-calibration",

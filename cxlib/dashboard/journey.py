@@ -20,6 +20,7 @@ from cxlib.dashboard.widgets import (
     Dashboard,
     esc,
     fmt,
+    html_table,
     interval,
     note,
 )
@@ -69,12 +70,6 @@ def snap_budget(value: float, low: float, high: float, step: float) -> float:
     return float(min(low + k * step, high))
 
 
-def _table(rows: list[list[str]], head: list[str], cls: str) -> str:
-    out = [f'<table class="cx-table {cls}"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
-    return "".join(out) + "</table>"
-
-
 def behaviour_table(effects: pd.DataFrame | None) -> str:
     """The web and app touchpoints' survey-based and behaviour-based performance, side by side.
 
@@ -103,7 +98,7 @@ def behaviour_table(effects: pd.DataFrame | None) -> str:
         "<div class='cx-muted'>Survey-based performance (0-100) beside the satisfaction "
         "predicted from the behaviour of every web and app session (Digital experience page)."
         "</div>"
-        + _table(
+        + html_table(
             body,
             ["touchpoint", "survey", "behaviour", f"{HDI_LABEL} interval", "sessions"],
             "cx-behaviour",
@@ -287,10 +282,12 @@ class JourneyDashboard(Dashboard):
             f'<div class="cx-card"><div>Spent of budget</div><div class="cx-big" '
             f'data-field="spent">{fmt(s["spent"], 0)}</div><div class="cx-muted">of '
             f"{fmt(s['budget'], 0)}</div></div></div>"
-            + _table(rows, ["touchpoint", "points", "cost", f"gain [{HDI_LABEL} HDI]"], "cx-plan")
+            + html_table(
+                rows, ["touchpoint", "points", "cost", f"gain [{HDI_LABEL} HDI]"], "cx-plan"
+            )
             + (
                 "<h4>Runner-up plans</h4>"
-                + _table(
+                + html_table(
                     alternatives,
                     [
                         "plan",
@@ -348,7 +345,7 @@ class JourneyDashboard(Dashboard):
             ]
             for r in shown.sort_values("gap", ascending=False).to_dict("records")
         ]
-        self.gap_html.value = text + _table(
+        self.gap_html.value = text + html_table(
             rows,
             [
                 "touchpoint",

@@ -39,6 +39,7 @@ __all__ = [
     "HDI_LABEL",
     "flags_html",
     "fmt",
+    "html_table",
     "interval",
     "missing",
     "not_applicable",
@@ -104,6 +105,17 @@ def interval(row, quantity: str | None = None, digits: int = 1, *, sign: bool = 
 def esc(value: Any) -> str:
     """Text escaped for HTML."""
     return html.escape(str(value), quote=True)
+
+
+def html_table(
+    rows: list[list[str]], head: list[str], cls: str = "", row_attrs: list[str] | None = None
+) -> str:
+    """A table from already-escaped cells (``row_attrs``: each row's ``<tr>`` attributes)."""
+    out = [f'<table class="cx-table {cls}"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for i, row in enumerate(rows):
+        attrs = row_attrs[i] if row_attrs else ""
+        out.append(f"<tr{attrs}>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return "".join(out) + "</table>"
 
 
 def note(text: str, kind: str = "") -> str:

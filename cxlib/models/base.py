@@ -145,6 +145,11 @@ class ModelResult:
         self.data = model.data
         self._diagnostics: Diagnostics | None = None
 
+    def flat_draws(self, name: str) -> np.ndarray:
+        """A posterior variable's draws with the chains stacked: (samples, ...)."""
+        v = self.idata.posterior[name]
+        return np.asarray(v.values).reshape(-1, *v.shape[2:])
+
     @property
     def notes(self) -> list[str]:
         """What was imputed, left out or flagged when the data were prepared."""

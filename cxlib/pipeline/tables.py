@@ -766,6 +766,11 @@ SIGNAL_UNITS = {
     "completed": "share of sessions",
     "time_to_complete_s": "seconds",
 }
+#: cxlib.insights.digital's share-dissatisfied columns -> the published tables' names.
+_SHARE_COLUMNS = {
+    f"share_dissatisfied{suffix}": f"dissatisfied_share{suffix}"
+    for suffix in ("", "_sd", "_hdi_low", "_hdi_high")
+}
 #: The count signals ranked per page view in ``digital_worst_pages``.
 PAGE_SIGNALS = ("rage_clicks", "dead_clicks", "quick_backs", "form_errors")
 #: Pages kept per signal in ``digital_worst_pages``.
@@ -839,10 +844,7 @@ def digital_tables(
                 "n_sessions": "sessions",
                 "hdi_low": "score_hdi_low",
                 "hdi_high": "score_hdi_high",
-                "share_dissatisfied": "dissatisfied_share",
-                "share_dissatisfied_sd": "dissatisfied_share_sd",
-                "share_dissatisfied_hdi_low": "dissatisfied_share_hdi_low",
-                "share_dissatisfied_hdi_high": "dissatisfied_share_hdi_high",
+                **_SHARE_COLUMNS,
             }
         )
 
@@ -950,10 +952,7 @@ def digital_tables(
         columns={
             "sessions": "group",
             "n_sessions": "sessions",
-            "share_dissatisfied": "dissatisfied_share",
-            "share_dissatisfied_sd": "dissatisfied_share_sd",
-            "share_dissatisfied_hdi_low": "dissatisfied_share_hdi_low",
-            "share_dissatisfied_hdi_high": "dissatisfied_share_hdi_high",
+            **_SHARE_COLUMNS,
         }
     )
     versus = groups[groups["group"].isin(list(named))].merge(shares, on="group", how="left")

@@ -151,10 +151,6 @@ class DigitalExperienceResult(ModelResult):
 
     model: DigitalExperienceModel
 
-    def _flat(self, name: str) -> np.ndarray:
-        v = self.idata.posterior[name]
-        return np.asarray(v.values).reshape(-1, *v.shape[2:])
-
     def _compute_diagnostics(self):
         from cxlib.models.diagnostics import diagnose_posterior
 
@@ -185,7 +181,7 @@ class DigitalExperienceResult(ModelResult):
         self, draws: int | None = None, *, seed: int = config.DEFAULT_SEED
     ) -> PosteriorDraws:
         """``draws`` posterior draws (evenly thinned; all when None or more than there are)."""
-        total = self._flat("intercept").size
+        total = self.flat_draws("intercept").size
         if draws is None or draws >= total:
             idx = np.arange(total)
         else:
@@ -193,20 +189,20 @@ class DigitalExperienceResult(ModelResult):
         d = self.data
         post = self.idata.posterior
         seg = (
-            self._flat("segment_effect")[idx]
+            self.flat_draws("segment_effect")[idx]
             if "segment_effect" in post
             else np.zeros((idx.size, len(d.segments)))
         )
         return PosteriorDraws(
-            intercept=self._flat("intercept")[idx],
-            sigma=self._flat("sigma")[idx],
-            signal_effect=self._flat("signal_effect")[idx],
+            intercept=self.flat_draws("intercept")[idx],
+            sigma=self.flat_draws("sigma")[idx],
+            signal_effect=self.flat_draws("signal_effect")[idx],
             segment_effect=seg,
-            cutpoints=self._flat("cutpoints")[idx] if "cutpoints" in post else None,
-            response_intercept=self._flat("response_intercept")[idx]
+            cutpoints=self.flat_draws("cutpoints")[idx] if "cutpoints" in post else None,
+            response_intercept=self.flat_draws("response_intercept")[idx]
             if self.selection_modelled
             else None,
-            response_slope=self._flat("response_slope")[idx] if self.selection_modelled else None,
+            response_slope=self.flat_draws("response_slope")[idx] if self.selection_modelled else None,
         )
 
     def dissatisfied_below(self, value: float | None = None) -> float:
@@ -330,7 +326,7 @@ class DigitalExperienceResult(ModelResult):
             SD is the most negative of all (the signal whose SD costs most satisfaction).
         """
         d = self.data
-        beta = self._flat("signal_effect")  # (S, K)
+        beta = self.flat_draws("signal_effect")  # (S, K)
         units, per_unit = [], np.empty(len(d.signals))
         for k, name in enumerate(d.signals):
             if name in COUNT_SIGNALS:
@@ -392,8 +388,8 @@ class DigitalExperienceResult(ModelResult):
         rows = []
         hdi_low, hdi_high = "hdi_low", "hdi_high"
         if self.selection_modelled:
-            g1 = self._flat("response_slope")
-            sd_s = self._flat("sigma")
+            g1 = self.flat_draws("response_slope")
+            sd_s = self.flat_draws("sigma")
             for name, v, meaning in (
                 ("response_slope", g1, "probit of answering per rating point of satisfaction"),
                 (
@@ -426,10 +422,10 @@ class DigitalExperienceResult(ModelResult):
     def _fitted_mu_mean(self) -> np.ndarray:
         """Posterior-mean linear predictor of the fitted sessions."""
         d = self.data
-        beta = self._flat("signal_effect").mean(axis=0)
-        out = self._flat("intercept").mean() + d.X @ beta
+        beta = self.flat_draws("signal_effect").mean(axis=0)
+        out = self.flat_draws("intercept").mean() + d.X @ beta
         if "segment_effect" in self.idata.posterior:
-            out = out + self._flat("segment_effect").mean(axis=0)[d.segment_index]
+            out = out + self.flat_draws("segment_effect").mean(axis=0)[d.segment_index]
         return out
 
     def fitted_sessions(self) -> pd.DataFrame:

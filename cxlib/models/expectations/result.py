@@ -40,11 +40,6 @@ class ExpectationsResult(ModelResult):
     def _post(self, name: str):
         return self.idata.posterior[name]
 
-    def _flat(self, name: str) -> np.ndarray:
-        """Draws with chains stacked: (samples, ...)."""
-        v = self._post(name)
-        return np.asarray(v.values).reshape(-1, *v.shape[2:])
-
     def _wrap(self, values: np.ndarray, name: str, dims: tuple[str, ...], coords: dict):
         import xarray as xr
 
@@ -87,7 +82,7 @@ class ExpectationsResult(ModelResult):
         """
         if draws:
             return self._post("dimension_weight")
-        w = self._flat("dimension_weight")  # (S, D, G)
+        w = self.flat_draws("dimension_weight")  # (S, D, G)
         tech, emo = w[:, 0, :], w[:, 1, :]
         out = pd.DataFrame({"segment": self.data.segments})
         for name, arr in (
@@ -121,7 +116,7 @@ class ExpectationsResult(ModelResult):
             a ``config.EVERYONE`` entry (only that one without segments).
         """
         d = self.data
-        pen, rew = self._flat("penalty"), self._flat("reward")  # (S, A, G)
+        pen, rew = self.flat_draws("penalty"), self.flat_draws("reward")  # (S, A, G)
         beta = np.concatenate([-pen, rew], axis=1)  # (S, 2A, G)
         cov = d.feature_moments()[1]  # (G, 2A, 2A)
         is_emo = np.array([x == "emotional" for x in d.attribute_dimensions] * 2)
@@ -144,7 +139,7 @@ class ExpectationsResult(ModelResult):
             out[k] = v
         out["p_emotional_majority"] = (emo_share > 0.5).mean(0)
         if "outcome_sd" in self.idata.posterior:
-            resid = self._flat("outcome_sd") ** 2  # (S,)
+            resid = self.flat_draws("outcome_sd") ** 2  # (S,)
             r2 = den / (den + resid[:, None])
             for k, v in summarize_draws(r2, hdi_prob, quantity="explained_share", axis=0).items():
                 out[k] = v
@@ -182,9 +177,9 @@ class ExpectationsResult(ModelResult):
         if min_effect is None:
             min_effect = 0.05 * (d.y_scale if self.model.family == "normal" else 1.0)
         if by_segment:
-            pen, rew = self._flat("penalty"), self._flat("reward")
+            pen, rew = self.flat_draws("penalty"), self.flat_draws("reward")
         else:
-            pen, rew = self._flat("penalty_all_segments"), self._flat("reward_all_segments")
+            pen, rew = self.flat_draws("penalty_all_segments"), self.flat_draws("reward_all_segments")
         P, R = np.maximum(pen, 0.0), np.maximum(rew, 0.0)
         indiff = (P < min_effect) & (R < min_effect)
         must = ~indiff & (P >= ratio * R)
@@ -232,11 +227,11 @@ class ExpectationsResult(ModelResult):
         """
         d = self.data
         if by_segment:
-            pen, rew = self._flat("penalty"), self._flat("reward")
+            pen, rew = self.flat_draws("penalty"), self.flat_draws("reward")
         else:
             pen, rew = (
-                self._flat("penalty_all_segments")[..., None],
-                self._flat("reward_all_segments")[..., None],
+                self.flat_draws("penalty_all_segments")[..., None],
+                self.flat_draws("reward_all_segments")[..., None],
             )
         probs = self.kano_probabilities(
             ratio=kano_ratio, min_effect=kano_min_effect, by_segment=by_segment
@@ -283,10 +278,10 @@ class ExpectationsResult(ModelResult):
         d = self.data
         if self.model.family == "normal":
             mean = d.y_center + d.y_scale * eta
-            sd = self._flat("outcome_sd")[:, None]
+            sd = self.flat_draws("outcome_sd")[:, None]
             top = special.ndtr((mean - d.top_box_threshold) / sd)
             return mean, top
-        cut = self._flat("cutpoints")  # (S, C)
+        cut = self.flat_draws("cutpoints")  # (S, C)
         above = special.expit(eta[:, :, None] - cut[:, None, :])  # P(y > k) for each cut
         mean = d.outcome_min + above.sum(-1)
         top = above[:, :, -2] if cut.shape[1] >= 2 else above[:, :, -1]
@@ -314,10 +309,10 @@ class ExpectationsResult(ModelResult):
 
         d = self.data
         G, A = len(d.segments), len(d.attributes)
-        pen, rew = self._flat("penalty"), self._flat("reward")
+        pen, rew = self.flat_draws("penalty"), self.flat_draws("reward")
         S = pen.shape[0]
         if "segment_mean" in self.idata.posterior:
-            level = self._flat("segment_mean")  # standardized outcome (normal) or logits
+            level = self.flat_draws("segment_mean")  # standardized outcome (normal) or logits
         else:
             level = np.zeros((S, G))
         if self.model.family == "normal":

@@ -28,10 +28,6 @@ class TouchpointResult(ModelResult):
 
     model: TouchpointModel
 
-    def _flat(self, name: str) -> np.ndarray:
-        v = self.idata.posterior[name]
-        return np.asarray(v.values).reshape(-1, *v.shape[2:])
-
     def _compute_diagnostics(self):
         from cxlib.models.diagnostics import diagnose_posterior
 
@@ -55,7 +51,7 @@ class TouchpointResult(ModelResult):
         The Student-t posterior of a weighted mean (reference prior), as for KPIs.
         """
         d = self.data
-        S = n_draws or self._flat("effect_on_outcome").shape[0]
+        S = n_draws or self.flat_draws("effect_on_outcome").shape[0]
         rng = np.random.default_rng(seed)
         t = rng.standard_t(d.performance_df[None, :], size=(S, len(d.touchpoints)))
         return d.performance_mean[None, :] + d.performance_se[None, :] * t
@@ -68,7 +64,7 @@ class TouchpointResult(ModelResult):
         effect of the outcome construct on the target in 0-100 points (its importance),
         averaged over groups, its draws paired at random (seeded) with this model's.
         """
-        own = self._flat("outcome_to_target")
+        own = self.flat_draws("outcome_to_target")
         if driver_model is None:
             return own
         d = self.data
@@ -89,7 +85,7 @@ class TouchpointResult(ModelResult):
 
     def effect_draws(self, driver_model=None) -> dict[str, np.ndarray]:
         """``effect_on_outcome`` and ``effect_on_target`` draws, each (draw, touchpoint)."""
-        beta = self._flat("effect_on_outcome")
+        beta = self.flat_draws("effect_on_outcome")
         g = self.outcome_to_target_draws(driver_model)
         return {"effect_on_outcome": beta, "effect_on_target": beta * g[:, None]}
 
@@ -135,7 +131,7 @@ class TouchpointResult(ModelResult):
         out["rank"] = out["effect_on_target"].rank(ascending=False, method="first").astype(int)
         shift = pd.Series(np.nan, index=d.touchpoints)
         if d.not_used:
-            shift[d.not_used] = self._flat("not_used_shift").mean(axis=0)
+            shift[d.not_used] = self.flat_draws("not_used_shift").mean(axis=0)
         out["not_used_shift"] = shift.to_numpy()
         out["sparse"] = out["n_answered"] < self.model.study.min_cell_size
         out["outcome"] = d.outcome
@@ -167,7 +163,7 @@ class TouchpointResult(ModelResult):
         d = self.data
         eff = self.effect_draws(driver_model)["effect_on_target"]
         g = self.outcome_to_target_draws(driver_model)
-        cell = self._flat("cell_effect") * g[:, None, None]  # (S, stage, channel)
+        cell = self.flat_draws("cell_effect") * g[:, None, None]  # (S, stage, channel)
         perf = self.performance_draws(eff.shape[0], seed=seed)
         rows, e_cols, p_cols = [], [], []
         for si, s in enumerate(STAGES):
