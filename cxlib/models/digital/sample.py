@@ -63,10 +63,12 @@ def _link_respondents(
     if id_column not in responses.columns:
         return ids
     segment_column = next(iter(study.columns.segments), None)
-    surveyed = sessions.index[sessions["surveyed"].to_numpy()]
-    for segment, rows in sessions.loc[surveyed].groupby("segment", dropna=False).groups.items():
+    surveyed = sessions.loc[sessions["surveyed"].to_numpy()]
+    # a study without segments has sessions of segment None: one pool of respondents
+    segments = surveyed["segment"].astype(object).where(surveyed["segment"].notna(), "")
+    for segment, rows in surveyed.groupby(segments).groups.items():
         pool = responses
-        if segment_column is not None and segment is not None:
+        if segment_column is not None and segment != "":
             pool = responses[responses[segment_column].astype(str) == str(segment)]
         pool_ids = pool[id_column].astype(str).to_numpy()
         if len(pool_ids) == 0:
