@@ -9,6 +9,8 @@ sessions under 60 s; prediction for 1,000,000 sessions under 10 s.
   (response modelled, PyMC's NUTS from the Laplace start, 2 chains x 1,000 draws after
   1,000 tuning). Reported: import, build + compile + Laplace start (fit minus sampling),
   sampling, total, min bulk ESS and ESS per sampling second, divergences.
+* **gradient**: the rated sessions' bivariate normal CDF with its closed-form gradient
+  (the model's) against PyTensor's differentiation of the quadrature, side by side.
 * **predict**: :meth:`~cxlib.models.digital.DigitalExperienceResult.predict` for
   ``--predict`` sessions (the simulated ones repeated), 200 draws, float32 chunks; the
   median of 3 calls, and the peak of traced memory during one call.
@@ -67,6 +69,40 @@ def time_fit(n_surveyed: int, n_unsurveyed: int, draws: int) -> tuple[dict, obje
     return row, result, sessions
 
 
+def time_gradient(n: int = 10_000, repeats: int = 50) -> dict:
+    """The bivariate normal CDF's value and gradient over ``n`` sessions, side by side.
+
+    The model's op (closed-form gradient) against PyTensor's differentiation of the same
+    12-node quadrature: median milliseconds per call of a compiled logp + gradient.
+    """
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+
+    from cxlib.models.digital.model import bivariate_normal_cdf_op
+    from cxlib.models.digital.result import bivariate_normal_cdf
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    xs, ys, rs = pt.dvector("x"), pt.dvector("y"), pt.dscalar("rho")
+    out = {"sessions": n}
+    for name, value in (
+        ("closed_form_ms", bivariate_normal_cdf_op()(xs, ys, rs)),
+        ("differentiated_ms", bivariate_normal_cdf(xs, ys, rs, backend=pt)),
+    ):
+        total = pt.log(value).sum()
+        f = pytensor.function([xs, ys, rs], [total, *pytensor.grad(total, [xs, ys, rs])])
+        f(x, y, -0.4)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f(x, y, -0.4)
+            times.append(time.perf_counter() - t)
+        out[name] = round(1000 * statistics.median(times), 2)
+    out["ratio"] = round(out["differentiated_ms"] / out["closed_form_ms"], 2)
+    return out
+
+
 def time_predict(result, sessions, n: int, repeats: int = 3) -> dict:
     """Median wall time of ``predict`` on ``n`` sessions, and its traced peak memory."""
     import pandas as pd
@@ -99,6 +135,8 @@ def main() -> None:
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]
+    gradient = time_gradient(args.surveyed)
+    print("gradient:", gradient, flush=True)
     fit, result, sessions = time_fit(args.surveyed, args.unsurveyed, args.draws)
     print("fit:", fit, flush=True)
     pred = time_predict(result, sessions, args.predict)
@@ -109,6 +147,8 @@ def main() -> None:
         f"## Digital experience model\n\n{machine()}, load {load:.1f} at the start.\n\n"
         f"Calibration fit (2 chains, draws = tune = {args.draws}):\n\n"
         + markdown_table([fit], list(fit))
+        + "\n\nThe rated sessions' bivariate normal CDF, value and gradient (ms per call):\n\n"
+        + markdown_table([gradient], list(gradient))
         + "\n\nPrediction (200 draws, float32 chunks):\n\n"
         + markdown_table([pred], list(pred))
     )

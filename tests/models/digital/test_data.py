@@ -10,7 +10,7 @@ from scipy import stats
 
 from cxlib.errors import CxError, ModelSpecificationError
 from cxlib.insights.digital import signal_rate_alerts
-from cxlib.models.digital import SIGNALS, simulate_sessions
+from cxlib.models.digital import SIGNALS, DigitalExperienceModel, simulate_sessions
 from cxlib.models.digital.data import holdout_split, prepare_digital_data, signal_matrix
 from cxlib.models.digital.result import bivariate_normal_cdf
 from cxlib.models.digital.simulate import SESSION_COLUMNS
@@ -145,6 +145,58 @@ def test_bivariate_normal_cdf_matches_scipy(rho):
     ours = bivariate_normal_cdf(x, y, rho)
     ref = stats.multivariate_normal([0, 0], [[1, rho], [rho, 1]]).cdf(np.column_stack([x, y]))
     np.testing.assert_allclose(ours, ref, atol=1e-7)
+
+
+
+@pytest.mark.parametrize("rho", [-0.7, -0.3, 0.0, 0.5])
+def test_the_closed_form_gradient_of_the_bivariate_cdf_matches_its_derivative(rho):
+    """The likelihood's Phi_2 op: its value is the quadrature's, its gradient the exact one."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from cxlib.models.digital.model import bivariate_normal_cdf_op
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(0, 1.5, 40), rng.normal(0, 1.5, 40)
+    wx = rng.normal(size=40)
+    xs, ys, rs = pt.dvector("x"), pt.dvector("y"), pt.dscalar("rho")
+    # a weighted sum, so each element's gradient is checked, not only their total
+    total = (pt.as_tensor(wx) * bivariate_normal_cdf_op()(xs, ys, rs)).sum()
+    f = pytensor.function([xs, ys, rs], [total, *pytensor.grad(total, [xs, ys, rs])])
+    value, gx, gy, gr = f(x, y, rho)
+    assert value == pytest.approx(float(wx @ bivariate_normal_cdf(x, y, rho)), abs=1e-12)
+    h = 1e-5
+
+    def central(dx=0.0, dy=0.0, dr=0.0):
+        up = wx * bivariate_normal_cdf(x + dx, y + dy, rho + dr)
+        down = wx * bivariate_normal_cdf(x - dx, y - dy, rho - dr)
+        return (up - down) / (2 * h)
+
+    np.testing.assert_allclose(gx, central(dx=h), atol=1e-7)
+    np.testing.assert_allclose(gy, central(dy=h), atol=1e-7)
+    assert gr == pytest.approx(central(dr=h).sum(), abs=1e-6)
+
+
+def test_the_model_gradient_matches_finite_differences():
+    """The whole likelihood's gradient (closed-form Phi_2 inside) against its logp."""
+    sessions, _ = simulate_sessions(1500, n_surveyed=500, seed=3)
+    model = DigitalExperienceModel(scale=(1, 5)).build_model(sessions)
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    point = model.initial_point()
+    rng = np.random.default_rng(2)
+    point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in point.items()}
+    grad = dlogp(point)
+    h, numeric = 1e-5, []
+    for name in [v.name for v in model.value_vars]:
+        flat = np.atleast_1d(point[name]).astype(float)
+        for j in range(flat.size):
+            up, down = dict(point), dict(point)
+            e = np.zeros(flat.size)
+            e[j] = h
+            up[name] = (flat + e).reshape(np.shape(point[name]))
+            down[name] = (flat - e).reshape(np.shape(point[name]))
+            numeric.append((logp(up) - logp(down)) / (2 * h))
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
 def test_signal_rate_alerts(sessions):
